@@ -1,0 +1,1 @@
+"""Cells, sweeps, placement, the result store and resume: everything but generating tokens."""

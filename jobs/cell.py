@@ -1,0 +1,80 @@
+"""What a cell is: its identity (a stable id and directory name) and its validated config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from jobs.config import BenchmarkConfig
+
+# Keys that do not change what is measured, so they do not change a cell's identity.
+_NOT_IDENTITY = ("ray", "sweep")
+
+
+def identity(cell: BenchmarkConfig) -> dict[str, Any]:
+    """The part of a cell's config that defines what is measured."""
+    d = asdict(cell)
+    for key in _NOT_IDENTITY:
+        d.pop(key, None)
+    d["model"].pop("cache_dir", None)
+    # Options of backends the cell does not use do not matter.
+    backend = d["backend"]
+    d["backend"] = {"name": backend["name"], **{backend["name"]: backend.get(backend["name"], {})}}
+    if cell.model.path is not None:
+        d["model"].pop("tiny", None)
+    return d
+
+
+def cell_id(cell: BenchmarkConfig) -> str:
+    """16 hex digits; the same cell config always gives the same id."""
+    blob = json.dumps(identity(cell), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def safe_name(text: str) -> str:
+    """A path component that cannot climb out of its parent directory."""
+    name = _UNSAFE.sub("_", str(text)).strip("._") or "x"
+    return name[:48]
+
+
+def cell_dir_name(cell: BenchmarkConfig) -> str:
+    """Readable and unique: the axes first, then the id for everything else."""
+    parts = [
+        safe_name(cell.model.name),
+        safe_name(cell.backend.name),
+        safe_name(cell.device.name),
+        f"b{cell.batch}",
+        f"s{cell.seq}",
+        f"p{cell.prompt_len}",
+        cell_id(cell)[:8],
+    ]
+    return "-".join(parts)
+
+
+def _resolve_cell_dir(*, _root_: DictConfig) -> str:
+    # Imported lazily: the resolver is registered before Hydra composes anything.
+    from jobs.config import ConfigError, to_cell
+
+    task = OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"])
+    try:
+        return cell_dir_name(to_cell(task))
+    except ConfigError:
+        # Invalid configs are rejected with their own message before anything runs;
+        # the directory name must not be the place that reports them.
+        return "invalid-cell"
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("cell_dir"):
+        OmegaConf.register_new_resolver("cell_dir", _resolve_cell_dir, use_cache=False)
+
+
+register_resolvers()

@@ -1,0 +1,253 @@
+"""Typed configuration of one benchmark cell.
+
+Hydra composes YAML from ``conf/`` on top of these dataclasses (registered in Hydra's
+ConfigStore below), so a value of the wrong type fails while the config is composed, with
+its key in the message. Range checks that types cannot express run in ``__post_init__``
+when :func:`to_cell` turns the composed config into objects: a bad value raises
+:class:`ConfigError` naming the setting and what is allowed, before any model is loaded or
+Ray is started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+BACKENDS = ("hf", "sglang", "sim")
+DEVICES = ("auto", "cpu", "cuda", "npu")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+LOAD_FORMATS = ("auto", "dummy")
+
+
+class ConfigError(ValueError):
+    """A setting has a value that is not allowed. The message names the setting."""
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name}={value!r} is not allowed: {name} must be a whole number >= 1")
+
+
+def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not allowed: choose one of {', '.join(allowed)}")
+
+
+@dataclass
+class TinyModelConfig:
+    # Shape of the Llama-architecture model built locally when model.path is empty.
+    hidden_size: int = 256
+    intermediate_size: int = 688
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 8
+    num_key_value_heads: int = 4
+    vocab_size: int = 2048  # tokenizer trained locally to this size
+    max_position_embeddings: int = 2048
+    seed: int = 0  # weight init seed: the same config gives the same model
+
+
+@dataclass
+class ModelConfig:
+    # Short name used in tables, cell ids and directory names.
+    name: str = "tiny"
+    # Local directory of a Hugging Face causal LM (config.json + weights). Empty: build `tiny`.
+    path: Optional[str] = None
+    # Weights dtype on the device; auto = float32 on the CPU, float16 on cuda/npu.
+    dtype: str = "auto"
+    # auto: load the weights in `path`; dummy: the architecture from config.json, random weights.
+    load_format: str = "auto"
+    # Run Python code shipped with the model. Off unless the user turns it on.
+    trust_remote_code: bool = False
+    # Where the tiny model is built and cached (shared by all runs of this user).
+    cache_dir: str = "~/.cache/llm-sweep"
+    # Number of hidden layers to keep (0 = all); for dummy-weight smoke tests of big shapes.
+    num_layers_override: int = 0
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ConfigError(
+                f"model.name={self.name!r} is not allowed: a short name without '/', e.g. tiny"
+            )
+        _one_of("model.dtype", self.dtype, DTYPES)
+        _one_of("model.load_format", self.load_format, LOAD_FORMATS)
+        if self.num_layers_override < 0:
+            raise ConfigError("model.num_layers_override must be >= 0 (0 keeps all layers)")
+
+
+@dataclass
+class HFOptions:
+    # Static KV cache + torch.compile of the decode step ("speed switch"); off by default.
+    static_cache: bool = False
+    compile: bool = False
+
+
+@dataclass
+class SGLangOptions:
+    tp_size: int = 1
+    mem_fraction_static: float = 0.8
+    attention_backend: Optional[str] = None  # None: SGLang's default; `ascend` on NPUs
+    disable_cuda_graph: bool = False
+    log_level: str = "error"
+
+
+@dataclass
+class SimOptions:
+    # Achieved fraction of the roofline bound (1.0 = at the hardware limit).
+    efficiency: float = 0.6
+    # Relative stdev of simulated per-iteration noise.
+    noise: float = 0.02
+    # Real seconds slept per simulated second (0 = do not sleep; records keep simulated time).
+    time_scale: float = 0.0
+    # Device memory budget in bytes for the `oom` fault; 0 = the device spec's memory.
+    memory_budget_bytes: int = 0
+    # Injected faults: none | crash | exception | oom | slow | load_error
+    fault: str = "none"
+    # Only cells whose batch equals this value get the fault (0 = every cell).
+    fault_batch: int = 0
+    # Slowdown factor for the `slow` fault.
+    slow_factor: float = 5.0
+    # Device the simulator pretends to be (a key of workers/specs.py).
+    device_spec: str = "ascend_910b"
+
+
+@dataclass
+class BackendConfig:
+    # Registry key of the backend: hf | sglang | sim (the conf/backend/ file name).
+    name: str = "hf"
+    hf: HFOptions = field(default_factory=HFOptions)
+    sglang: SGLangOptions = field(default_factory=SGLangOptions)
+    sim: SimOptions = field(default_factory=SimOptions)
+
+    def __post_init__(self) -> None:
+        _one_of("backend", self.name, BACKENDS)
+        if not 0.0 < self.sim.efficiency <= 1.0:
+            raise ConfigError("backend.sim.efficiency must be in (0, 1]")
+        if self.sim.noise < 0 or self.sim.time_scale < 0:
+            raise ConfigError("backend.sim.noise and backend.sim.time_scale must be >= 0")
+        _one_of(
+            "backend.sim.fault",
+            self.sim.fault,
+            ("none", "crash", "exception", "oom", "slow", "load_error"),
+        )
+        if not 0.0 < self.sglang.mem_fraction_static < 1.0:
+            raise ConfigError("backend.sglang.mem_fraction_static must be in (0, 1)")
+        _positive_int("backend.sglang.tp_size", self.sglang.tp_size)
+
+
+@dataclass
+class DeviceConfig:
+    # auto picks npu, then cuda, then cpu.
+    name: str = "auto"
+    # Devices one cell needs (tensor parallel engines need more than one).
+    per_cell: int = 1
+    # CPU cores a cpu cell reserves in Ray; 0 = all cores of the node (one cpu cell per node).
+    cpus_per_cell: int = 0
+
+    def __post_init__(self) -> None:
+        _one_of("device", self.name, DEVICES)
+        _positive_int("device.per_cell", self.per_cell)
+        if self.cpus_per_cell < 0:
+            raise ConfigError("device.cpus_per_cell must be >= 0 (0 = all cores of the node)")
+
+
+@dataclass
+class BenchConfig:
+    # Preset name (conf/bench/ file name), kept in records.
+    name: str = "seed"
+    # Iterations run through the same code path before timing starts.
+    warmup: int = 3
+    # Minimum measured iterations.
+    iterations: int = 10
+    # Keep measuring until the measured window lasts at least this long (seconds) ...
+    min_duration_s: float = 0.0
+    # ... but never more than this many iterations.
+    max_iterations: int = 1000
+    # Seed of the synthetic prompts.
+    seed: int = 1234
+    # E2E coefficient of variation above which a cell is flagged `unstable`.
+    unstable_cv: float = 0.10
+
+    def __post_init__(self) -> None:
+        if isinstance(self.warmup, bool) or self.warmup < 0:
+            raise ConfigError(f"bench.warmup={self.warmup!r} is not allowed: must be >= 0")
+        _positive_int("bench.iterations", self.iterations)
+        if self.max_iterations < self.iterations:
+            raise ConfigError("bench.max_iterations must be >= bench.iterations")
+        if self.min_duration_s < 0:
+            raise ConfigError("bench.min_duration_s must be >= 0")
+
+
+@dataclass
+class RayConfig:
+    # None: start a private local Ray; "auto" or "HOST:PORT": join an existing cluster.
+    address: Optional[str] = None
+    # Resources declared for the local Ray (e.g. {"NPU": 8} to rehearse on a CPU box).
+    num_cpus: Optional[int] = None
+    num_gpus: Optional[int] = None
+    resources: dict[str, float] = field(default_factory=dict)
+    # Simulated multi-node cluster on this machine (ray.cluster_utils.Cluster); 0 = off.
+    sim_nodes: int = 0
+    # Ray's dashboard stays off unless asked; when on it binds to 127.0.0.1.
+    include_dashboard: bool = False
+
+
+@dataclass
+class SweepConfig:
+    # Re-running a sweep into the same directory skips cells whose record is ok.
+    resume: bool = True
+    # Retries of a cell whose worker process died (killed, segfault, host OOM).
+    max_retries: int = 2
+    # Seconds a cell may run before it is cancelled and recorded failed (0 = no limit).
+    cell_timeout_s: float = 0.0
+    # Write report.md, results.csv and plots at the end of a sweep.
+    aggregate: bool = True
+    # Live progress line (only on an interactive terminal unless forced).
+    progress: str = "auto"  # auto | on | off
+
+
+@dataclass
+class BenchmarkConfig:
+    # --- the cell axes ---
+    batch: int = 4  # sequences per generate call
+    seq: int = 128  # new tokens generated per sequence
+    prompt_len: int = 32  # prompt tokens per sequence
+    model: ModelConfig = field(default_factory=ModelConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+
+    def __post_init__(self) -> None:
+        _positive_int("batch", self.batch)
+        _positive_int("seq", self.seq)
+        _positive_int("prompt_len", self.prompt_len)
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="benchmark_schema", node=BenchmarkConfig)
+
+
+register_configs()
+
+
+def to_cell(cfg: DictConfig | BenchmarkConfig) -> BenchmarkConfig:
+    """Turn a composed Hydra config into a validated :class:`BenchmarkConfig`."""
+    if isinstance(cfg, BenchmarkConfig):
+        return cfg
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise ConfigError(str(exc).splitlines()[0]) from None
+    if not isinstance(obj, BenchmarkConfig):  # a config not built on benchmark_schema
+        obj = BenchmarkConfig(**obj)  # type: ignore[arg-type]
+    return obj

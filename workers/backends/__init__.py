@@ -1,0 +1,1 @@
+"""Backends, registered by name in workers.base and imported only when selected."""

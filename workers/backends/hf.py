@@ -1,0 +1,126 @@
+"""Hugging Face transformers `generate` on one device.
+
+Exactly `seq` new tokens per sequence: greedy, min_new_tokens = max_new_tokens = seq, so EOS
+cannot end a sequence early; the count is then taken from the output, not assumed. A
+stopping criterion that never stops timestamps every decode step after synchronising the
+device, which gives TTFT (first step) and inter-token latencies (later steps).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from jobs.config import BenchmarkConfig
+from workers.base import Backend, IterationResult
+from workers.models import load_hf_model
+from workers.prompts import prompt_ids
+
+log = logging.getLogger(__name__)
+
+
+class _StepClock:
+    """A StoppingCriteria that records when each new token exists (never stops)."""
+
+    def __init__(self, sync: Any) -> None:
+        self.sync = sync
+        self.times: list[float] = []
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        self.sync()
+        self.times.append(time.perf_counter())
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+class HFBackend(Backend):
+    name = "hf"
+
+    def load(self) -> None:
+        self.model, self.tokenizer, self.info = load_hf_model(self.cell.model, self.device)
+        opts = self.cell.backend.hf
+        if opts.compile:
+            import torch
+
+            self.model.forward = torch.compile(self.model.forward, mode="reduce-overhead")
+
+    def model_info(self) -> dict[str, Any]:
+        return self.info
+
+    def prepare(self, cell: BenchmarkConfig) -> None:
+        import torch
+        from transformers import GenerationConfig, StoppingCriteriaList
+
+        self.cell = cell
+        cfg = self.model.config
+        special = [cfg.bos_token_id, cfg.pad_token_id]
+        eos = cfg.eos_token_id
+        special += eos if isinstance(eos, list) else [eos]
+        if self.tokenizer is not None:
+            special += list(self.tokenizer.all_special_ids)
+        ids = prompt_ids(cell.batch, cell.prompt_len, cfg.vocab_size, special, cell.bench.seed)
+        dev = self.device.torch_device
+        self.input_ids = torch.tensor(ids, dtype=torch.long, device=dev)
+        self.attention_mask = torch.ones_like(self.input_ids)
+        eos_ids = [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+        self.eos_ids = set(eos_ids)
+        pad = cfg.pad_token_id if cfg.pad_token_id is not None else (eos_ids[0] if eos_ids else 0)
+        gen = dict(
+            do_sample=False,
+            num_beams=1,
+            max_new_tokens=cell.seq,
+            min_new_tokens=cell.seq,
+            pad_token_id=pad,
+            eos_token_id=eos_ids or None,
+            use_cache=True,
+        )
+        if self.cell.backend.hf.static_cache:
+            gen["cache_implementation"] = "static"
+        self.gen_config = GenerationConfig(**gen)
+        self.clock = _StepClock(self.device.synchronize)
+        self.criteria = StoppingCriteriaList([self.clock])
+
+    def run_iteration(self) -> IterationResult:
+        import torch
+
+        self.clock.times = []
+        with torch.inference_mode():
+            self.device.synchronize()
+            t0 = time.perf_counter()
+            out = self.model.generate(
+                input_ids=self.input_ids,
+                attention_mask=self.attention_mask,
+                generation_config=self.gen_config,
+                stopping_criteria=self.criteria,
+            )
+            self.device.synchronize()
+            t1 = time.perf_counter()
+        new = out[:, self.input_ids.shape[1] :].tolist()
+        per_seq = [_count_generated(row, self.eos_ids) for row in new]
+        steps = [t - t0 for t in self.clock.times]
+        return IterationResult(
+            e2e_s=t1 - t0,
+            ttft_s=steps[0] if steps else None,
+            step_times_s=steps,
+            generated_tokens=sum(per_seq),
+            per_sequence_tokens=per_seq,
+        )
+
+    def close(self) -> None:
+        self.model = None
+        self.device.empty_cache()
+
+
+def _count_generated(row: list[int], eos_ids: set[int]) -> int:
+    """Tokens a sequence really generated: up to and including its first EOS."""
+    for i, tok in enumerate(row):
+        if tok in eos_ids:
+            return i + 1
+    return len(row)
+
+
+def model_dir_ok(path: str) -> bool:
+    return (Path(path) / "config.json").is_file()

@@ -1,0 +1,80 @@
+"""The backend interface and the lazy registry of backends.
+
+A backend loads a model once (``load``) and then runs one timed generate call per
+``run_iteration``. The measuring loop in :mod:`workers.measure` owns warm-up, repetition and
+metrics, so every backend is measured the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobs.config import BenchmarkConfig
+
+
+class CellOOM(RuntimeError):
+    """The device ran out of memory in this cell (recorded with status `oom`)."""
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend's package is not installed or not usable here."""
+
+
+@dataclass
+class IterationResult:
+    """One timed generate call of `batch` sequences."""
+
+    e2e_s: float  # submit to last token, device synchronised
+    ttft_s: float | None  # submit to first token of the batch (prefill + first sample)
+    step_times_s: list[float] = field(default_factory=list)  # end of each decode step, from submit
+    generated_tokens: int = 0  # counted from the output, all sequences together
+    per_sequence_tokens: list[int] = field(default_factory=list)
+
+
+class Backend(ABC):
+    """One model loaded on one device."""
+
+    name: str = ""
+    #: Simulated backends produce roofline-based numbers, never measurements.
+    simulated: bool = False
+
+    def __init__(self, cell: BenchmarkConfig, device: Any) -> None:
+        self.cell = cell
+        self.device = device
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load weights onto the device (called once; reused across cells)."""
+
+    @abstractmethod
+    def prepare(self, cell: BenchmarkConfig) -> None:
+        """Build the inputs of a cell (prompts), outside any timer."""
+
+    @abstractmethod
+    def run_iteration(self) -> IterationResult:
+        """One generate call of the prepared cell, timed with device synchronisation."""
+
+    def model_info(self) -> dict[str, Any]:
+        """Facts about the loaded model (parameters, config) for records and bounds."""
+        return {}
+
+    def close(self) -> None:
+        """Release the device."""
+
+
+# Registry key == conf/backend/ file name. Imported only when selected.
+_REGISTRY = {
+    "hf": "workers.backends.hf:HFBackend",
+    "sglang": "workers.backends.sglang:SGLangBackend",
+    "sim": "workers.backends.sim:SimBackend",
+}
+
+
+def backend_class(name: str) -> type[Backend]:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown backend {name!r}: known backends are {', '.join(_REGISTRY)}")
+    module, _, attr = _REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
