@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from jobs.config import ModelConfig
@@ -11,10 +12,23 @@ from workers.devices import Device
 log = logging.getLogger(__name__)
 
 
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "model_configs"
+
+
+def shipped_config_dir(name: str) -> Path | None:
+    """workers/model_configs/NAME if the project ships that model's config.json."""
+    d = SHIPPED_CONFIGS / name
+    return d if (d / "config.json").is_file() else None
+
+
 def resolve_model_path(model: ModelConfig) -> str:
-    """The local directory to load: model.path, or the tiny model (built on first use)."""
+    """The local directory to load: model.path; else a shipped config (dummy weights only);
+    else the tiny model, built on first use."""
     if model.path:
         return model.path
+    shipped = shipped_config_dir(model.name)
+    if shipped is not None:
+        return str(shipped)
     from workers.tiny import ensure_tiny_model
 
     return str(ensure_tiny_model(model.tiny, model.cache_dir))
