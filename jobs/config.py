@@ -10,6 +10,7 @@ Ray is started.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -69,6 +70,9 @@ class ModelConfig:
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
     def __post_init__(self) -> None:
+        if self.path and self.name == "tiny":
+            # model.path=DIR on the default model: name the model after its directory.
+            self.name = os.path.basename(os.path.normpath(self.path)) or "local"
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ConfigError(
                 f"model.name={self.name!r} is not allowed: a short name without '/', e.g. tiny"

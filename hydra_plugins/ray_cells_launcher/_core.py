@@ -1,0 +1,275 @@
+"""The work of the `ray_cells` launcher: plan jobs, place them on actors, collect returns.
+
+Scheduling: one pool of long-lived actors per resource shape (e.g. {"NPU": 1}); at most as
+many actors as the alive nodes can hold. A free actor takes the next pending job, preferring
+one with the same ``affinity`` key as its previous job (the same model stays loaded). When a
+worker process dies, its job is re-queued on a fresh actor up to ``max_retries`` times.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, setup_globals
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.basecontainer import BaseContainer
+
+from . import _cluster
+from ._progress import Progress
+from ._worker import JobWorker
+
+log = logging.getLogger(__name__)
+
+
+class WorkerLost(RuntimeError):
+    """The worker process running a job died more often than max_retries allows."""
+
+
+@dataclass
+class Job:
+    idx: int
+    overrides: list[str]
+    config: DictConfig  # the sweep config, hydra node included
+    output_dir: str
+    shape: dict[str, Any] = field(default_factory=dict)
+    affinity: str = ""
+    attempts: int = 0
+    started: float = 0.0
+    ret: JobReturn | None = None
+
+
+class App:
+    """Default hooks: every job takes one CPU, nothing is skipped or written by the driver."""
+
+    def prepare(self, jobs: list[Job], sweep_dir: str) -> None: ...
+
+    def resources(self, job: Job, nodes: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"num_cpus": 1}
+
+    def describe(self, job: Job) -> str:
+        return " ".join(job.overrides) or f"job {job.idx}"
+
+    def affinity(self, job: Job) -> str:
+        return ""
+
+    def is_done(self, job: Job) -> Any | None:
+        return None
+
+    def on_result(self, job: Job, ret: JobReturn, where: dict[str, Any]) -> bool:
+        """Store a result; return True if the worker should be replaced by a fresh one."""
+        return ret.status != JobStatus.COMPLETED
+
+    def on_lost(self, job: Job, error: BaseException) -> None: ...
+
+    def on_end(self, jobs: list[Job], sweep_dir: str, interrupted: bool) -> None: ...
+
+    def env_vars(self) -> dict[str, str]:
+        return {}
+
+
+def _load_app(path: str | None) -> App:
+    if not path:
+        return App()
+    module, _, name = path.replace(":", ".").rpartition(".")
+    return getattr(importlib.import_module(module), name)()
+
+
+def _plan(launcher: Any, job_overrides: Sequence[Sequence[str]], start_idx: int) -> list[Job]:
+    sweep_dir = os.path.abspath(str(launcher.config.hydra.sweep.dir))
+    jobs = []
+    for i, overrides in enumerate(job_overrides):
+        idx = start_idx + i
+        cfg = launcher.hydra_context.config_loader.load_sweep_config(
+            launcher.config, list(overrides)
+        )
+        with open_dict(cfg):
+            cfg.hydra.job.id = f"{idx}"
+            cfg.hydra.job.num = idx
+            # Absolute, so workers whose cwd is elsewhere write where the driver reads.
+            cfg.hydra.sweep.dir = sweep_dir
+        HydraConfig.instance().set_config(cfg)
+        subdir = str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+        jobs.append(Job(idx, list(overrides), cfg, os.path.join(sweep_dir, subdir)))
+    return jobs
+
+
+def _skipped_return(job: Job, value: Any) -> JobReturn:
+    task_cfg = OmegaConf.masked_copy(job.config, [k for k in job.config if k != "hydra"])
+    ret = JobReturn(
+        overrides=job.overrides, cfg=task_cfg, hydra_cfg=job.config, working_dir=job.output_dir
+    )
+    ret.return_value = value
+    ret.status = JobStatus.COMPLETED
+    return ret
+
+
+class _Pool:
+    """Actors per resource shape, created on demand up to what the cluster can hold."""
+
+    def __init__(self, launcher: Any, resolvers: dict[str, Any]) -> None:
+        self.launcher = launcher
+        self.resolvers = resolvers
+        self.actors: dict[str, list[dict[str, Any]]] = {}
+
+    def new(self, key: str, shape: dict[str, Any]) -> dict[str, Any]:
+        opts = {k: v for k, v in shape.items() if v}
+        opts.setdefault("num_cpus", 0)
+        handle = JobWorker.options(**opts).remote(
+            self.launcher.hydra_context, self.launcher.task_function, self.resolvers
+        )
+        slot = {"handle": handle, "job": None, "affinity": None}
+        self.actors.setdefault(key, []).append(slot)
+        return slot
+
+    def drop(self, key: str, slot: dict[str, Any]) -> None:
+        self.actors[key].remove(slot)
+        ray.kill(slot["handle"], no_restart=True)
+
+    def kill_all(self) -> None:
+        for slots in self.actors.values():
+            for slot in slots:
+                ray.kill(slot["handle"], no_restart=True)
+        self.actors.clear()
+
+
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], start_idx: int) -> list[JobReturn]:
+    setup_globals()
+    params = launcher.params
+    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    app = _load_app(params.get("app"))
+    sweep_dir = os.path.abspath(str(launcher.config.hydra.sweep.dir))
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    jobs = _plan(launcher, job_overrides, start_idx)
+    app.prepare(jobs, sweep_dir)  # validates every job before anything starts
+    todo = []
+    for job in jobs:
+        done = app.is_done(job)
+        if done is not None:
+            job.ret = _skipped_return(job, done)
+        else:
+            todo.append(job)
+    skipped = len(jobs) - len(todo)
+    log.info(
+        "ray_cells: %d jobs, %d already done, %d to run; sweep dir %s",
+        len(jobs), skipped, len(todo), sweep_dir,
+    )  # fmt: skip
+    interrupted = False
+    cluster = None
+    try:
+        if todo:
+            work_dir = None
+            if params.get("ship_working_dir", True):
+                work_dir = os.path.dirname(os.path.abspath(inspect.getfile(launcher.task_function)))
+            cluster = _cluster.start(params["ray"], work_dir, app.env_vars())
+            _run(launcher, app, todo, skipped, params)
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("interrupted: running jobs cancelled, finished results kept")
+        raise
+    finally:
+        _cluster.stop(cluster) if cluster is not None or ray.is_initialized() else None
+        app.on_end(jobs, sweep_dir, interrupted)
+    return [job.ret for job in jobs if job.ret is not None]
+
+
+def _run(launcher: Any, app: App, todo: list[Job], skipped: int, params: dict) -> None:
+    nodes = _cluster.alive_nodes()
+    for job in todo:
+        job.shape = app.resources(job, nodes)
+        job.affinity = app.affinity(job)
+        _cluster.check_feasible(job.shape, app.describe(job))
+    resolvers = dict(BaseContainer._resolvers)
+    job_runtime = JobRuntime.instance().conf
+    pool = _Pool(launcher, resolvers)
+    pending: dict[str, list[Job]] = {}
+    shapes: dict[str, dict[str, Any]] = {}
+    for job in todo:
+        key = repr(sorted(job.shape.items()))
+        pending.setdefault(key, []).append(job)
+        shapes[key] = job.shape
+    in_flight: dict[Any, tuple[str, dict[str, Any], Job]] = {}
+    progress = Progress(len(todo) + skipped, skipped, params.get("progress", "auto"))
+    timeout = float(params.get("job_timeout_s") or 0)
+    max_retries = int(params.get("max_retries", 2))
+    try:
+        while any(pending.values()) or in_flight:
+            for key, queue in pending.items():
+                _dispatch(pool, key, shapes[key], queue, in_flight, job_runtime)
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
+            for ref in ready:
+                key, slot, job = in_flight.pop(ref)
+                slot["job"] = None
+                try:
+                    ret, where = ray.get(ref)
+                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
+                    pool.actors[key].remove(slot)
+                    _lost(app, job, exc, max_retries, pending[key], progress)
+                    continue
+                job.ret = ret
+                if app.on_result(job, ret, where):
+                    pool.drop(key, slot)  # a failed job may leave the device unusable
+                progress.finished(ret.status == JobStatus.COMPLETED)
+            if timeout:
+                _enforce_timeout(pool, app, in_flight, timeout, pending, progress)
+            progress.update(running=len(in_flight))
+    finally:
+        progress.close()
+        pool.kill_all()
+
+
+def _dispatch(pool: _Pool, key: str, shape: dict, queue: list[Job], in_flight: dict, runtime: Any) -> None:
+    if not queue:
+        return
+    cap = _cluster.capacity(shape)
+    slots = pool.actors.get(key, [])
+    while queue:
+        free = [s for s in slots if s["job"] is None]
+        if not free and len(slots) < cap:
+            free = [pool.new(key, shape)]
+            slots = pool.actors[key]
+        if not free:
+            return
+        slot = free[0]
+        job = next((j for j in queue if j.affinity == slot["affinity"]), queue[0])
+        queue.remove(job)
+        job.attempts += 1
+        job.started = time.monotonic()
+        slot["job"], slot["affinity"] = job, job.affinity
+        ref = slot["handle"].run.remote(job.config, runtime)
+        in_flight[ref] = (key, slot, job)
+
+
+def _lost(app: App, job: Job, exc: BaseException, max_retries: int, queue: list[Job], progress: Progress) -> None:
+    if job.attempts <= max_retries:
+        log.warning("worker died running %s (attempt %d): retrying", app.describe(job), job.attempts)
+        queue.insert(0, job)
+        return
+    err = WorkerLost(f"worker died {job.attempts} times running {app.describe(job)}: {exc}")
+    app.on_lost(job, err)
+    job.ret = _skipped_return(job, None)
+    job.ret.status = JobStatus.FAILED
+    job.ret.return_value = err
+    progress.finished(False)
+
+
+def _enforce_timeout(pool: _Pool, app: App, in_flight: dict, timeout: float, pending: dict, progress: Progress) -> None:
+    now = time.monotonic()
+    for ref, (key, slot, job) in list(in_flight.items()):
+        if now - job.started > timeout:
+            in_flight.pop(ref)
+            pool.drop(key, slot)
+            job.attempts = 10**6  # a timeout is not retried
+            _lost(app, job, TimeoutError(f"no result after {timeout:g} s"), 0, pending[key], progress)
+
+
+__all__ = ["App", "Job", "WorkerLost", "launch"]

@@ -1,0 +1,51 @@
+"""The Ray actor that runs Hydra jobs, one after another, in one long-lived process."""
+
+from __future__ import annotations
+
+import os
+from copy import deepcopy
+from typing import Any
+
+import ray
+
+# Accelerator ids Ray hands a worker, by the variable it sets.
+VISIBLE_VARS = ("ASCEND_RT_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
+
+
+@ray.remote(max_restarts=0, max_task_retries=0)
+class JobWorker:
+    """Holds the Hydra context and task function; ``run`` executes one job with ``run_job``."""
+
+    def __init__(self, hydra_context: Any, task_function: Any, resolvers: dict[str, Any]) -> None:
+        from hydra.core.utils import setup_globals
+        from omegaconf.basecontainer import BaseContainer
+
+        setup_globals()
+        # Resolvers registered by the app on the driver (e.g. the cell directory name).
+        for name, fn in resolvers.items():
+            BaseContainer._resolvers.setdefault(name, deepcopy(fn))
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def where(self) -> dict[str, Any]:
+        ctx = ray.get_runtime_context()
+        return {
+            "ray_node_id": ctx.get_node_id(),
+            "pid": os.getpid(),
+            "visible": {v: os.environ.get(v) for v in VISIBLE_VARS if os.environ.get(v)},
+        }
+
+    def run(self, sweep_config: Any, job_runtime: Any) -> tuple[Any, dict[str, Any]]:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.core.utils import JobRuntime, run_job
+
+        HydraConfig.instance().set_config(sweep_config)
+        JobRuntime.instance().conf = job_runtime
+        ret = run_job(
+            hydra_context=self.hydra_context,
+            task_function=self.task_function,
+            config=sweep_config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        return ret, self.where()

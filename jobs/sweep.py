@@ -1,0 +1,134 @@
+"""The benchmark's hooks into the `ray_cells` launcher: validation, placement, resume,
+driver-side record writing, and the sweep's closing outputs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
+from jobs.cell import cell_id
+from jobs.config import BenchmarkConfig, ConfigError, to_cell
+from jobs.placement import cell_resources, worker_affinity
+from jobs.record import error_info, failed_record
+from jobs.results import finish_sweep
+from jobs.store import SweepBusy, SweepLock, finished_record, write_record
+from jobs.validate import normalise_paths, validate
+
+log = logging.getLogger(__name__)
+
+
+class CellFailed(RuntimeError):
+    """Raised by the task function for a cell that did not end ok; carries its record."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        err = record.get("error") or {}
+        super().__init__(
+            f"cell {record.get('cell_dir')} {record.get('status')}: "
+            f"{err.get('type', '')}: {err.get('message', '')}"
+        )
+        self.record = record
+
+
+def task_cell(cfg: Any) -> BenchmarkConfig:
+    task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    return normalise_paths(to_cell(task))
+
+
+def die(message: str, code: int = 2) -> None:
+    """Bad input: one clear line on stderr and a non-zero exit, nothing written."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+class ValidateOnRun(Callback):
+    """A single run's bad input exits before Hydra creates its output directory."""
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        try:
+            validate(task_cell(config), local=True)
+        except ConfigError as exc:
+            die(str(exc))
+
+
+class CellSweepApp:
+    """Hook object for hydra_plugins.ray_cells_launcher (see its _core.App)."""
+
+    def __init__(self) -> None:
+        self.lock: SweepLock | None = None
+        self.cells: dict[int, BenchmarkConfig] = {}
+
+    # --- before anything starts ---
+    def prepare(self, jobs: list[Any], sweep_dir: str) -> None:
+        problems = []
+        for job in jobs:
+            try:
+                cell = task_cell(job.config)
+                remote = bool(cell.ray.address)
+                validate(cell, local=False, model_on_driver=not remote)
+                self.cells[job.idx] = cell
+            except ConfigError as exc:
+                problems.append(f"job {job.idx} ({' '.join(job.overrides)}): {exc}")
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            die("; ".join(problems[:3]) + more)
+        self.lock = SweepLock(sweep_dir)
+        try:
+            self.lock.acquire()
+        except SweepBusy as exc:
+            die(str(exc))
+        self.resume = bool(jobs and self.cells[jobs[0].idx].sweep.resume)
+
+    def resources(self, job: Any, nodes: list[dict[str, Any]]) -> dict[str, Any]:
+        return cell_resources(self.cells[job.idx], nodes)
+
+    def affinity(self, job: Any) -> str:
+        return worker_affinity(self.cells[job.idx])
+
+    def describe(self, job: Any) -> str:
+        return Path(job.output_dir).name
+
+    def env_vars(self) -> dict[str, str]:
+        return {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+
+    # --- resume ---
+    def is_done(self, job: Any) -> dict[str, Any] | None:
+        if not self.resume:
+            return None
+        return finished_record(Path(job.output_dir), cell_id(self.cells[job.idx]))
+
+    # --- results come back to the driver, which writes them (no shared filesystem) ---
+    def on_result(self, job: Any, ret: JobReturn, where: dict[str, Any]) -> bool:
+        if ret.status == JobStatus.COMPLETED:
+            rec = ret.return_value
+        else:
+            exc = ret._return_value
+            rec = getattr(exc, "record", None)
+            if rec is None:
+                rec = failed_record(self.cells[job.idx], "failed", error_info(exc))
+        if isinstance(rec, dict):
+            rec["ray_node_id"] = where.get("ray_node_id")
+            rec["attempts"] = job.attempts
+            write_record(Path(job.output_dir), rec)
+            if ret.status == JobStatus.COMPLETED:
+                ret.return_value = rec
+        # A cell that did not end ok may leave the device in a bad state: fresh worker.
+        return ret.status != JobStatus.COMPLETED
+
+    def on_lost(self, job: Any, error: BaseException) -> None:
+        rec = failed_record(self.cells[job.idx], "failed", error_info(error), attempts=job.attempts)
+        rec["flags"] = ["worker_lost"]
+        write_record(Path(job.output_dir), rec)
+
+    # --- the end ---
+    def on_end(self, jobs: list[Any], sweep_dir: str, interrupted: bool) -> None:
+        try:
+            finish_sweep(Path(sweep_dir), [Path(j.output_dir) for j in jobs], interrupted)
+        finally:
+            if self.lock is not None:
+                self.lock.release()

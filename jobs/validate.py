@@ -1,0 +1,104 @@
+"""Checks that need more than types: paths, devices, optional packages, model limits.
+
+Every check raises :class:`ConfigError` with a one-line message naming the setting; all run
+before any model is loaded or Ray is started.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from jobs.config import BenchmarkConfig, ConfigError
+
+from workers.models import SHIPPED_CONFIGS
+
+
+def model_config_dict(cell: BenchmarkConfig) -> dict[str, Any] | None:
+    """config.json of the model the cell will load, without loading weights."""
+    m = cell.model
+    if m.path:
+        cfg = Path(m.path) / "config.json"
+    elif (SHIPPED_CONFIGS / m.name / "config.json").is_file():
+        cfg = SHIPPED_CONFIGS / m.name / "config.json"
+    else:
+        return {"max_position_embeddings": m.tiny.max_position_embeddings}
+    try:
+        return json.loads(cfg.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def check_model(cell: BenchmarkConfig, on_this_host: bool = True) -> None:
+    m = cell.model
+    if m.path:
+        p = Path(m.path)
+        if on_this_host and not p.is_dir():
+            raise ConfigError(f"model.path={m.path!r} is not allowed: no such directory")
+        if on_this_host and not (p / "config.json").is_file():
+            raise ConfigError(
+                f"model.path={m.path!r} is not allowed: not a model directory (no config.json)"
+            )
+    elif m.name != "tiny" and not (SHIPPED_CONFIGS / m.name / "config.json").is_file():
+        raise ConfigError(f"model={m.name}: set model.path=DIR to a local copy of the model")
+    elif m.name != "tiny" and m.load_format != "dummy":
+        raise ConfigError(
+            f"model={m.name} needs model.path=DIR (a local copy; nothing is downloaded), "
+            "or model.load_format=dummy to measure its shape with random weights"
+        )
+
+
+def check_positions(cell: BenchmarkConfig, on_this_host: bool = True) -> None:
+    cfg = model_config_dict(cell)
+    if cfg is None:
+        if on_this_host:
+            raise ConfigError(f"model.path={cell.model.path!r}: config.json cannot be read")
+        return
+    limit = cfg.get("max_position_embeddings")
+    if limit and cell.prompt_len + cell.seq > limit:
+        raise ConfigError(
+            f"prompt_len + seq = {cell.prompt_len} + {cell.seq} = {cell.prompt_len + cell.seq} "
+            f"is not allowed: model {cell.model.name} has at most {limit} positions"
+        )
+
+
+def check_backend(cell: BenchmarkConfig) -> None:
+    name = cell.backend.name
+    if name == "sglang" and importlib.util.find_spec("sglang") is None:
+        raise ConfigError(
+            "backend=sglang needs SGLang, which is not installed: "
+            "pip install '.[sglang]' on the accelerator host (it pins its own torch)"
+        )
+    if name == "sglang" and cell.model.name == "tiny" and not cell.model.path:
+        raise ConfigError("backend=sglang needs a real model: set model.path=DIR or a model=...")
+
+
+def check_device_here(cell: BenchmarkConfig) -> None:
+    """For a run on this host (no Ray): is the requested device usable here?"""
+    if cell.backend.name == "sim":
+        return  # the simulator pretends to be the device
+    from workers.devices import DeviceUnavailable, resolve_device
+
+    try:
+        resolve_device(cell.device.name)
+    except DeviceUnavailable as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def normalise_paths(cell: BenchmarkConfig) -> BenchmarkConfig:
+    """Absolute model paths: Ray workers run in another working directory."""
+    if cell.model.path:
+        cell.model.path = os.path.abspath(os.path.expanduser(cell.model.path))
+    return cell
+
+
+def validate(cell: BenchmarkConfig, *, local: bool, model_on_driver: bool = True) -> None:
+    """All checks; `local` adds the device check for a run on this host."""
+    check_backend(cell)
+    check_model(cell, on_this_host=model_on_driver)
+    check_positions(cell, on_this_host=model_on_driver)
+    if local:
+        check_device_here(cell)

@@ -1,0 +1,56 @@
+"""Run one benchmark cell, or a sweep of cells with -m.
+
+    python launch.py batch=4 seq=128
+    python launch.py -m batch=1,2,4,8,16 seq=64,128,256
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+import jobs.cell  # noqa: F401  registers the cell_dir resolver
+import jobs.config  # noqa: F401  registers the structured config schema
+from jobs.config import ConfigError
+from jobs.store import write_record
+from jobs.sweep import CellFailed, die, task_cell
+from jobs.validate import validate
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+log = logging.getLogger("launch")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> dict[str, Any]:
+    """Measure one cell, write its record in the job's output dir, return the record."""
+    import workers
+
+    try:
+        cell = task_cell(cfg)
+        single = HydraConfig.get().mode == RunMode.RUN
+        if single:
+            validate(cell, local=True)
+    except ConfigError as exc:
+        die(str(exc))
+    record = workers.run_cell(cell)
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    path = write_record(out_dir, record)
+    if single:
+        from aggregate import summary_table
+
+        print(summary_table([record]))
+        print(f"record: {path}")
+    if record["status"] != "ok":
+        raise CellFailed(record)
+    return record
+
+
+if __name__ == "__main__":
+    main()
