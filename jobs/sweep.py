@@ -34,6 +34,9 @@ class CellFailed(RuntimeError):
         )
         self.record = record
 
+    def __reduce__(self) -> tuple:  # survives the trip back through Ray's pickling
+        return (CellFailed, (self.record,))
+
 
 def task_cell(cfg: Any) -> BenchmarkConfig:
     task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg

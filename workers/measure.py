@@ -8,6 +8,7 @@ per-process cache, so a long-lived worker (one Ray actor per device) loads each 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import asdict
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from jobs.config import BenchmarkConfig
 from jobs.record import base_record, error_info
 from workers.base import Backend, CellOOM, backend_class
-from workers.devices import Device, open_device
+from workers.devices import VISIBLE_ENV, Device, open_device
 from workers.env import environment, utc_now
 from workers.metrics import cell_metrics
 
@@ -96,6 +97,8 @@ def run_cell(cell: BenchmarkConfig) -> dict[str, Any]:
     rec["env"] = environment()
     rec["node"] = rec["env"]["host"]
     device = None
+    visible_var = VISIBLE_ENV.get(cell.device.name)
+    rec["visible_devices"] = os.environ.get(visible_var) if visible_var else None
     try:
         device = open_device(cell.device.name)
         rec["device"] = device.kind

@@ -1,0 +1,61 @@
+"""Shared fixtures: offline Hugging Face, a tiny-model cache per test session, and a helper
+that runs `python launch.py` for real in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tiny-cache")
+    os.environ["LLM_SWEEP_CACHE"] = str(path)
+    return path
+
+
+def launch_env(cache: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        HF_HUB_OFFLINE="1",
+        LLM_SWEEP_CACHE=str(cache),
+        RAY_DEDUP_LOGS="0",
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def run_launch(
+    args: list[str], cwd: Path, cache: Path, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run launch.py with Hydra overrides in `cwd`; outputs land under `cwd`."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), *args],
+        cwd=cwd,
+        env=launch_env(cache),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def launch(tmp_path: Path, tiny_cache: Path):
+    def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return run_launch(list(args), tmp_path, tiny_cache, timeout)
+
+    return _run
