@@ -1,0 +1,54 @@
+"""`python launch.py` end to end in a subprocess: one cell, a sweep on a local Ray, resume."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.conftest import read_jsonl
+
+QUICK = ["bench=quick", "ray.num_cpus=2", "prompt_len=8"]
+
+
+def test_single_cell_writes_record_and_prints_summary(launch, tmp_path):
+    proc = launch("batch=2", "seq=8", *QUICK)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = list(tmp_path.rglob("record.json"))
+    assert len(records) == 1
+    rec = json.loads(records[0].read_text())
+    assert rec["status"] == "ok" and rec["schema_version"] == 1
+    assert rec["generated_tokens"] == rec["expected_tokens"] == 16
+    assert records[0].parent.name.endswith(rec["cell_dir"])
+    assert rec["cell_dir"] in proc.stdout and "record:" in proc.stdout
+    assert rec["env"]["torch"] and rec["env"]["transformers"]
+
+
+def test_sweep_resume_and_rerun_of_one_missing_cell(launch, tmp_path):
+    args = ["-m", "batch=1,2", "seq=4,8", *QUICK]
+    first = launch(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    sweep = tmp_path / "multirun" / "sweep"
+    rows = read_jsonl(sweep / "results.jsonl")
+    assert sorted((r["batch"], r["seq"]) for r in rows) == [(1, 4), (1, 8), (2, 4), (2, 8)]
+    assert all(r["status"] == "ok" for r in rows)
+    # one model load for the whole sweep on the one cpu worker
+    assert sum(1 for r in rows if not r["model_reused"]) == 1
+    stamps = {p: p.stat().st_mtime_ns for p in sweep.rglob("record.json")}
+
+    t0 = time.monotonic()
+    again = launch(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "4 already done, 0 to run" in again.stderr + again.stdout
+    assert time.monotonic() - t0 < 30
+    assert {p: p.stat().st_mtime_ns for p in sweep.rglob("record.json")} == stamps
+
+    victim = next(p for p in stamps if "-b2-s4-" in str(p))
+    victim.unlink()
+    third = launch(*args)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "3 already done, 1 to run" in third.stderr + third.stdout
+    for p, stamp in stamps.items():
+        if p != victim:
+            assert p.stat().st_mtime_ns == stamp, f"{p} was rewritten"
+    assert json.loads(victim.read_text())["status"] == "ok"
+    assert len(read_jsonl(sweep / "results.jsonl")) == 4
