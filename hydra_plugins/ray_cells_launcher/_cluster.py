@@ -53,7 +53,9 @@ def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> An
         ray.init(address=cluster.address, **common)
         log.info("started %d simulated Ray nodes", ray_cfg.sim_nodes)
         return cluster
+    # address="local": always a fresh private instance, never one left behind by another run.
     ray.init(
+        address="local",
         include_dashboard=bool(ray_cfg.include_dashboard),
         dashboard_host="127.0.0.1",
         **node_args,
