@@ -1,0 +1,247 @@
+"""Cell-by-cell comparison of two sweeps (new vs baseline), for humans and for CI gates.
+
+Cells are matched by ``cell_id``; a new cell whose id is not in the baseline is matched on
+(model, backend, device, dtype, batch, seq, prompt_len) instead. For each matched pair of ok
+cells, the change of output tokens/s and of E2E p50 is compared with a band:
+
+    noise_pct = 2 * max(e2e_cv_new, e2e_cv_old) * 100
+    band_pct  = max(threshold_pct, noise_pct)
+
+A change counts only beyond the band: a regression is tokens/s down by more than band_pct or
+E2E p50 up by more than band_pct; an improvement is the reverse (and no regression). A cell
+that was ok in the baseline and is failed/oom now is a regression too. Cells only in one of
+the sweeps are listed but not counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aggregate.tables import MISSING, Table, fmt_s, fmt_tps, is_simulated, markdown, status_label
+
+Record = dict[str, Any]
+
+REGRESSION = "REGRESSION"
+IMPROVED = "improved"
+WITHIN_NOISE = "within noise"
+FIXED = "fixed"
+STILL_FAILING = "still not ok"
+NEW_ONLY = "new cell"
+OLD_ONLY = "missing in new"
+
+
+@dataclass
+class CompareRow:
+    label: str  # model · backend · device · dtype
+    batch: int
+    seq: int
+    prompt_len: Any
+    match: str  # "cell_id", "axes" or "" (unmatched)
+    old_status: str | None
+    new_status: str | None
+    old_tokens_per_s: float | None
+    new_tokens_per_s: float | None
+    tokens_per_s_delta_pct: float | None
+    old_e2e_s_p50: float | None
+    new_e2e_s_p50: float | None
+    e2e_s_p50_delta_pct: float | None
+    noise_pct: float | None
+    band_pct: float
+    verdict: str
+    simulated: bool
+
+    @property
+    def regression(self) -> bool:
+        return self.verdict == REGRESSION
+
+
+def axes_key(rec: Record) -> tuple:
+    return tuple(
+        rec.get(k) for k in ("model", "backend", "device", "dtype", "batch", "seq", "prompt_len")
+    )
+
+
+def _num(rec: Record | None, key: str) -> float | None:
+    if rec is None or rec.get("status") != "ok":
+        return None
+    value = rec.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _cv(rec: Record) -> float:
+    cv = _num(rec, "e2e_cv")
+    if cv is None:
+        mean, sd = _num(rec, "e2e_s_mean"), _num(rec, "e2e_s_stdev")
+        cv = sd / mean if mean and sd is not None else 0.0
+    return abs(cv)
+
+
+def _delta(new: float | None, old: float | None) -> float | None:
+    if new is None or old is None or old <= 0:
+        return None
+    return (new - old) / old * 100.0
+
+
+def match_records(
+    new: Sequence[Record], old: Sequence[Record]
+) -> list[tuple[Record | None, Record | None, str]]:
+    """(new, old, how) for every cell of both sweeps; unmatched ones have None on a side."""
+    by_id: dict[str, list[Record]] = {}
+    by_axes: dict[tuple, list[Record]] = {}
+    for rec in old:
+        by_id.setdefault(rec["cell_id"], []).append(rec)
+        by_axes.setdefault(axes_key(rec), []).append(rec)
+    used: set[int] = set()
+    pairs: list[tuple[Record | None, Record | None, str]] = []
+    pending = []
+    for rec in new:
+        cand = [r for r in by_id.get(rec["cell_id"], []) if id(r) not in used]
+        if cand:
+            used.add(id(cand[0]))
+            pairs.append((rec, cand[0], "cell_id"))
+        else:
+            pending.append(rec)
+    for rec in pending:  # ids differ: fall back to the axes, after every id match is taken
+        cand = [r for r in by_axes.get(axes_key(rec), []) if id(r) not in used]
+        cand.sort(key=lambda r: (r.get("status") == "ok", str(r.get("finished_at") or "")))
+        if cand:
+            used.add(id(cand[-1]))
+            pairs.append((rec, cand[-1], "axes"))
+        else:
+            pairs.append((rec, None, ""))
+    pairs += [(None, r, "") for r in old if id(r) not in used]
+    return pairs
+
+
+def _verdict(
+    new: Record | None, old: Record | None, tps: float | None, e2e: float | None, band: float
+) -> str:
+    if old is None:
+        return NEW_ONLY
+    if new is None:
+        return OLD_ONLY
+    new_ok, old_ok = new.get("status") == "ok", old.get("status") == "ok"
+    if old_ok and not new_ok:
+        return REGRESSION
+    if not new_ok:
+        return STILL_FAILING
+    if not old_ok:
+        return FIXED
+    if (tps is not None and tps < -band) or (e2e is not None and e2e > band):
+        return REGRESSION
+    if (tps is not None and tps > band) or (e2e is not None and e2e < -band):
+        return IMPROVED
+    return WITHIN_NOISE
+
+
+def _row(new: Record | None, old: Record | None, how: str, threshold_pct: float) -> CompareRow:
+    rec = new if new is not None else old
+    assert rec is not None
+    both_ok = new is not None and old is not None and "ok" == new["status"] == old["status"]
+    noise = 2.0 * max(_cv(new), _cv(old)) * 100.0 if both_ok else None  # type: ignore[arg-type]
+    band = max(threshold_pct, noise or 0.0)
+    tps = _delta(_num(new, "output_tokens_per_s"), _num(old, "output_tokens_per_s"))
+    e2e = _delta(_num(new, "e2e_s_p50"), _num(old, "e2e_s_p50"))
+    return CompareRow(
+        label=" · ".join(str(rec.get(k)) for k in ("model", "backend", "device", "dtype")),
+        batch=rec["batch"],
+        seq=rec["seq"],
+        prompt_len=rec.get("prompt_len"),
+        match=how,
+        old_status=None if old is None else str(old.get("status")),
+        new_status=None if new is None else str(new.get("status")),
+        old_tokens_per_s=_num(old, "output_tokens_per_s"),
+        new_tokens_per_s=_num(new, "output_tokens_per_s"),
+        tokens_per_s_delta_pct=tps,
+        old_e2e_s_p50=_num(old, "e2e_s_p50"),
+        new_e2e_s_p50=_num(new, "e2e_s_p50"),
+        e2e_s_p50_delta_pct=e2e,
+        noise_pct=noise,
+        band_pct=band,
+        verdict=_verdict(new, old, tps, e2e, band),
+        simulated=any(is_simulated(r) for r in (new, old) if r is not None),
+    )
+
+
+def compare(
+    new_records: Sequence[Record], old_records: Sequence[Record], threshold_pct: float = 5.0
+) -> tuple[list[CompareRow], int]:
+    """(one row per cell of either sweep, number of regressions)."""
+    if threshold_pct < 0:
+        raise ValueError(f"threshold_pct={threshold_pct!r} must be >= 0")
+    rows = [_row(n, o, how, threshold_pct) for n, o, how in match_records(new_records, old_records)]
+    rows.sort(key=lambda r: (r.label, str(r.prompt_len), r.batch, r.seq))
+    return rows, sum(r.regression for r in rows)
+
+
+def _pct(v: float | None) -> str:
+    return MISSING if v is None else f"{v:+.1f}%"
+
+
+def _val(v: float | None, status: str | None, fmt: Any) -> str:
+    if status is None:
+        return MISSING
+    if status != "ok":
+        return status_label({"status": status})
+    return "n/a" if v is None else fmt(v)
+
+
+def compare_markdown(rows: Sequence[CompareRow]) -> str:
+    """compare.md: counts, the rule used, and one table row per cell."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    n_reg = counts.get(REGRESSION, 0)
+    sim = any(r.simulated for r in rows)
+    lines = ["# Sweep comparison: new vs baseline" + (" — SIMULATED" if sim else ""), ""]
+    if sim:
+        lines += ["> **SIMULATED**: some cells come from the simulator, not measurements.", ""]
+    lines += [
+        f"**{n_reg} regression(s)**; " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
+        "",
+        "A change counts only beyond band = max(threshold, noise), noise = "
+        "2 x max(E2E CV new, old). Regression: output tokens/s down, or E2E p50 up, by more "
+        "than the band; or a cell ok in the baseline that is not ok now.",
+        "",
+    ]
+    regressions = [r for r in rows if r.regression]
+    if regressions:
+        lines += ["Regressions:", ""]
+        for r in regressions:
+            change = (
+                f"{r.old_status} -> {r.new_status}"
+                if r.new_status != "ok"
+                else f"tok/s {_pct(r.tokens_per_s_delta_pct)}, "
+                f"E2E p50 {_pct(r.e2e_s_p50_delta_pct)} (band {r.band_pct:.1f}%)"
+            )
+            lines.append(f"- {r.label}, batch {r.batch}, seq {r.seq}: {change}")
+        lines.append("")
+    table = Table(
+        ["cell", "batch", "seq", "prompt", "match", "tok/s old", "tok/s new", "Δ tok/s",
+         "e2e p50 old s", "e2e p50 new s", "Δ e2e p50", "noise", "band", "verdict"]
+    )  # fmt: skip
+    for r in rows:
+        table.rows.append(
+            [
+                r.label + (" (SIMULATED)" if r.simulated else ""),
+                str(r.batch),
+                str(r.seq),
+                str(r.prompt_len),
+                r.match or MISSING,
+                _val(r.old_tokens_per_s, r.old_status, fmt_tps),
+                _val(r.new_tokens_per_s, r.new_status, fmt_tps),
+                _pct(r.tokens_per_s_delta_pct),
+                _val(r.old_e2e_s_p50, r.old_status, fmt_s),
+                _val(r.new_e2e_s_p50, r.new_status, fmt_s),
+                _pct(r.e2e_s_p50_delta_pct),
+                MISSING if r.noise_pct is None else f"{r.noise_pct:.1f}%",
+                f"{r.band_pct:.1f}%",
+                r.verdict,
+            ]
+        )
+    lines += [markdown(table), ""]
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""Writing a sweep's outputs: results.jsonl, results.csv, report.md and plots (atomically)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aggregate.files import atomic_write_text
+from aggregate.load import sort_key
+from aggregate.report import build_report
+from aggregate.tables import error_text
+
+log = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+
+RESULTS_JSONL = "results.jsonl"
+RESULTS_CSV = "results.csv"
+REPORT_MD = "report.md"
+# Nested keys too bulky or too deep for one CSV row (they stay whole in results.jsonl).
+_NOT_IN_CSV = ("raw", "config")
+
+
+def results_jsonl(records: Sequence[Record]) -> str:
+    """One whole record per line (raw values and config included)."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def csv_row(rec: Record) -> dict[str, str]:
+    """Flat scalar columns: lists joined with ';', error as 'Type: message', env as env_*."""
+    row: dict[str, str] = {}
+    for key, value in rec.items():
+        if key in _NOT_IN_CSV:
+            continue
+        if key == "error":
+            row[key] = error_text(rec)
+        elif key == "env" and isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(v, (dict, list)):
+                    row[f"env_{k}"] = _scalar(v)
+        elif isinstance(value, list):
+            if all(not isinstance(v, (dict, list)) for v in value):
+                row[key] = ";".join(_scalar(v) for v in value)
+        elif not isinstance(value, dict):
+            row[key] = _scalar(value)
+    return row
+
+
+def results_csv(records: Sequence[Record]) -> str:
+    """One row per record; columns in first-seen order, env_* columns last."""
+    rows = [csv_row(r) for r in records]
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(k for k in row if not k.startswith("env_")))
+    for row in rows:
+        columns.update(dict.fromkeys(k for k in row if k.startswith("env_")))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_outputs(
+    sweep_dir: str | os.PathLike[str],
+    records: Sequence[Record],
+    unreadable: Sequence[tuple[str, str]] = (),
+    plots: bool = True,
+) -> dict[str, str]:
+    """Write every output file into ``sweep_dir``; returns {name relative to it: path}."""
+    root = Path(sweep_dir)
+    records = sorted(records, key=sort_key)
+    out: dict[str, str] = {}
+    out[RESULTS_JSONL] = atomic_write_text(root / RESULTS_JSONL, results_jsonl(records))
+    out[RESULTS_CSV] = atomic_write_text(root / RESULTS_CSV, results_csv(records))
+    figures: dict[str, str] = {}
+    if plots:
+        from aggregate.plots import write_plots  # matplotlib only when plots are asked for
+
+        figures = write_plots(root, records)
+    report = build_report(root, records, unreadable, figures)
+    out[REPORT_MD] = atomic_write_text(root / REPORT_MD, report)
+    out.update(figures)
+    log.info("%s: wrote %s", root, ", ".join(out))
+    return out

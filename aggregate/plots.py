@@ -1,0 +1,204 @@
+"""PNG plots per group (headless: matplotlib's Figure + Agg, never pyplot's global state).
+
+Per group, with one line per seq and batch on a log2 axis:
+  <slug>-throughput.png  output tokens/s (dashed: the hardware bound, when records carry it)
+  <slug>-e2e.png         E2E latency p50, band up to p99
+  <slug>-ttft-tpot.png   TTFT mean and TPOT mean
+  <slug>-memory.png      peak memory
+and, when the sweep has two or more groups, compare-throughput.png (one panel per seq).
+Only ok cells are drawn; titles say how many cells are left out and carry SIMULATED when
+any cell of the figure is simulated.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aggregate.files import atomic_write_bytes
+from aggregate.tables import SIMULATED, GroupKey, cell_map, group_records, is_simulated
+
+log = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+PLOT_DIR = "plots"
+MIB = 2**20
+# The figures of one group, in report order (file name suffixes).
+GROUP_FIGURES = ("throughput", "e2e", "ttft-tpot", "memory")
+COMPARE_FIGURE = f"{PLOT_DIR}/compare-throughput.png"
+
+
+def plot_name(key: GroupKey, figure: str) -> str:
+    """Path of a group's figure relative to the sweep directory."""
+    return f"{PLOT_DIR}/{key.slug()}-{figure}.png"
+
+
+def _num(rec: Record, key: str) -> float | None:
+    value = rec.get(key)
+    if rec.get("status") != "ok" or isinstance(value, bool):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _series(recs: Sequence[Record], key: str, scale: float = 1.0) -> dict[int, list[tuple]]:
+    """seq -> [(batch, value * scale)] over ok cells that report ``key``."""
+    out: dict[int, list[tuple]] = {}
+    for (b, s), rec in sorted(cell_map(recs).items()):
+        value = _num(rec, key)
+        if value is not None:
+            out.setdefault(s, []).append((b, value * scale))
+    return out
+
+
+def _title(label: str, what: str, recs: Sequence[Record]) -> str:
+    sim = f" — {SIMULATED}" if any(is_simulated(r) for r in recs) else ""
+    left_out = sum(r.get("status") != "ok" for r in recs)
+    note = f" ({left_out} cell(s) not ok, not drawn)" if left_out else ""
+    return f"{what}{sim}\n{label}{note}"
+
+
+def _log2_batch_axis(ax: Any, batches: Sequence[int]) -> None:
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(sorted(set(batches))))
+    ax.set_xticklabels([str(b) for b in sorted(set(batches))])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("batch size (sequences per call, log2 axis)")
+    ax.grid(True, alpha=0.3)
+
+
+def _draw(ax: Any, recs: Sequence[Record], key: str, scale: float, ylabel: str) -> bool:
+    """One line per seq; returns False when there is nothing to draw."""
+    series = _series(recs, key, scale)
+    seqs = sorted({r["seq"] for r in recs})
+    for seq, points in series.items():
+        xs, ys = zip(*points, strict=True)
+        ax.plot(xs, ys, marker="o", color=f"C{seqs.index(seq) % 10}", label=f"seq {seq}")
+    batches = [b for pts in series.values() for b, _ in pts]
+    if batches:
+        _log2_batch_axis(ax, batches)
+        ax.set_ylabel(ylabel)
+    return bool(batches)
+
+
+def _save(fig: Any, path: Path) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _throughput(ax: Any, recs: Sequence[Record]) -> bool:
+    drawn = _draw(ax, recs, "output_tokens_per_s", 1.0, "output tokens/s")
+    seqs = sorted({r["seq"] for r in recs})
+    for seq, points in _series(recs, "bound_output_tokens_per_s").items():
+        xs, ys = zip(*points, strict=True)
+        color = f"C{seqs.index(seq) % 10}"
+        ax.plot(xs, ys, linestyle="--", color=color, alpha=0.6, label=f"bound, seq {seq}")
+    return drawn
+
+
+def _e2e(ax: Any, recs: Sequence[Record]) -> bool:
+    drawn = _draw(ax, recs, "e2e_s_p50", 1.0, "E2E latency per call (s)")
+    p99 = _series(recs, "e2e_s_p99")
+    seqs = sorted({r["seq"] for r in recs})
+    for seq, points in _series(recs, "e2e_s_p50").items():
+        top = dict(p99.get(seq, []))
+        xs = [b for b, _ in points if b in top]
+        if xs:
+            lo = [v for b, v in points if b in top]
+            color = f"C{seqs.index(seq) % 10}"
+            ax.fill_between(xs, lo, [top[b] for b in xs], color=color, alpha=0.15)
+    return drawn
+
+
+def group_plots(key: GroupKey, recs: Sequence[Record], plot_dir: Path) -> dict[str, str]:
+    """The four figures of one group; {} when the group has no ok cell to draw."""
+    from matplotlib.figure import Figure
+
+    label = key.label()
+    out: dict[str, str] = {}
+    panels: dict[str, list] = {
+        "throughput": [("Output tokens/s vs batch", _throughput)],
+        "e2e": [("E2E latency p50 vs batch (band: p50 to p99)", _e2e)],
+        "ttft-tpot": [
+            ("TTFT mean vs batch", lambda ax, r: _draw(ax, r, "ttft_s_mean", 1e3, "TTFT (ms)")),
+            ("TPOT mean vs batch", lambda ax, r: _draw(ax, r, "tpot_s_mean", 1e3, "TPOT (ms)")),
+        ],
+        "memory": [
+            (
+                "Peak memory vs batch",
+                lambda ax, r: _draw(ax, r, "peak_memory_bytes", 1 / MIB, "peak memory (MiB)"),
+            )
+        ],
+    }
+    for name in GROUP_FIGURES:
+        specs = panels[name]
+        fig = Figure(figsize=(6.5 * len(specs), 4.6), layout="constrained")
+        axes = fig.subplots(1, len(specs), squeeze=False)[0]
+        drawn = False
+        for ax, (what, draw) in zip(axes, specs, strict=True):
+            if draw(ax, recs):
+                drawn = True
+                ax.set_ylim(bottom=0)  # after every line, so the top still fits them all
+            ax.set_title(_title(label, what, recs), fontsize=10)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+        if drawn:
+            rel = plot_name(key, name)
+            out[rel] = _save(fig, plot_dir / Path(rel).name)
+    return out
+
+
+def compare_plot(groups: dict[GroupKey, list[Record]], plot_dir: Path) -> dict[str, str]:
+    """Output tokens/s of every group, one panel per seq (only with two or more groups)."""
+    from matplotlib.figure import Figure
+
+    if len(groups) < 2:
+        return {}
+    all_recs = [r for recs in groups.values() for r in recs]
+    seqs = sorted({r["seq"] for r in all_recs})
+    ncols = min(3, len(seqs))
+    nrows = -(-len(seqs) // ncols)
+    fig = Figure(figsize=(5.5 * ncols, 4.2 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    sim = f" — {SIMULATED}" if any(is_simulated(r) for r in all_recs) else ""
+    fig.suptitle(f"Output tokens/s by group{sim}")
+    for ax, seq in zip(axes, seqs, strict=False):
+        batches: list[int] = []
+        for i, (key, recs) in enumerate(groups.items()):
+            points = _series([r for r in recs if r["seq"] == seq], "output_tokens_per_s")
+            for pts in points.values():
+                xs, ys = zip(*pts, strict=True)
+                batches += xs
+                ax.plot(xs, ys, marker="o", color=f"C{i % 10}", label=key.label())
+        ax.set_title(f"seq {seq}", fontsize=10)
+        if batches:
+            _log2_batch_axis(ax, batches)
+            ax.set_ylabel("output tokens/s")
+            ax.set_ylim(bottom=0)
+            ax.legend(fontsize=7)
+    for ax in axes[len(seqs) :]:
+        ax.set_visible(False)
+    return {COMPARE_FIGURE: _save(fig, plot_dir / Path(COMPARE_FIGURE).name)}
+
+
+def write_plots(sweep_dir: str | os.PathLike[str], records: Sequence[Record]) -> dict[str, str]:
+    """All figures under SWEEP/plots/; PNGs there that this run did not draw are removed."""
+    plot_dir = Path(sweep_dir) / PLOT_DIR
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    groups = group_records(records)
+    out: dict[str, str] = {}
+    for key, recs in groups.items():
+        out.update(group_plots(key, recs, plot_dir))
+    out.update(compare_plot(groups, plot_dir))
+    kept = {Path(p).name for p in out.values()}
+    for stale in plot_dir.glob("*.png"):
+        if stale.name not in kept:
+            log.info("removing stale plot %s", stale)
+            stale.unlink()
+    return out

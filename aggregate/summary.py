@@ -1,0 +1,58 @@
+"""The console summary printed at the end of a sweep: one line per cell, grouped."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aggregate.load import sort_key
+from aggregate.tables import (
+    NOT_REPORTED,
+    SIMULATED,
+    error_text,
+    flags_of,
+    group_records,
+    is_simulated,
+    status_label,
+)
+
+_HEAD = f"{'batch':>6} {'seq':>6}  {'status':<7} {'out tok/s':>11} {'e2e p50 s':>10} "
+_HEAD += f"{'ttft ms':>9} {'tpot ms':>9}  flags"
+
+
+def _num(value: Any, scale: float, spec: str, width: int) -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return f"{NOT_REPORTED:>{width}}"
+    return f"{value * scale:>{width}{spec}}"
+
+
+def _line(rec: dict[str, Any]) -> str:
+    status = "ok" if rec.get("status") == "ok" else status_label(rec)
+    ok = status == "ok"
+    flags = ",".join(flags_of(rec))
+    if not ok:
+        flags = (flags + "  " if flags else "") + error_text(rec, limit=60)
+    return (
+        f"{rec['batch']:>6} {rec['seq']:>6}  {status:<7} "
+        f"{_num(rec.get('output_tokens_per_s') if ok else None, 1, '.1f', 11)} "
+        f"{_num(rec.get('e2e_s_p50') if ok else None, 1, '.4f', 10)} "
+        f"{_num(rec.get('ttft_s_mean') if ok else None, 1e3, '.3f', 9)} "
+        f"{_num(rec.get('tpot_s_mean') if ok else None, 1e3, '.3f', 9)}  {flags}"
+    ).rstrip()
+
+
+def summary_table(records: Sequence[dict[str, Any]]) -> str:
+    """Compact text: a header per (model, backend, device, dtype, prompt) group, then a
+    line per cell with batch, seq, status, output tok/s, E2E p50, TTFT, TPOT and flags."""
+    if not records:
+        return "no records"
+    lines: list[str] = []
+    for key, recs in group_records(sorted(records, key=sort_key)).items():
+        sim = any(is_simulated(r) for r in recs)
+        n_ok = sum(r.get("status") == "ok" for r in recs)
+        tag = f"  [{SIMULATED}: not measurements]" if sim else ""
+        lines.append(f"{key.label()}  ({n_ok}/{len(recs)} ok){tag}")
+        lines.append(_HEAD)
+        lines += [_line(r) for r in recs]
+        lines.append("")
+    return "\n".join(lines).rstrip()
