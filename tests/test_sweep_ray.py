@@ -1,0 +1,275 @@
+"""Sweeps on real Ray: placement on declared NPUs, multi-node clusters, node loss, faults.
+
+Cells use the simulator (`backend=sim`): the NPUs are declared Ray resources that do not
+exist, and the simulator stands in for the device (no torch_npu). Ray itself, the launcher,
+placement, retries and the record files are all real. `time_scale` makes each simulated
+cell last about a second of real time so cells overlap and faults land mid-cell.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import ROOT, launch_env, read_jsonl
+
+pytestmark = pytest.mark.slow
+
+SIM = [
+    "backend=sim",
+    "device=npu",
+    "model=llama3_8b",
+    "model.load_format=dummy",
+    "bench=quick",
+    "prompt_len=32",
+    "backend.sim.noise=0",
+    "ray.num_cpus=2",
+]
+
+
+def sim_args(batches: str, seq: str = "32", scale: float = 0.4, npus: int = 4) -> list[str]:
+    return ["-m", f"batch={batches}", f"seq={seq}", *SIM, f"backend.sim.time_scale={scale}",
+            f"+ray.resources.NPU={npus}"]  # fmt: skip
+
+
+def ts(s: str) -> float:
+    return dt.datetime.fromisoformat(s).timestamp()
+
+
+def records(sweep: Path) -> dict[str, dict]:
+    out = {}
+    for p in sweep.glob("*/record.json"):
+        out[p.parent.name] = json.loads(p.read_text())
+    return out
+
+
+def start(args: list[str], cwd: Path, cache: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "launch.py"), *args],
+        cwd=cwd,
+        env=launch_env(cache),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for(cond, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_npu_placement_distinct_devices_in_parallel(launch, tmp_path):
+    proc = launch(*sim_args("1,2,3,4,5,6", scale=0.5, npus=4))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    recs = list(records(tmp_path / "multirun" / "sweep").values())
+    assert len(recs) == 6 and all(r["status"] == "ok" for r in recs)
+    assert all("simulated" in r["flags"] and r["simulated"] for r in recs)
+    spans = [(ts(r["started_at"]), ts(r["finished_at"]), r["visible_devices"]) for r in recs]
+    overlapping = 0
+    for i, (a0, a1, av) in enumerate(spans):
+        for b0, b1, bv in spans[i + 1 :]:
+            if a0 < b1 and b0 < a1:  # ran at the same time
+                overlapping += 1
+                assert av != bv, "two concurrent cells saw the same NPU"
+    assert overlapping > 0, "cells did not run in parallel"
+    assert {r["visible_devices"] for r in recs} <= {"0", "1", "2", "3"}
+
+
+def test_infeasible_request_fails_fast(launch, tmp_path):
+    t0 = time.monotonic()
+    proc = launch("-m", "batch=1,2", "seq=8", *SIM)  # device=npu, but no NPU declared
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "NPU" in out and "no node" in out
+    assert time.monotonic() - t0 < 60
+    assert not list(tmp_path.rglob("record.json"))
+
+
+def test_cell_exception_oom_and_crash_are_recorded(launch, tmp_path):
+    base = sim_args("1,2,4", scale=0.0)
+    sweep = tmp_path / "multirun" / "sweep"
+    proc = launch(*base, "backend.sim.fault=exception", "backend.sim.fault_batch=2")
+    assert proc.returncode != 0
+    recs = {r["batch"]: r for r in records(sweep).values()}
+    assert recs[2]["status"] == "failed" and "injected" in recs[2]["error"]["message"]
+    assert recs[1]["status"] == recs[4]["status"] == "ok"
+    assert "not ok" in proc.stdout and recs[2]["cell_dir"] in proc.stdout
+
+    # a worker process that always dies: retried, then failed with worker_lost
+    proc = launch(*base, "backend.sim.fault=crash", "backend.sim.fault_batch=4",
+                  "sweep.max_retries=1", "hydra.sweep.dir=crash")  # fmt: skip
+    assert proc.returncode != 0
+    recs = {r["batch"]: r for r in records(tmp_path / "crash").values()}
+    assert recs[4]["status"] == "failed" and "worker_lost" in recs[4]["flags"]
+    assert recs[4]["attempts"] == 2
+    assert recs[1]["status"] == recs[2]["status"] == "ok"
+
+
+def test_device_oom_is_recorded_as_oom(launch, tmp_path):
+    # 70B in fp16 does not fit one 64 GB NPU: the simulator raises device OOM
+    proc = launch("-m", "batch=1", "seq=8", *[a for a in SIM if not a.startswith("model=")],
+                  "model=llama3_70b", "+ray.resources.NPU=1")  # fmt: skip
+    assert proc.returncode != 0
+    (rec,) = records(tmp_path / "multirun" / "sweep").values()
+    assert rec["status"] == "oom", rec
+
+
+def _worker_pids(driver: psutil.Process, busy: bool) -> list[int]:
+    pids = []
+    for p in driver.children(recursive=True):
+        try:
+            title = " ".join(p.cmdline())
+        except psutil.Error:
+            continue
+        if "ray::JobWorker" in title and (not busy or "JobWorker.run" in title):
+            pids.append(p.pid)
+    return pids
+
+
+def test_worker_sigkill_mid_cell_is_retried(tmp_path, tiny_cache):
+    sweep = tmp_path / "multirun" / "sweep"
+    proc = start(sim_args("1,2,3", scale=1.0, npus=1), tmp_path, tiny_cache)
+    driver = psutil.Process(proc.pid)
+    wait_for(lambda: _worker_pids(driver, busy=True), 90, "a busy worker")
+    time.sleep(0.5)
+    done_before = set(records(sweep))
+    os.kill(_worker_pids(driver, busy=True)[0], signal.SIGKILL)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out[-3000:]
+    recs = records(sweep)
+    assert len(recs) == 3 and all(r["status"] == "ok" for r in recs.values())
+    retried = [r for name, r in recs.items() if r["attempts"] == 2]
+    assert len(retried) == 1 and retried[0]["cell_dir"] not in done_before
+
+
+def test_driver_killed_then_same_command_finishes(tmp_path, tiny_cache):
+    args = sim_args("1,2,3,4", scale=1.0, npus=1)
+    sweep = tmp_path / "multirun" / "sweep"
+    proc = start(args, tmp_path, tiny_cache)
+    wait_for(lambda: len(records(sweep)) >= 2, 120, "two finished cells")
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
+    proc.wait(timeout=30)
+    before = {p: p.read_bytes() for p in sweep.glob("*/record.json")}
+    assert 2 <= len(before) < 4
+    again = start(args, tmp_path, tiny_cache)
+    out, _ = again.communicate(timeout=240)
+    assert again.returncode == 0, out[-3000:]
+    assert f"{len(before)} already done, {4 - len(before)} to run" in out
+    for p, content in before.items():
+        assert p.read_bytes() == content, f"finished record {p} changed"
+    rows = read_jsonl(sweep / "results.jsonl")
+    assert len(rows) == 4 and len({r["cell_id"] for r in rows}) == 4
+
+
+def test_second_launch_into_live_sweep_is_refused_and_ctrl_c_keeps_records(tmp_path, tiny_cache):
+    args = sim_args("1,2,3,4", scale=1.0, npus=1)
+    sweep = tmp_path / "multirun" / "sweep"
+    first = start(args, tmp_path, tiny_cache)
+    wait_for(lambda: len(records(sweep)) >= 1, 120, "a finished cell")
+    second = subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), *args], cwd=tmp_path,
+        env=launch_env(tiny_cache), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert second.returncode != 0
+    assert "in use by a live sweep" in second.stderr
+    # Ctrl-C on the first: it stops, finished records stay whole
+    os.kill(first.pid, signal.SIGINT)
+    out, _ = first.communicate(timeout=120)
+    assert first.returncode != 0
+    kept = {p: p.read_bytes() for p in sweep.glob("*/record.json")}
+    assert kept and all(json.loads(c)["status"] == "ok" for c in kept.values())
+    # and the same command finishes the sweep
+    third = start(args, tmp_path, tiny_cache)
+    out, _ = third.communicate(timeout=240)
+    assert third.returncode == 0, out[-3000:]
+    for p, content in kept.items():
+        assert p.read_bytes() == content
+    assert len(read_jsonl(sweep / "results.jsonl")) == 4
+
+
+def test_truncated_record_counts_as_missing(launch, tmp_path):
+    args = sim_args("1,2", scale=0.0)
+    assert launch(*args).returncode == 0
+    sweep = tmp_path / "multirun" / "sweep"
+    victim = next(iter(sweep.glob("*b2*/record.json")))
+    victim.write_text(victim.read_text()[:100])  # a crash mid-write on another tool
+    proc = launch(*args)
+    assert proc.returncode == 0
+    assert "1 already done, 1 to run" in proc.stdout + proc.stderr
+    assert json.loads(victim.read_text())["status"] == "ok"
+
+
+def test_private_ray_listens_on_loopback_only(tmp_path, tiny_cache):
+    proc = start(sim_args("1,2", scale=2.0, npus=1), tmp_path, tiny_cache)
+    driver = psutil.Process(proc.pid)
+    try:
+        wait_for(lambda: _worker_pids(driver, busy=True), 90, "a busy worker")
+        listening = []
+        for p in [driver, *driver.children(recursive=True)]:
+            try:
+                conns = p.net_connections(kind="inet")
+            except psutil.Error:
+                continue
+            listening += [c.laddr.ip for c in conns if c.status == psutil.CONN_LISTEN]
+        assert listening, "no Ray server found"
+        assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip in listening), listening
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def test_cells_spread_over_nodes_and_survive_node_loss(tmp_path, tiny_cache):
+    """A real 2-node Ray cluster (ray.cluster_utils.Cluster); the worker node is removed
+    while it runs a cell: no finished record is lost and its cell finishes on the head."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "resources": {"NPU": 2}, "include_dashboard": False},
+    )
+    try:
+        worker = cluster.add_node(num_cpus=1, resources={"NPU": 2})
+        cluster.wait_for_nodes()
+        args = [*sim_args("1,2,3,4,5,6,7,8", scale=1.0), f"ray.address={cluster.address}"]
+        args = [a for a in args if not a.startswith(("+ray.resources", "ray.num_cpus"))]
+        sweep = tmp_path / "multirun" / "sweep"
+        proc = start(args, tmp_path, tiny_cache)
+
+        def worker_busy() -> bool:
+            done = [r for r in records(sweep).values() if r["ray_node_id"] == worker.node_id]
+            return bool(done)
+
+        wait_for(worker_busy, 180, "a cell finished on the worker node")
+        finished = {p: p.read_bytes() for p in sweep.glob("*/record.json")}
+        cluster.remove_node(worker, allow_graceful=False)
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out[-3000:]
+        recs = records(sweep)
+        assert len(recs) == 8 and all(r["status"] == "ok" for r in recs.values())
+        assert len({r["ray_node_id"] for r in recs.values()}) == 2
+        for p, content in finished.items():
+            assert p.read_bytes() == content, f"finished record {p} changed"
+    finally:
+        cluster.shutdown()
+
+
+def test_simulated_nodes_from_config(launch, tmp_path):
+    proc = launch(*sim_args("1,2,3,4", scale=0.5, npus=1), "ray.sim_nodes=2", "ray.num_cpus=1")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    recs = records(tmp_path / "multirun" / "sweep").values()
+    assert len({r["ray_node_id"] for r in recs}) == 2
