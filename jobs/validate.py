@@ -44,7 +44,7 @@ def check_model(cell: BenchmarkConfig, on_this_host: bool = True) -> None:
             )
     elif m.name != "tiny" and not (SHIPPED_CONFIGS / m.name / "config.json").is_file():
         raise ConfigError(f"model={m.name}: set model.path=DIR to a local copy of the model")
-    elif m.name != "tiny" and m.load_format != "dummy":
+    elif m.name != "tiny" and m.load_format != "dummy" and cell.backend.name != "sim":
         raise ConfigError(
             f"model={m.name} needs model.path=DIR (a local copy; nothing is downloaded), "
             "or model.load_format=dummy to measure its shape with random weights"

@@ -245,7 +245,7 @@ def test_cells_spread_over_nodes_and_survive_node_loss(tmp_path, tiny_cache):
     try:
         worker = cluster.add_node(num_cpus=1, resources={"NPU": 2})
         cluster.wait_for_nodes()
-        args = [*sim_args("1,2,3,4,5,6,7,8", scale=1.0), f"ray.address={cluster.address}"]
+        args = [*sim_args("1,2,3,4,5,6,7,8,9,10,11,12", scale=1.0), f"ray.address={cluster.address}"]
         args = [a for a in args if not a.startswith(("+ray.resources", "ray.num_cpus"))]
         sweep = tmp_path / "multirun" / "sweep"
         proc = start(args, tmp_path, tiny_cache)
@@ -260,7 +260,7 @@ def test_cells_spread_over_nodes_and_survive_node_loss(tmp_path, tiny_cache):
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out[-3000:]
         recs = records(sweep)
-        assert len(recs) == 8 and all(r["status"] == "ok" for r in recs.values())
+        assert len(recs) == 12 and all(r["status"] == "ok" for r in recs.values())
         assert len({r["ray_node_id"] for r in recs.values()}) == 2
         for p, content in finished.items():
             assert p.read_bytes() == content, f"finished record {p} changed"
