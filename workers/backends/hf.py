@@ -4,6 +4,17 @@ Exactly `seq` new tokens per sequence: greedy, min_new_tokens = max_new_tokens =
 cannot end a sequence early; the count is then taken from the output, not assumed. A
 stopping criterion that never stops timestamps every decode step after synchronising the
 device, which gives TTFT (first step) and inter-token latencies (later steps).
+
+Speed switch (both off by default, see docs/backends.md):
+  backend.hf.static_cache=true  a static KV cache (generation config cache_implementation="static");
+                                transformers' own auto-compile is turned off, so this measures
+                                the cache alone.
+  backend.hf.compile=true       torch.compile of the decode step the way transformers 5
+                                recommends: static cache + `compile_config`; generate runs the
+                                prefill eagerly and the decode steps through the compiled
+                                forward. Implies the static cache (a dynamic cache changes shape
+                                every step and would recompile every step). The compilation
+                                happens in `prepare`, outside every timer.
 """
 
 from __future__ import annotations
@@ -13,12 +24,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs.config import BenchmarkConfig
+from jobs.config import BenchmarkConfig, HFOptions
 from workers.base import Backend, IterationResult
 from workers.models import load_hf_model
 from workers.prompts import prompt_ids
 
 log = logging.getLogger(__name__)
+
+#: Arguments of transformers' CompileConfig for backend.hf.compile; empty = transformers'
+#: defaults (inductor, mode "reduce-overhead"). Tests set {"backend": "eager"} to check the
+#: wiring without waiting for code generation.
+COMPILE_KWARGS: dict[str, Any] = {}
 
 
 class _StepClock:
@@ -36,16 +52,30 @@ class _StepClock:
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
+def speed_options(opts: HFOptions) -> dict[str, Any]:
+    """Generation-config entries of the speed switch (empty when both parts are off)."""
+    if not (opts.static_cache or opts.compile):
+        return {}
+    gen: dict[str, Any] = {"cache_implementation": "static"}
+    if opts.compile:
+        from transformers import CompileConfig
+
+        compile_config = CompileConfig(**COMPILE_KWARGS)
+        # generate() auto-compiles only on cuda/xpu/...; this flag extends it to cpu and npu.
+        compile_config._compile_all_devices = True
+        gen["compile_config"] = compile_config
+    else:
+        # On cuda a static cache alone would trigger transformers' auto-compile.
+        gen["disable_compile"] = True
+    return gen
+
+
 class HFBackend(Backend):
     name = "hf"
 
     def load(self) -> None:
         self.model, self.tokenizer, self.info = load_hf_model(self.cell.model, self.device)
-        opts = self.cell.backend.hf
-        if opts.compile:
-            import torch
-
-            self.model.forward = torch.compile(self.model.forward, mode="reduce-overhead")
+        self.compiled_for: tuple[int, int, int] | None = None
 
     def model_info(self) -> dict[str, Any]:
         return self.info
@@ -77,11 +107,17 @@ class HFBackend(Backend):
             eos_token_id=eos_ids or None,
             use_cache=True,
         )
-        if self.cell.backend.hf.static_cache:
-            gen["cache_implementation"] = "static"
+        gen.update(speed_options(cell.backend.hf))
         self.gen_config = GenerationConfig(**gen)
         self.clock = _StepClock(self.device.synchronize)
         self.criteria = StoppingCriteriaList([self.clock])
+        shape = (cell.batch, cell.prompt_len, cell.seq)
+        if cell.backend.hf.compile and self.compiled_for != shape:
+            t0 = time.perf_counter()
+            self.run_iteration()  # compiles the decode step for this shape, untimed
+            self.compiled_for = shape
+            log.info("compiled the decode step for b=%d p=%d s=%d in %.1f s", *shape,
+                     time.perf_counter() - t0)  # fmt: skip
 
     def run_iteration(self) -> IterationResult:
         import torch
@@ -100,7 +136,7 @@ class HFBackend(Backend):
             t1 = time.perf_counter()
         new = out[:, self.input_ids.shape[1] :].tolist()
         per_seq = [_count_generated(row, self.eos_ids) for row in new]
-        steps = [t - t0 for t in self.clock.times]
+        steps = [t - t0 for t in self.clock.times][: max((len(r) for r in new), default=0)]
         return IterationResult(
             e2e_s=t1 - t0,
             ttft_s=steps[0] if steps else None,
@@ -108,6 +144,16 @@ class HFBackend(Backend):
             generated_tokens=sum(per_seq),
             per_sequence_tokens=per_seq,
         )
+
+    def record_extras(self, rec: dict[str, Any]) -> dict[str, Any]:
+        """What the speed switch really did, next to the numbers it produced."""
+        opts = self.cell.backend.hf
+        return {
+            "engine": {
+                "kv_cache": "static" if (opts.static_cache or opts.compile) else "dynamic",
+                "compiled": bool(opts.compile),
+            }
+        }
 
     def close(self) -> None:
         self.model = None

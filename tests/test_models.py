@@ -1,0 +1,153 @@
+"""Dummy weights from the shipped Llama-3 configs, exact parameter counts, and the HF speed
+switch (static KV cache, torch.compile) on the CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from jobs.config import (
+    BackendConfig,
+    BenchConfig,
+    BenchmarkConfig,
+    DeviceConfig,
+    HFOptions,
+    ModelConfig,
+)
+from workers import measure, run_cell
+from workers.backends import hf
+from workers.models import (
+    DUMMY_HIGH,
+    SHIPPED_CONFIGS,
+    build_dummy_model,
+    model_config,
+    parameter_count,
+)
+
+ONE_SHOT = BenchConfig(name="one", warmup=0, iterations=1, max_iterations=1)
+
+
+def llama_parameters(cfg: dict) -> int:
+    """Llama parameter count by hand: embeddings, attention (GQA), SwiGLU MLP, RMSNorms."""
+    h, i, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    kv = h // cfg["num_attention_heads"] * cfg["num_key_value_heads"]
+    layer = h * h * 2 + h * kv * 2 + 3 * h * i + 2 * h  # q,o + k,v + gate,up,down + 2 norms
+    heads = v * h * (1 if cfg.get("tie_word_embeddings") else 2)
+    return heads + cfg["num_hidden_layers"] * layer + h  # + final norm
+
+
+@pytest.fixture(autouse=True)
+def _drop_loaded_models():
+    yield
+    measure.drop_models()
+
+
+@pytest.mark.parametrize(
+    "name, expected", [("llama3_8b", 8_030_261_248), ("llama3_70b", 70_553_706_496)]
+)
+def test_exact_parameter_counts_on_meta_device(name, expected):
+    cfg = json.loads((SHIPPED_CONFIGS / name / "config.json").read_text())
+    assert llama_parameters(cfg) == expected
+    assert parameter_count(ModelConfig(name=name)) == expected
+    one = ModelConfig(name=name, num_layers_override=1)
+    assert parameter_count(one) == llama_parameters({**cfg, "num_hidden_layers": 1})
+
+
+class _Allocations(TorchDispatchMode):
+    """Every tensor any op returns: (dtype, elements, device)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[torch.dtype, int, str]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                self.seen.append((t.dtype, t.numel(), t.device.type))
+        return out
+
+
+def test_dummy_build_makes_no_float32_copy():
+    """70B in bfloat16 on the meta device: no weight-sized tensor is ever float32."""
+    config = model_config(ModelConfig(name="llama3_70b"))
+    with _Allocations() as allocs:
+        net = build_dummy_model(config, torch.bfloat16, "meta", trust_remote_code=False)
+    weights = [(d, n, dev) for d, n, dev in allocs.seen if n >= 1_000_000]
+    assert weights, "the build allocated no weights at all?"
+    assert {d for d, _, _ in weights} == {torch.bfloat16}
+    assert {dev for _, _, dev in weights} == {"meta"}
+    assert {p.dtype for p in net.parameters()} == {torch.bfloat16}
+    assert net.config.num_hidden_layers == 80
+
+
+def test_llama3_8b_dummy_one_layer_through_run_cell():
+    """The real 8B widths (1 of 32 layers) with dummy bf16 weights, no tokenizer, on the CPU."""
+    model = ModelConfig(
+        name="llama3_8b", dtype="bfloat16", load_format="dummy", num_layers_override=1
+    )
+    cell = BenchmarkConfig(
+        batch=1, seq=2, prompt_len=4, model=model, device=DeviceConfig(name="cpu"), bench=ONE_SHOT
+    )
+    rec = run_cell(cell)
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["model_parameters"] == 1_268_789_248 == 525_336_576 * 2 + 218_112_000 + 4096
+    assert rec["dtype"] == "bfloat16" and rec["load_format"] == "dummy"
+    assert Path(rec["model_path"]) == SHIPPED_CONFIGS / "llama3_8b"
+    assert rec["generated_tokens"] == rec["expected_tokens"] == 2
+    (backend,) = measure._LOADED.values()
+    assert backend.tokenizer is None
+    params = list(backend.model.parameters())
+    assert {p.dtype for p in params} == {torch.bfloat16}
+    assert {p.device.type for p in params} == {"cpu"}
+    head = backend.model.lm_head.weight
+    assert 0 < head.abs().max().item() <= DUMMY_HIGH  # SGLang's dummy range, not zeros
+
+
+def tiny_cell(tiny_cache: Path, opts: HFOptions, **kw) -> BenchmarkConfig:
+    return BenchmarkConfig(
+        model=ModelConfig(cache_dir=str(tiny_cache)),
+        backend=BackendConfig(name="hf", hf=opts),
+        device=DeviceConfig(name="cpu"),
+        bench=kw.pop("bench", BenchConfig(name="quick", warmup=1, iterations=2, max_iterations=2)),
+        **kw,
+    )
+
+
+def test_speed_switch_off_by_default():
+    assert hf.speed_options(HFOptions()) == {}
+    static = hf.speed_options(HFOptions(static_cache=True))
+    # a static cache alone must not switch on transformers' auto-compile (it would on cuda)
+    assert static == {"cache_implementation": "static", "disable_compile": True}
+    compiled = hf.speed_options(HFOptions(compile=True))
+    assert compiled["cache_implementation"] == "static"  # compile implies the static cache
+    assert compiled["compile_config"]._compile_all_devices is True  # cpu and npu too
+
+
+def test_static_cache_exact_tokens_and_step_clock(tiny_cache):
+    rec = run_cell(tiny_cell(tiny_cache, HFOptions(static_cache=True), batch=3, seq=6))
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["generated_tokens"] == rec["expected_tokens"] == 18 and rec["flags"] == []
+    assert all(len(s) == 6 and s == sorted(s) for s in rec["raw"]["step_times_s"])
+    assert rec["engine"] == {"kv_cache": "static", "compiled": False}
+    (backend,) = measure._LOADED.values()
+    assert not hasattr(backend.model, "_compiled_call")
+
+
+def test_compile_wiring_exact_tokens(tiny_cache, monkeypatch):
+    """torch.compile through generate's compile_config, with dynamo's `eager` backend so the
+    test does not wait for inductor code generation (bench/speed_switch.py runs inductor)."""
+    monkeypatch.setattr(hf, "COMPILE_KWARGS", {"backend": "eager", "mode": None})
+    cell = tiny_cell(tiny_cache, HFOptions(compile=True), batch=2, seq=4, prompt_len=5)
+    rec = run_cell(cell)
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["generated_tokens"] == rec["expected_tokens"] == 8
+    assert all(len(s) == 4 for s in rec["raw"]["step_times_s"])
+    assert rec["engine"] == {"kv_cache": "static", "compiled": True}
+    (backend,) = measure._LOADED.values()
+    assert backend.model._last_compile_config.backend == "eager"  # the compiled forward ran
+    assert backend.compiled_for == (2, 5, 4)  # compiled in prepare(), outside the timers
