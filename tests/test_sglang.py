@@ -1,0 +1,206 @@
+"""The SGLang backend: engine arguments, the generate call, token counts, engine reuse.
+
+The real engine cannot run here: SGLang pins its own torch (sglang 0.5.23 requires
+torch==2.14.1; this project tests on torch 2.13 CPU) and needs a GPU or an NPU. These tests
+inject a stand-in engine through ``SGLangBackend.engine_factory`` that speaks the part of
+``sglang.Engine`` the backend uses: constructed with ServerArgs keyword arguments,
+``generate(input_ids=[[...], ...], sampling_params={...}, stream=True)`` yields one chunk per
+sequence per token with ``index`` and a cumulative ``meta_info["completion_tokens"]``,
+``shutdown()``. What the stand-in cannot show (real timings, Ascend kernels) is listed in
+docs/backends.md as not run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from jobs.config import (
+    BackendConfig,
+    BenchConfig,
+    BenchmarkConfig,
+    DeviceConfig,
+    ModelConfig,
+    SGLangOptions,
+)
+from workers import measure
+from workers.backends import sglang as sgl
+from workers.backends.sglang import SGLangBackend, check_available, engine_kwargs
+from workers.base import BackendUnavailable
+
+# ServerArgs input fields checked by hand in sglang 0.5.23 (the PyPI wheel), where ServerArgs
+# is assembled from python/sglang/srt/arg_groups/fields/{model,device,parallel,schedule,
+# memory,exec_,observability,serving}.py. Every argument engine_kwargs may pass is listed here;
+# `backend` (the source article's `backend="ascend"`) is not a field and must never be passed.
+SERVER_ARGS_FIELDS = frozenset(
+    {
+        # fields/model.py
+        "model_path", "load_format", "trust_remote_code", "dtype", "context_length",
+        "json_model_override_args",
+        # fields/device.py
+        "device", "random_seed", "base_gpu_id",
+        # fields/parallel.py
+        "tp_size",
+        # fields/schedule.py
+        "mem_fraction_static", "max_running_requests",
+        # fields/memory.py
+        "disable_radix_cache",
+        # fields/exec_.py
+        "attention_backend", "disable_cuda_graph", "enable_torch_compile",
+        # fields/observability.py
+        "log_level", "enable_metrics",
+        # fields/serving.py
+        "skip_tokenizer_init", "tokenizer_path", "stream_interval", "skip_server_warmup",
+    }
+)  # fmt: skip
+
+QUICK = BenchConfig(name="quick", warmup=1, iterations=2, max_iterations=2)
+
+
+def sgl_cell(**kw) -> BenchmarkConfig:
+    model = kw.pop("model", None) or ModelConfig(name="llama3_8b", load_format="dummy")
+    opts = kw.pop("sglang", None) or SGLangOptions()
+    device = kw.pop("device", "cpu")
+    return BenchmarkConfig(
+        model=model,
+        backend=BackendConfig(name="sglang", sglang=opts),
+        device=DeviceConfig(name=device),
+        bench=kw.pop("bench", QUICK),
+        **kw,
+    )
+
+
+class StandInEngine:
+    """Enough of sglang.Engine for the backend: records every call it gets."""
+
+    instances: list[StandInEngine] = []
+    short_by = 0  # sequence 0 ends this many tokens early (as after an unforced EOS)
+
+    def __init__(self, **kwargs) -> None:
+        self.kwargs = kwargs
+        self.calls: list[dict] = []
+        self.shut = False
+        StandInEngine.instances.append(self)
+
+    def generate(self, prompt=None, sampling_params=None, input_ids=None, stream=False, **kw):
+        assert prompt is None and not kw, "the backend sends token ids only"
+        self.calls.append({"input_ids": input_ids, "sampling_params": sampling_params})
+        assert stream is True
+        want = sampling_params["max_new_tokens"]
+        lengths = [want - (self.short_by if i == 0 else 0) for i in range(len(input_ids))]
+
+        def chunks():
+            for step in range(1, want + 1):
+                for i, n in enumerate(lengths):  # sequences interleaved, as SGLang streams them
+                    if step <= n:
+                        meta = {"id": f"r{i}", "completion_tokens": step}
+                        meta["finish_reason"] = {"type": "length"} if step == n else None
+                        yield {"index": i, "output_ids": [7] * step, "meta_info": meta}
+
+        return chunks()
+
+    def shutdown(self) -> None:
+        self.shut = True
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    StandInEngine.instances = []
+    StandInEngine.short_by = 0
+    monkeypatch.setattr(SGLangBackend, "engine_factory", StandInEngine)
+    yield StandInEngine
+    measure.drop_models()
+
+
+@pytest.mark.parametrize("device", ["npu", "cuda", "cpu"])
+def test_engine_kwargs_are_real_server_args(device):
+    cell = sgl_cell(
+        model=ModelConfig(name="llama3_8b", load_format="dummy", num_layers_override=2),
+        sglang=SGLangOptions(attention_backend="triton" if device == "cuda" else None),
+    )
+    kw = engine_kwargs(cell, device, "/models/llama3_8b")
+    assert set(kw) <= SERVER_ARGS_FIELDS, set(kw) - SERVER_ARGS_FIELDS
+    assert "backend" not in kw
+    assert kw["model_path"] == "/models/llama3_8b" and kw["device"] == device
+    assert kw["load_format"] == "dummy" and kw["skip_tokenizer_init"] is True
+    assert kw["disable_radix_cache"] is True and kw["stream_interval"] == 1
+    assert kw["random_seed"] == cell.bench.seed and kw["tp_size"] == 1
+    assert json.loads(kw["json_model_override_args"]) == {"num_hidden_layers": 2}
+
+
+def test_engine_kwargs_per_device():
+    npu = engine_kwargs(sgl_cell(), "npu", "/m")
+    assert npu["device"] == "npu" and npu["attention_backend"] == "ascend"
+    assert npu["dtype"] == "float16"  # dtype auto = float16 on accelerators, as in the hf backend
+    cuda = engine_kwargs(sgl_cell(), "cuda", "/m")
+    assert "attention_backend" not in cuda  # SGLang picks its own on CUDA
+    opts = SGLangOptions(tp_size=2, mem_fraction_static=0.7, disable_cuda_graph=True)
+    bf16 = ModelConfig(name="llama3_8b", path="/m", dtype="bfloat16")
+    kw = engine_kwargs(sgl_cell(sglang=opts, model=bf16), "cuda", "/m")
+    assert kw["tp_size"] == 2 and kw["mem_fraction_static"] == 0.7
+    assert kw["disable_cuda_graph"] is True and kw["dtype"] == "bfloat16"
+    assert kw["load_format"] == "auto" and "json_model_override_args" not in kw
+
+
+def test_generate_call_shape_and_exact_counts(stand_in):
+    rec = measure.run_cell(sgl_cell(batch=3, seq=5, prompt_len=7))
+    assert rec["status"] == "ok", rec["error"]
+    (engine,) = stand_in.instances
+    assert engine.kwargs["model_path"].endswith("model_configs/llama3_8b")
+    # warm-up + 2 measured iterations, each one generate call with the whole batch
+    assert len(engine.calls) == 3
+    call = engine.calls[0]
+    assert len(call["input_ids"]) == 3 and all(len(p) == 7 for p in call["input_ids"])
+    assert all(isinstance(t, int) and 0 <= t < 128256 for p in call["input_ids"] for t in p)
+    assert call["sampling_params"] == {
+        "max_new_tokens": 5,
+        "min_new_tokens": 5,
+        "ignore_eos": True,
+        "temperature": 0.0,
+    }
+    assert rec["generated_tokens"] == rec["expected_tokens"] == 15
+    assert "short_output" not in rec["flags"]  # (stand-in timings are too short to be stable)
+    for steps in rec["raw"]["step_times_s"]:
+        assert len(steps) == 5 and steps == sorted(steps)
+    assert 0 < rec["ttft_s_mean"] <= rec["e2e_s_mean"]
+    assert rec["model_parameters"] == 8_030_261_248  # counted on the meta device
+    assert rec["engine"]["server_args"]["device"] == "cpu"
+    assert rec["engine"]["timing"] == "stream"
+
+
+def test_engine_started_once_and_shut_down(stand_in):
+    first = measure.run_cell(sgl_cell(batch=2, seq=3, prompt_len=4))
+    second = measure.run_cell(sgl_cell(batch=4, seq=2, prompt_len=6))
+    assert first["status"] == second["status"] == "ok"
+    assert len(stand_in.instances) == 1  # one engine, reused across cells
+    assert (first["model_reused"], second["model_reused"]) == (False, True)
+    assert second["generated_tokens"] == 8
+    measure.drop_models()
+    assert stand_in.instances[0].shut
+
+
+def test_short_output_is_flagged(stand_in):
+    stand_in.short_by = 2
+    rec = measure.run_cell(sgl_cell(batch=2, seq=4, prompt_len=4))
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["generated_tokens"] == 6 < rec["expected_tokens"] == 8
+    assert "short_output" in rec["flags"]
+    # the batch's 3rd and 4th tokens never existed for sequence 0: two steps only
+    assert all(len(steps) == 2 for steps in rec["raw"]["step_times_s"])
+
+
+def test_missing_sglang_gives_install_hint(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "sglang" else real(name, *a)
+    )
+    with pytest.raises(BackendUnavailable, match=r"pip install '\.\[sglang\]'"):
+        check_available()
+    # through the real engine factory, a cell becomes a failed record that says why
+    assert SGLangBackend.engine_factory is sgl._start_sglang_engine
+    rec = measure.run_cell(sgl_cell())
+    assert rec["status"] == "failed"
+    assert rec["error"]["type"] == "BackendUnavailable"
+    assert "needs SGLang" in rec["error"]["message"]
