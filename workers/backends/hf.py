@@ -116,8 +116,8 @@ class HFBackend(Backend):
             t0 = time.perf_counter()
             self.run_iteration()  # compiles the decode step for this shape, untimed
             self.compiled_for = shape
-            log.info("compiled the decode step for b=%d p=%d s=%d in %.1f s", *shape,
-                     time.perf_counter() - t0)  # fmt: skip
+            took = time.perf_counter() - t0
+            log.info("compiled the decode step for b=%d p=%d s=%d in %.1f s", *shape, took)
 
     def run_iteration(self) -> IterationResult:
         import torch

@@ -123,14 +123,15 @@ class SGLangBackend(Backend):
     def model_info(self) -> dict[str, Any]:
         from workers.models import parameter_count
 
-        try:  # exact count of the architecture, on the meta device (no memory)
-            params: int | None = parameter_count(self.cell.model)
-        except Exception as exc:  # a count is a nicety; the engine runs without it
-            log.warning("cannot count parameters of %s: %s", self.kwargs["model_path"], exc)
-            params = None
+        if not hasattr(self, "parameters"):
+            try:  # exact count of the architecture, on the meta device (no memory)
+                self.parameters: int | None = parameter_count(self.cell.model)
+            except Exception as exc:  # a count is a nicety; the engine runs without it
+                log.warning("cannot count parameters of %s: %s", self.kwargs["model_path"], exc)
+                self.parameters = None
         return {
             "path": self.kwargs["model_path"],
-            "parameters": params,
+            "parameters": self.parameters,
             "dtype": self.kwargs["dtype"],
             "config": self.config,
         }
