@@ -1,0 +1,339 @@
+"""Device specs as data: the peaks a roofline bound is computed from.
+
+Each spec gives the peak memory bandwidth, the dense 16-bit (fp16/bf16) tensor FLOP/s and the
+memory capacity of ONE chip, with the document the figures come from. The bounds built on them
+must never be too strict (a bound that flags an honest measurement is worse than none), so
+where sources disagree the highest credible figure is kept and the `note` says so.
+
+`lookup(name)` maps a device name as torch reports it ("NVIDIA H100 80GB HBM3",
+"Ascend910B3", ...) or a spec key ("ascend_910b") to a spec. Devices without a spec (CPUs,
+unlisted chips) get `measured_spec(kind, bytes)`: a short copy benchmark on the device itself.
+
+Importable without torch (aggregate/ uses it); torch is imported only inside
+`measure_bandwidth`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+GB = 10**9
+TB = 10**12
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    key: str  # registry key, e.g. "ascend_910b3" (backend.sim.device_spec takes these)
+    name: str  # the name torch reports for this chip (SimDevice.name() returns it)
+    peak_bandwidth_bytes_per_s: float  # device memory (HBM) bandwidth, one chip
+    peak_flops_per_s: float | None  # dense fp16/bf16 tensor FLOP/s (no sparsity); None: unknown
+    memory_bytes: int | None  # device memory capacity
+    source: str  # where the figures come from
+    note: str = ""  # disagreements between sources and which figure was kept
+
+
+_HUAWEI_910B_NOTE = (
+    "Huawei publishes Atlas product sheets but no per-chip 910B datasheet; the 910B figures "
+    "here are the ones circulating in vendor-partner material and trade press (not verified "
+    "against a Huawei document). HBM bandwidth is quoted anywhere from 0.4 to 1.6 TB/s: "
+    "1.6 TB/s, the highest credible figure, is kept so the bound stays an upper bound."
+)
+
+SPECS: dict[str, DeviceSpec] = {
+    s.key: s
+    for s in (
+        DeviceSpec(
+            key="ascend_910",
+            name="Ascend910A",
+            peak_bandwidth_bytes_per_s=1.2288 * TB,
+            peak_flops_per_s=320 * TB,
+            memory_bytes=32 * GIB,
+            source="Huawei Ascend 910 (Hot Chips 31, 2019: 4x HBM2, 256 TFLOPS fp16); "
+            "Atlas 800 training server (model 9000) / Atlas 300T training card product pages",
+            note="The first-generation 910 (910A, 910 Pro A/B, 910 Premium A) of the Atlas 800T "
+            "(model 9000). Bandwidth quoted as 1.2 TB/s or 1228.8 GB/s (4 HBM2 stacks): the "
+            "higher kept. FP16 quoted 256 TFLOPS (910A) to 280-320 TFLOPS (Pro variants): 320 "
+            "kept for every variant. Figures not re-verified against a datasheet.",
+        ),
+        DeviceSpec(
+            key="ascend_910b",
+            name="Ascend910B",
+            peak_bandwidth_bytes_per_s=1.6 * TB,
+            peak_flops_per_s=414 * TB,
+            memory_bytes=64 * GIB,
+            source="Ascend 910B family, highest of 910B1-910B4 (Atlas 800T A2 / 800I A2 pages)",
+            note="Family entry for a name without a variant digit (and the Atlas 800T A2): the "
+            "highest bandwidth, FLOP/s and memory of the variants below. " + _HUAWEI_910B_NOTE,
+        ),
+        DeviceSpec(
+            key="ascend_910b1",
+            name="Ascend910B1",
+            peak_bandwidth_bytes_per_s=1.6 * TB,
+            peak_flops_per_s=414 * TB,
+            memory_bytes=64 * GIB,
+            source="Ascend 910B1, circulating figures (see note)",
+            note="FP16 quoted 400-414 TFLOPS: 414 kept. " + _HUAWEI_910B_NOTE,
+        ),
+        DeviceSpec(
+            key="ascend_910b2",
+            name="Ascend910B2",
+            peak_bandwidth_bytes_per_s=1.6 * TB,
+            peak_flops_per_s=376 * TB,
+            memory_bytes=64 * GIB,
+            source="Ascend 910B2, circulating figures (see note)",
+            note="FP16 quoted 353-376 TFLOPS: 376 kept. Also matches 910B2C. " + _HUAWEI_910B_NOTE,
+        ),
+        DeviceSpec(
+            key="ascend_910b3",
+            name="Ascend910B3",
+            peak_bandwidth_bytes_per_s=1.6 * TB,
+            peak_flops_per_s=313 * TB,
+            memory_bytes=64 * GIB,
+            source="Ascend 910B3, circulating figures; Atlas 800T A2 (2.5 PFLOPS fp16 / 8 chips)",
+            note="FP16 quoted 280-313 TFLOPS: 313 kept. " + _HUAWEI_910B_NOTE,
+        ),
+        DeviceSpec(
+            key="ascend_910b4",
+            name="Ascend910B4",
+            peak_bandwidth_bytes_per_s=1.6 * TB,
+            peak_flops_per_s=280 * TB,
+            memory_bytes=64 * GIB,
+            source="Ascend 910B4, circulating figures (see note)",
+            note="Memory quoted 32 or 64 GB and bandwidth 0.8-1.6 TB/s: 64 GB and 1.6 TB/s kept. "
+            "FP16 quoted 256-280 TFLOPS: 280 kept. " + _HUAWEI_910B_NOTE,
+        ),
+        DeviceSpec(
+            key="nvidia_a100_40gb_sxm",
+            name="NVIDIA A100-SXM4-40GB",
+            peak_bandwidth_bytes_per_s=1555 * GB,
+            peak_flops_per_s=312 * TB,
+            memory_bytes=40 * GIB,
+            source="NVIDIA A100 Tensor Core GPU datasheet (A100 40GB SXM)",
+        ),
+        DeviceSpec(
+            key="nvidia_a100_40gb_pcie",
+            name="NVIDIA A100-PCIE-40GB",
+            peak_bandwidth_bytes_per_s=1555 * GB,
+            peak_flops_per_s=312 * TB,
+            memory_bytes=40 * GIB,
+            source="NVIDIA A100 Tensor Core GPU datasheet (A100 40GB PCIe)",
+        ),
+        DeviceSpec(
+            key="nvidia_a100_80gb_sxm",
+            name="NVIDIA A100-SXM4-80GB",
+            peak_bandwidth_bytes_per_s=2039 * GB,
+            peak_flops_per_s=312 * TB,
+            memory_bytes=80 * GIB,
+            source="NVIDIA A100 Tensor Core GPU datasheet (A100 80GB SXM)",
+            note="Also used for an A100 whose form factor the name does not tell (the highest "
+            "A100 bandwidth).",
+        ),
+        DeviceSpec(
+            key="nvidia_a100_80gb_pcie",
+            name="NVIDIA A100 80GB PCIe",
+            peak_bandwidth_bytes_per_s=1935 * GB,
+            peak_flops_per_s=312 * TB,
+            memory_bytes=80 * GIB,
+            source="NVIDIA A100 Tensor Core GPU datasheet (A100 80GB PCIe)",
+        ),
+        DeviceSpec(
+            key="nvidia_h100_sxm",
+            name="NVIDIA H100 80GB HBM3",
+            peak_bandwidth_bytes_per_s=3.35 * TB,
+            peak_flops_per_s=989.4 * TB,
+            memory_bytes=80 * GIB,
+            source="NVIDIA H100 Tensor Core GPU datasheet (H100 SXM)",
+            note="Datasheet FP16 1979 TFLOPS is with 2:4 sparsity; dense is half.",
+        ),
+        DeviceSpec(
+            key="nvidia_h100_pcie",
+            name="NVIDIA H100 PCIe",
+            peak_bandwidth_bytes_per_s=2.0 * TB,
+            peak_flops_per_s=756 * TB,
+            memory_bytes=80 * GIB,
+            source="NVIDIA H100 Tensor Core GPU datasheet (H100 PCIe)",
+            note="Datasheet FP16 1513 TFLOPS is with sparsity; dense is half.",
+        ),
+        DeviceSpec(
+            key="nvidia_h100_nvl",
+            name="NVIDIA H100 NVL",
+            peak_bandwidth_bytes_per_s=3.9 * TB,
+            peak_flops_per_s=835.5 * TB,
+            memory_bytes=94 * GIB,
+            source="NVIDIA H100 Tensor Core GPU datasheet (H100 NVL)",
+            note="Datasheet FP16 1671 TFLOPS is with sparsity; dense is half.",
+        ),
+        DeviceSpec(
+            key="nvidia_h200",
+            name="NVIDIA H200",
+            peak_bandwidth_bytes_per_s=4.8 * TB,
+            peak_flops_per_s=989.4 * TB,
+            memory_bytes=141 * GIB,
+            source="NVIDIA H200 Tensor Core GPU datasheet (H200 SXM)",
+            note="Datasheet FP16 1979 TFLOPS is with sparsity; dense is half.",
+        ),
+        DeviceSpec(
+            key="nvidia_h200_nvl",
+            name="NVIDIA H200 NVL",
+            peak_bandwidth_bytes_per_s=4.8 * TB,
+            peak_flops_per_s=835.5 * TB,
+            memory_bytes=141 * GIB,
+            source="NVIDIA H200 Tensor Core GPU datasheet (H200 NVL)",
+            note="Datasheet FP16 1671 TFLOPS is with sparsity; dense is half.",
+        ),
+    )
+}
+
+# Other names for a spec (product names rather than chip names).
+ALIASES = {
+    "atlas_800t": "ascend_910",
+    "ascend_910a": "ascend_910",
+    "atlas_800t_a2": "ascend_910b",
+    "nvidia_h100": "nvidia_h100_sxm",
+    "nvidia_a100": "nvidia_a100_80gb_sxm",
+}
+
+# (pattern on the normalised name, spec key), most specific first. Normalised: lower case,
+# without spaces, '-', '_' and '.'. torch_npu reports e.g. "Ascend910B3", "Ascend910ProB";
+# torch.cuda e.g. "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB".
+_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"ascend910b1", "ascend_910b1"),
+    (r"ascend910b2", "ascend_910b2"),
+    (r"ascend910b3", "ascend_910b3"),
+    (r"ascend910b4", "ascend_910b4"),
+    # "Ascend910B" without a digit is ambiguous (CANN also has a first-generation 910B
+    # SoC): the 910B family entry is the more generous of the two.
+    (r"ascend910b$", "ascend_910b"),
+    (r"ascend910(a|proa|prob|premiuma)?$", "ascend_910"),
+    (r"h200nvl", "nvidia_h200_nvl"),
+    (r"h200", "nvidia_h200"),
+    (r"h100.*nvl", "nvidia_h100_nvl"),
+    (r"h100.*pcie", "nvidia_h100_pcie"),
+    (r"h100", "nvidia_h100_sxm"),
+    (r"a100.*pcie.*40gb|a100.*40gb.*pcie", "nvidia_a100_40gb_pcie"),
+    (r"a100.*pcie", "nvidia_a100_80gb_pcie"),
+    (r"a100.*40gb", "nvidia_a100_40gb_sxm"),
+    (r"a100", "nvidia_a100_80gb_sxm"),
+)
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[\s_\-.]", "", name.lower())
+
+
+def lookup(device_name: str) -> DeviceSpec | None:
+    """The spec of a device name as torch reports it, or of a spec key / alias; else None."""
+    if not device_name:
+        return None
+    key = device_name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key in SPECS:
+        return SPECS[key]
+    norm = _normalise(device_name)
+    for spec in SPECS.values():
+        if norm == _normalise(spec.name):
+            return spec
+    for pattern, spec_key in _PATTERNS:
+        if re.search(pattern, norm):
+            return SPECS[spec_key]
+    return None
+
+
+def known_names() -> list[str]:
+    """Spec keys and aliases, for usage messages."""
+    return sorted([*SPECS, *ALIASES])
+
+
+# --- devices without a spec: measure -----------------------------------------------------
+
+#: The measured copy bandwidth is multiplied by this to stand in for the unknown peak.
+#: A copy kernel reaches well below peak (STREAM copy: ~60-90% on GPUs; on x86 CPUs a plain
+#: copy also pays a read-for-ownership of the destination that is not counted, and one
+#: process rarely saturates every memory channel), so the measured figure is a LOWER estimate
+#: of the peak. Dividing a time by it could flag honest results; x2 covers a copy that reaches
+#: only half the peak and keeps the bound an upper bound. Unknown devices get no FLOP/s figure
+#: (a matmul benchmark would depend on dtype and shape, and a too-low figure would make the
+#: bound too strict): their bounds are bandwidth-only, which is looser, never wrong.
+MEASURED_SAFETY_FACTOR = 2.0
+
+_MEASURED: dict[tuple[str, int], float] = {}
+
+
+def _bucket(nbytes: int) -> int:
+    """Copy working-set size: the model's per-step bytes rounded up to a power of two,
+    between 4 MiB and 512 MiB, so a model that fits in a cache is compared with the
+    bandwidth of that cache, not of DRAM."""
+    size = 4 * 2**20
+    while size < nbytes and size < 512 * 2**20:
+        size *= 2
+    return size
+
+
+def measure_bandwidth(kind: str, working_set_bytes: int = 512 * 2**20) -> float:
+    """Best copy bandwidth (bytes/s, counting read + write) on device `kind`, measured once
+    per process and working-set size (~0.1-0.3 s). A lower estimate of the peak."""
+    size = _bucket(working_set_bytes)
+    cache_key = (kind, size)
+    if cache_key not in _MEASURED:
+        _MEASURED[cache_key] = _copy_bandwidth(kind, size)
+        log.info(
+            "measured %s copy bandwidth %.1f GB/s (working set %d MiB)",
+            kind,
+            _MEASURED[cache_key] / GB,
+            size // 2**20,
+        )
+    return _MEASURED[cache_key]
+
+
+def _copy_bandwidth(kind: str, working_set: int, trials: int = 8) -> float:
+    import torch
+
+    dev = "cpu" if kind == "cpu" else f"{kind}:0"
+    mod = None if kind == "cpu" else getattr(torch, kind)
+    n = working_set // 2  # source + destination = the working set
+    src = torch.ones(n, dtype=torch.uint8, device=dev)
+    dst = torch.empty_like(src)
+    # On the CPU a small copy is faster on one thread (no fork/join cost), a large one on
+    # all threads: take the best of both.
+    thread_counts = [torch.get_num_threads(), 1] if kind == "cpu" else [None]
+    best = 0.0
+    saved = torch.get_num_threads()
+    try:
+        for threads in thread_counts:
+            if threads is not None:
+                torch.set_num_threads(threads)
+            dst.copy_(src)  # warm-up: first touch, kernel load
+            for _ in range(trials):
+                if mod is not None:
+                    mod.synchronize()
+                t0 = time.perf_counter()
+                dst.copy_(src)
+                if mod is not None:
+                    mod.synchronize()
+                dt = time.perf_counter() - t0
+                if dt > 0:
+                    best = max(best, 2 * n / dt)
+    finally:
+        torch.set_num_threads(saved)
+    return best
+
+
+def measured_spec(kind: str, working_set_bytes: int) -> DeviceSpec:
+    """A stand-in spec for a device without one: measured copy bandwidth x the safety factor,
+    FLOP/s unknown (bandwidth-only bounds)."""
+    measured = measure_bandwidth(kind, working_set_bytes)
+    return DeviceSpec(
+        key=f"measured_{kind}",
+        name=f"{kind} (measured)",
+        peak_bandwidth_bytes_per_s=measured * MEASURED_SAFETY_FACTOR,
+        peak_flops_per_s=None,
+        memory_bytes=None,
+        source=f"measured copy bandwidth {measured / GB:.1f} GB/s x{MEASURED_SAFETY_FACTOR:g}",
+        note="Lower estimate of the peak times a safety factor; bandwidth-only bound.",
+    )
