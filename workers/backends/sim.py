@@ -1,0 +1,238 @@
+"""`backend=sim`: a simulated device that answers with roofline times, never measurements.
+
+Each iteration takes the roofline bound of the cell (workers/roofline.py) on the device spec
+`backend.sim.device_spec`, divided by `efficiency`, times one seeded Gaussian factor
+(1 + noise * N(0, 1)) per iteration: TTFT is the prefill, then one timestamp per decode step,
+so TTFT, TPOT and ITL are all populated. Exactly batch*seq tokens are "generated". With
+`time_scale > 0` the worker really sleeps time_scale x the simulated E2E, so a sweep's
+concurrency and scheduling can be rehearsed at speed. No torch is imported: thousands of cells
+cost milliseconds each. Records are marked `simulated` (the flag and the top-level key).
+
+Memory: a cell needs all weights + the KV cache of batch*(prompt_len+seq) tokens (activations
+and workspace ignored). A cell that does not fit the spec's memory (x device.per_cell) is
+always `oom`: a simulator must not report numbers for a cell that cannot run.
+
+Faults (`backend.sim.fault`), for cells whose batch == fault_batch (every cell when 0):
+  crash       the worker process kills itself (SIGKILL) inside run_iteration
+  exception   run_iteration raises RuntimeError("injected fault: exception")
+  oom         the memory check uses `memory_budget_bytes` (0: the spec's memory) for these
+              cells: they are `oom` only when weights + KV cache exceed that budget
+  slow        every time x slow_factor (a slow node)
+  load_error  load() raises; a worker that already holds the model raises the same error in
+              prepare(), so which cells fail does not depend on where they ran
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+import zlib
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from jobs.config import BenchmarkConfig, ModelConfig
+from workers.base import Backend, CellOOM, IterationResult
+from workers.devices import VISIBLE_ENV
+from workers.roofline import Bounds, ModelShape, bounds_for, bytes_per_element, devices_of
+from workers.specs import SPECS, DeviceSpec, lookup
+
+
+def sim_spec(name: str) -> DeviceSpec:
+    """The spec `backend.sim.device_spec` names (a key of workers.specs.SPECS or an alias)."""
+    spec = lookup(name)
+    if spec is None or spec.key not in SPECS:
+        raise ValueError(
+            f"backend.sim.device_spec={name!r} is not a known spec: choose one of "
+            f"{', '.join(SPECS)}"
+        )
+    return spec
+
+
+class SimDevice:
+    """Stand-in for workers.devices.Device under backend=sim: nothing to open or synchronise.
+
+    kind is the requested device (npu, cuda or cpu; auto becomes the spec's own kind), so
+    placement and records look like the real thing; name() is the simulated chip."""
+
+    def __init__(self, kind: str, spec: DeviceSpec | str) -> None:
+        self.spec = spec if isinstance(spec, DeviceSpec) else sim_spec(spec)
+        if kind == "auto":
+            kind = "npu" if self.spec.key.startswith("ascend") else "cuda"
+        self.kind = kind
+        self._allocated = 0
+        self._peak = 0
+
+    @property
+    def torch_device(self) -> str:
+        return "cpu" if self.kind == "cpu" else f"{self.kind}:0"
+
+    def synchronize(self) -> None:
+        pass
+
+    def set_allocated(self, nbytes: int) -> None:
+        """The simulated bytes in use (the backend calls this); tracks the peak."""
+        self._allocated = nbytes
+        self._peak = max(self._peak, nbytes)
+
+    def reset_peak_memory(self) -> None:
+        self._peak = self._allocated
+
+    def peak_memory(self) -> dict[str, int | None]:
+        return {"allocated": self._peak, "reserved": self._peak, "rss": None}
+
+    def name(self) -> str:
+        return self.spec.name
+
+    def visible_devices(self) -> str | None:
+        env = VISIBLE_ENV.get(self.kind)
+        return os.environ.get(env) if env else None
+
+    def empty_cache(self) -> None:
+        self._allocated = 0
+
+    def is_oom(self, exc: BaseException) -> bool:
+        return isinstance(exc, CellOOM)
+
+
+def sim_model_config(model: ModelConfig) -> tuple[str | None, dict[str, Any]]:
+    """(path, config.json dict) without loading anything: model.path, else the shipped
+    config, else the tiny model's shape (from model.tiny, without building it)."""
+    from workers.models import resolve_model_path, shipped_config_dir
+
+    if model.path or shipped_config_dir(model.name) is not None:
+        path = resolve_model_path(model)
+        config = json.loads((Path(path) / "config.json").read_text())
+    else:
+        path = None
+        config = asdict(model.tiny)
+        config.pop("seed")
+        config["tie_word_embeddings"] = False
+    if model.num_layers_override:
+        config["num_hidden_layers"] = model.num_layers_override
+    return path, config
+
+
+class SimBackend(Backend):
+    name = "sim"
+    simulated = True
+
+    def __init__(self, cell: BenchmarkConfig, device: Any) -> None:
+        super().__init__(cell, device)
+        self.opts = cell.backend.sim
+        self.spec = sim_spec(self.opts.device_spec)
+
+    # --- Backend interface ---
+
+    def load(self) -> None:
+        if self._faulty(self.cell, "load_error"):
+            raise RuntimeError("injected fault: load_error (simulated model load failure)")
+        self.path, self.config = sim_model_config(self.cell.model)
+        self.shape = ModelShape.from_config(self.config)
+        dtype = self.cell.model.dtype
+        self.dtype = "float16" if dtype == "auto" else dtype  # the simulated chips run 16-bit
+        self.elem = bytes_per_element(self.dtype)
+        self.weight_bytes = self.shape.parameters * self.elem
+        capacity = self._capacity(self.cell)
+        if capacity is not None and self.weight_bytes > capacity:
+            raise CellOOM(
+                f"simulated: weights need {self.weight_bytes / 1e9:.1f} GB, "
+                f"{self.spec.key} x{devices_of(self.cell)} has {capacity / 1e9:.1f} GB"
+            )
+        self._set_allocated(self.weight_bytes)
+
+    def model_info(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "parameters": self.shape.parameters,
+            "dtype": self.dtype,
+            "config": self.config,
+        }
+
+    def prepare(self, cell: BenchmarkConfig) -> None:
+        if self._faulty(cell, "load_error"):
+            raise RuntimeError("injected fault: load_error (simulated model load failure)")
+        self.cell = cell
+        self.bounds: Bounds = bounds_for(
+            self.config, self.dtype, self.spec, cell.batch, cell.seq, cell.prompt_len,
+            devices_of(cell),
+        )  # fmt: skip
+        kv = self.shape.kv_bytes_per_token(self.elem)
+        self.cell_bytes = self.weight_bytes + cell.batch * (cell.prompt_len + cell.seq) * kv
+        # Seeded per cell: the same cell gets the same numbers, in any order, on any worker.
+        key = (
+            cell.bench.seed,
+            cell.model.name,
+            self.spec.key,
+            cell.batch,
+            cell.seq,
+            cell.prompt_len,
+        )
+        self.rng = random.Random(zlib.crc32(repr(key).encode()))
+
+    def run_iteration(self) -> IterationResult:
+        cell = self.cell
+        if self._faulty(cell, "crash"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self._faulty(cell, "exception"):
+            raise RuntimeError("injected fault: exception")
+        budget = self._budget(cell)
+        if budget is not None and self.cell_bytes > budget:
+            raise CellOOM(
+                f"simulated: weights + KV cache need {self.cell_bytes / 1e9:.1f} GB, "
+                f"budget {budget / 1e9:.1f} GB ({self.spec.key})"
+            )
+        self._set_allocated(self.cell_bytes)
+        scale = max(0.1, 1.0 + self.opts.noise * self.rng.gauss(0.0, 1.0)) / self.opts.efficiency
+        if self._faulty(cell, "slow"):
+            scale *= self.opts.slow_factor
+        t = self.bounds.ttft_s * scale
+        steps = [t]
+        for step in self.bounds.decode_steps_s:
+            t += step * scale
+            steps.append(t)
+        if self.opts.time_scale > 0:
+            time.sleep(t * self.opts.time_scale)
+        self._set_allocated(self.weight_bytes)
+        return IterationResult(
+            e2e_s=t,
+            ttft_s=steps[0],
+            step_times_s=steps,
+            generated_tokens=cell.batch * cell.seq,
+            per_sequence_tokens=[cell.seq] * cell.batch,
+        )
+
+    def record_extras(self, rec: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "sim_device_spec": self.spec.key,
+            "sim_efficiency": self.opts.efficiency,
+            "sim_noise": self.opts.noise,
+            "sim_fault": self.opts.fault if self._faulty(self.cell, self.opts.fault) else "none",
+        }
+
+    def close(self) -> None:
+        self._set_allocated(0)
+
+    # --- helpers ---
+
+    def _faulty(self, cell: BenchmarkConfig, fault: str) -> bool:
+        o = cell.backend.sim
+        return o.fault == fault != "none" and (o.fault_batch == 0 or cell.batch == o.fault_batch)
+
+    def _capacity(self, cell: BenchmarkConfig) -> int | None:
+        if self.spec.memory_bytes is None:
+            return None
+        return self.spec.memory_bytes * devices_of(cell)
+
+    def _budget(self, cell: BenchmarkConfig) -> int | None:
+        if self._faulty(cell, "oom") and cell.backend.sim.memory_budget_bytes > 0:
+            return cell.backend.sim.memory_budget_bytes
+        return self._capacity(cell)
+
+    def _set_allocated(self, nbytes: int) -> None:
+        setter = getattr(self.device, "set_allocated", None)
+        if callable(setter):
+            setter(nbytes)
