@@ -1,7 +1,7 @@
 """Run one benchmark cell, or a sweep of cells with -m.
 
-    python launch.py batch=4 seq=128
-    python launch.py -m batch=1,2,4,8,16 seq=64,128,256
+python launch.py batch=4 seq=128
+python launch.py -m batch=1,2,4,8,16 seq=64,128,256
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -56,7 +55,7 @@ class ModelConfig:
     # Short name used in tables, cell ids and directory names.
     name: str = "tiny"
     # Local directory of a Hugging Face causal LM (config.json + weights). Empty: build `tiny`.
-    path: Optional[str] = None
+    path: str | None = None
     # Weights dtype on the device; auto = float32 on the CPU, float16 on cuda/npu.
     dtype: str = "auto"
     # auto: load the weights in `path`; dummy: the architecture from config.json, random weights.
@@ -94,7 +93,7 @@ class HFOptions:
 class SGLangOptions:
     tp_size: int = 1
     mem_fraction_static: float = 0.8
-    attention_backend: Optional[str] = None  # None: SGLang's default; `ascend` on NPUs
+    attention_backend: str | None = None  # None: SGLang's default; `ascend` on NPUs
     disable_cuda_graph: bool = False
     log_level: str = "error"
 
@@ -189,10 +188,10 @@ class BenchConfig:
 @dataclass
 class RayConfig:
     # None: start a private local Ray; "auto" or "HOST:PORT": join an existing cluster.
-    address: Optional[str] = None
+    address: str | None = None
     # Resources declared for the local Ray (e.g. {"NPU": 8} to rehearse on a CPU box).
-    num_cpus: Optional[int] = None
-    num_gpus: Optional[int] = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
     resources: dict[str, float] = field(default_factory=dict)
     # Simulated multi-node cluster on this machine (ray.cluster_utils.Cluster); 0 = off.
     sim_nodes: int = 0

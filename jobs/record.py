@@ -30,6 +30,7 @@ FLAT_KEYS = (
     "peak_rss_bytes",
     "warmup_iterations", "measured_iterations", "measured_s",
     "model_load_s", "model_reused",
+    "bound_output_tokens_per_s", "bound_ttft_s", "bound_tpot_s", "bound_fraction", "bound_source",
     "flags", "error", "attempts", "started_at", "finished_at",
 )  # fmt: skip
 

@@ -36,7 +36,10 @@ def finish_sweep(sweep_dir: Path, cell_dirs: list[Path], interrupted: bool = Fal
     )
     for r in bad:
         err = r.get("error") or {}
-        print(f"  {r.get('status', '?'):6} {r.get('cell_dir')}: {err.get('message', '')[:160]}", file=out)
+        print(
+            f"  {r.get('status', '?'):6} {r.get('cell_dir')}: {err.get('message', '')[:160]}",
+            file=out,
+        )
     for m in missing:
         print(f"  missing {m}: run the same command again to finish it", file=out)
     return records

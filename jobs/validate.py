@@ -6,14 +6,12 @@ before any model is loaded or Ray is started.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from jobs.config import BenchmarkConfig, ConfigError
-
 from workers.models import SHIPPED_CONFIGS
 
 
@@ -65,13 +63,24 @@ def check_positions(cell: BenchmarkConfig, on_this_host: bool = True) -> None:
         )
 
 
-def check_backend(cell: BenchmarkConfig) -> None:
+def check_backend(cell: BenchmarkConfig, on_this_host: bool = True) -> None:
     name = cell.backend.name
-    if name == "sglang" and importlib.util.find_spec("sglang") is None:
-        raise ConfigError(
-            "backend=sglang needs SGLang, which is not installed: "
-            "pip install '.[sglang]' on the accelerator host (it pins its own torch)"
-        )
+    if name == "sglang" and on_this_host:
+        from workers.backends.sglang import check_available
+        from workers.base import BackendUnavailable
+
+        try:
+            check_available()
+        except BackendUnavailable as exc:
+            raise ConfigError(str(exc)) from None
+    if name == "sim":
+        from workers.specs import SPECS
+
+        if cell.backend.sim.device_spec not in SPECS:
+            raise ConfigError(
+                f"backend.sim.device_spec={cell.backend.sim.device_spec!r} is not allowed: "
+                f"choose one of {', '.join(SPECS)}"
+            )
     if name == "sglang" and cell.model.name == "tiny" and not cell.model.path:
         raise ConfigError("backend=sglang needs a real model: set model.path=DIR or a model=...")
 
@@ -97,7 +106,7 @@ def normalise_paths(cell: BenchmarkConfig) -> BenchmarkConfig:
 
 def validate(cell: BenchmarkConfig, *, local: bool, model_on_driver: bool = True) -> None:
     """All checks; `local` adds the device check for a run on this host."""
-    check_backend(cell)
+    check_backend(cell, on_this_host=model_on_driver)
     check_model(cell, on_this_host=model_on_driver)
     check_positions(cell, on_this_host=model_on_driver)
     if local:

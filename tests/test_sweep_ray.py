@@ -52,16 +52,41 @@ def records(sweep: Path) -> dict[str, dict]:
     return out
 
 
-def start(args: list[str], cwd: Path, cache: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "launch.py"), *args],
-        cwd=cwd,
-        env=launch_env(cache),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+class Driver:
+    """`python launch.py` in the background, its output in a file (a pipe could fill up)."""
+
+    def __init__(self, args: list[str], cwd: Path, cache: Path) -> None:
+        self.log = cwd / f"driver-{time.monotonic_ns()}.log"
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "launch.py"), *args],
+                cwd=cwd,
+                env=launch_env(cache),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        self.pid = self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def communicate(self, timeout: float) -> tuple[str, None]:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.pid, signal.SIGKILL)
+            raise AssertionError(f"driver still running:\n{self.log.read_text()[-4000:]}") from None
+        return self.log.read_text(), None
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+
+def start(args: list[str], cwd: Path, cache: Path) -> Driver:
+    return Driver(args, cwd, cache)
 
 
 def wait_for(cond, timeout: float, what: str) -> None:
@@ -245,7 +270,10 @@ def test_cells_spread_over_nodes_and_survive_node_loss(tmp_path, tiny_cache):
     try:
         worker = cluster.add_node(num_cpus=1, resources={"NPU": 2})
         cluster.wait_for_nodes()
-        args = [*sim_args("1,2,3,4,5,6,7,8,9,10,11,12", scale=1.0), f"ray.address={cluster.address}"]
+        args = [
+            *sim_args("1,2,3,4,5,6,7,8,9,10,11,12", scale=1.0),
+            f"ray.address={cluster.address}",
+        ]
         args = [a for a in args if not a.startswith(("+ray.resources", "ray.num_cpus"))]
         sweep = tmp_path / "multirun" / "sweep"
         proc = start(args, tmp_path, tiny_cache)

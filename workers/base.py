@@ -61,7 +61,7 @@ class Backend(ABC):
         """Facts about the loaded model (parameters, config) for records and bounds."""
         return {}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: most backends need nothing)
         """Release the device."""
 
 

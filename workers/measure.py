@@ -19,6 +19,8 @@ from workers.base import Backend, CellOOM, backend_class
 from workers.devices import VISIBLE_ENV, Device, open_device
 from workers.env import environment, utc_now
 from workers.metrics import cell_metrics
+from workers.roofline import apply_bounds
+from workers.smi import snapshot
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,15 @@ def _measure(backend: Backend, cell: BenchmarkConfig, device: Device) -> list:
     return its
 
 
+def _open(cell: BenchmarkConfig) -> Any:
+    """The device of this process; the simulator stands in for the requested device."""
+    if cell.backend.name == "sim":
+        from workers.backends.sim import SimDevice
+
+        return SimDevice(cell.device.name, cell.backend.sim.device_spec)
+    return open_device(cell.device.name)
+
+
 def _flags(rec: dict[str, Any], cell: BenchmarkConfig, simulated: bool) -> list[str]:
     flags = []
     if simulated:
@@ -100,11 +111,13 @@ def run_cell(cell: BenchmarkConfig) -> dict[str, Any]:
     visible_var = VISIBLE_ENV.get(cell.device.name)
     rec["visible_devices"] = os.environ.get(visible_var) if visible_var else None
     try:
-        device = open_device(cell.device.name)
+        device = _open(cell)
         rec["device"] = device.kind
         rec["device_name"] = device.name()
         rec["visible_devices"] = device.visible_devices()
-        log.info("[%s] start b=%d s=%d p=%d", rec["cell_dir"], cell.batch, cell.seq, cell.prompt_len)
+        log.info(
+            "[%s] start b=%d s=%d p=%d", rec["cell_dir"], cell.batch, cell.seq, cell.prompt_len
+        )
         backend, reused, load_s = get_backend(cell, device)
         rec["model_reused"] = reused
         rec["model_load_s"] = load_s
@@ -127,6 +140,12 @@ def run_cell(cell: BenchmarkConfig) -> dict[str, Any]:
         }
         rec["flags"] = _flags(rec, cell, backend.simulated)
         rec["status"] = "ok"
+        apply_bounds(rec, cell, info, device.kind, rec["device_name"])
+        if not backend.simulated and device.kind in ("cuda", "npu"):
+            try:
+                rec["smi"] = snapshot(device.kind)
+            except Exception:  # a snapshot must never fail a cell
+                log.exception("[%s] device snapshot failed", rec["cell_dir"])
         extra = getattr(backend, "record_extras", None)
         if callable(extra):
             rec.update(extra(rec))

@@ -66,7 +66,7 @@ def tpot(e2e_s: float, ttft_s: float | None, seq: int) -> float | None:
 
 
 def inter_token_gaps(step_times_s: Sequence[float]) -> list[float]:
-    return [b - a for a, b in zip(step_times_s, step_times_s[1:])]
+    return [b - a for a, b in zip(step_times_s, step_times_s[1:], strict=False)]
 
 
 def cell_metrics(

@@ -35,7 +35,10 @@ def _corpus(n_lines: int, seed: int) -> list[str]:
     for _ in range(n_lines):
         words = [rng.choice(_WORDS) for _ in range(rng.randint(5, 30))]
         # Add some numbers and odd fragments so BPE learns more merges.
-        words += [str(rng.randint(0, 9999)), "".join(rng.choice("abcdefghijklmnop") for _ in range(6))]
+        words += [
+            str(rng.randint(0, 9999)),
+            "".join(rng.choice("abcdefghijklmnop") for _ in range(6)),
+        ]
         rng.shuffle(words)
         lines.append(" ".join(words))
     return lines

@@ -10,7 +10,16 @@ import ray
 
 log = logging.getLogger(__name__)
 
-_EXCLUDES = [".git", ".venv", "venv", "outputs", "multirun", "**/__pycache__", "*.pyc", ".ruff_cache"]
+_EXCLUDES = [
+    ".git",
+    ".venv",
+    "venv",
+    "outputs",
+    "multirun",
+    "**/__pycache__",
+    "*.pyc",
+    ".ruff_cache",
+]
 
 
 class Infeasible(RuntimeError):

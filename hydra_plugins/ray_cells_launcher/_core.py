@@ -114,25 +114,33 @@ def _skipped_return(job: Job, value: Any) -> JobReturn:
 
 
 class _Pool:
-    """Actors per resource shape, created on demand up to what the cluster can hold."""
+    """Actors per resource shape, created on demand up to what the alive nodes can hold.
+
+    A new actor gets no job until it has answered `where()`: an actor that cannot be placed
+    (its node died, or an idle actor still holds the device) never holds a job hostage.
+    """
 
     def __init__(self, launcher: Any, resolvers: dict[str, Any]) -> None:
         self.launcher = launcher
         self.resolvers = resolvers
         self.actors: dict[str, list[dict[str, Any]]] = {}
 
-    def new(self, key: str, shape: dict[str, Any]) -> dict[str, Any]:
+    def new(self, key: str, shape: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         opts = {k: v for k, v in shape.items() if v}
         opts.setdefault("num_cpus", 0)
         handle = JobWorker.options(**opts).remote(
             self.launcher.hydra_context, self.launcher.task_function, self.resolvers
         )
-        slot = {"handle": handle, "job": None, "affinity": None}
+        slot = {"handle": handle, "job": None, "affinity": None, "ready": False}
         self.actors.setdefault(key, []).append(slot)
-        return slot
+        return handle.where.remote(), slot
+
+    def forget(self, key: str, slot: dict[str, Any]) -> None:
+        if slot in self.actors.get(key, []):
+            self.actors[key].remove(slot)
 
     def drop(self, key: str, slot: dict[str, Any]) -> None:
-        self.actors[key].remove(slot)
+        self.forget(key, slot)
         ray.kill(slot["handle"], no_restart=True)
 
     def kill_all(self) -> None:
@@ -142,7 +150,9 @@ class _Pool:
         self.actors.clear()
 
 
-def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], start_idx: int) -> list[JobReturn]:
+def launch(
+    launcher: Any, job_overrides: Sequence[Sequence[str]], start_idx: int
+) -> list[JobReturn]:
     setup_globals()
     params = launcher.params
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
@@ -188,31 +198,41 @@ def _run(launcher: Any, app: App, todo: list[Job], skipped: int, params: dict) -
         job.shape = app.resources(job, nodes)
         job.affinity = app.affinity(job)
         _cluster.check_feasible(job.shape, app.describe(job))
-    resolvers = dict(BaseContainer._resolvers)
+    pool = _Pool(launcher, dict(BaseContainer._resolvers))
     job_runtime = JobRuntime.instance().conf
-    pool = _Pool(launcher, resolvers)
     pending: dict[str, list[Job]] = {}
     shapes: dict[str, dict[str, Any]] = {}
     for job in todo:
         key = repr(sorted(job.shape.items()))
         pending.setdefault(key, []).append(job)
         shapes[key] = job.shape
-    in_flight: dict[Any, tuple[str, dict[str, Any], Job]] = {}
+    # ref -> (shape key, actor slot, job; None for an actor's readiness probe)
+    in_flight: dict[Any, tuple[str, dict[str, Any], Job | None]] = {}
     progress = Progress(len(todo) + skipped, skipped, params.get("progress", "auto"))
     timeout = float(params.get("job_timeout_s") or 0)
     max_retries = int(params.get("max_retries", 2))
+    lost = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError)
     try:
-        while any(pending.values()) or in_flight:
+        while any(pending.values()) or any(j is not None for _, _, j in in_flight.values()):
+            nodes = _cluster.alive_nodes()
             for key, queue in pending.items():
-                _dispatch(pool, key, shapes[key], queue, in_flight, job_runtime)
+                cap = _cluster.capacity(shapes[key], nodes)
+                _dispatch(pool, key, shapes[key], queue, in_flight, job_runtime, cap)
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
             for ref in ready:
                 key, slot, job = in_flight.pop(ref)
+                if job is None:  # an actor answered: it is placed and ready for jobs
+                    try:
+                        ray.get(ref)
+                        slot["ready"] = True
+                    except lost:
+                        pool.forget(key, slot)
+                    continue
                 slot["job"] = None
                 try:
                     ret, where = ray.get(ref)
-                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
-                    pool.actors[key].remove(slot)
+                except lost as exc:
+                    pool.forget(key, slot)
                     _lost(app, job, exc, max_retries, pending[key], progress)
                     continue
                 job.ret = ret
@@ -221,37 +241,43 @@ def _run(launcher: Any, app: App, todo: list[Job], skipped: int, params: dict) -
                 progress.finished(ret.status == JobStatus.COMPLETED)
             if timeout:
                 _enforce_timeout(pool, app, in_flight, timeout, pending, progress)
-            progress.update(running=len(in_flight))
+            progress.update(running=sum(1 for _, _, j in in_flight.values() if j is not None))
     finally:
         progress.close()
         pool.kill_all()
 
 
-def _dispatch(pool: _Pool, key: str, shape: dict, queue: list[Job], in_flight: dict, runtime: Any) -> None:
-    if not queue:
-        return
-    cap = _cluster.capacity(shape)
+def _dispatch(
+    pool: _Pool, key: str, shape: dict, queue: list[Job], in_flight: dict, runtime: Any, cap: int
+) -> None:
+    """Give queued jobs to ready, idle actors; start actors while the cluster has room."""
     slots = pool.actors.get(key, [])
-    while queue:
-        free = [s for s in slots if s["job"] is None]
-        if not free and len(slots) < cap:
-            free = [pool.new(key, shape)]
-            slots = pool.actors[key]
-        if not free:
+    starting = sum(1 for s in slots if not s["ready"])
+    idle = [s for s in slots if s["ready"] and s["job"] is None]
+    while len(queue) > len(idle) + starting and len(slots) < cap:
+        probe, slot = pool.new(key, shape)
+        in_flight[probe] = (key, slot, None)
+        slots = pool.actors[key]
+        starting += 1
+    for slot in idle:
+        if not queue:
             return
-        slot = free[0]
+        # Prefer a job for the model this actor already has loaded.
         job = next((j for j in queue if j.affinity == slot["affinity"]), queue[0])
         queue.remove(job)
         job.attempts += 1
         job.started = time.monotonic()
         slot["job"], slot["affinity"] = job, job.affinity
-        ref = slot["handle"].run.remote(job.config, runtime)
-        in_flight[ref] = (key, slot, job)
+        in_flight[slot["handle"].run.remote(job.config, runtime)] = (key, slot, job)
 
 
-def _lost(app: App, job: Job, exc: BaseException, max_retries: int, queue: list[Job], progress: Progress) -> None:
+def _lost(
+    app: App, job: Job, exc: BaseException, max_retries: int, queue: list[Job], progress: Progress
+) -> None:
     if job.attempts <= max_retries:
-        log.warning("worker died running %s (attempt %d): retrying", app.describe(job), job.attempts)
+        log.warning(
+            "worker died running %s (attempt %d): retrying", app.describe(job), job.attempts
+        )
         queue.insert(0, job)
         return
     err = WorkerLost(f"worker died {job.attempts} times running {app.describe(job)}: {exc}")
@@ -262,14 +288,18 @@ def _lost(app: App, job: Job, exc: BaseException, max_retries: int, queue: list[
     progress.finished(False)
 
 
-def _enforce_timeout(pool: _Pool, app: App, in_flight: dict, timeout: float, pending: dict, progress: Progress) -> None:
+def _enforce_timeout(
+    pool: _Pool, app: App, in_flight: dict, timeout: float, pending: dict, progress: Progress
+) -> None:
     now = time.monotonic()
     for ref, (key, slot, job) in list(in_flight.items()):
-        if now - job.started > timeout:
+        if job is not None and now - job.started > timeout:
             in_flight.pop(ref)
             pool.drop(key, slot)
             job.attempts = 10**6  # a timeout is not retried
-            _lost(app, job, TimeoutError(f"no result after {timeout:g} s"), 0, pending[key], progress)
+            _lost(
+                app, job, TimeoutError(f"no result after {timeout:g} s"), 0, pending[key], progress
+            )
 
 
 __all__ = ["App", "Job", "WorkerLost", "launch"]
