@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from jobs.cell import cell_id
 from jobs.config import BenchmarkConfig, ConfigError, to_cell
 from jobs.placement import cell_resources, worker_affinity
-from jobs.record import error_info, failed_record
+from jobs.record import FLAT_KEYS, error_info, failed_record
 from jobs.results import finish_sweep
 from jobs.store import SweepBusy, SweepLock, finished_record, write_record
 from jobs.validate import normalise_paths, validate
@@ -36,6 +36,11 @@ class CellFailed(RuntimeError):
 
     def __reduce__(self) -> tuple:  # survives the trip back through Ray's pickling
         return (CellFailed, (self.record,))
+
+
+def flat(record: dict[str, Any]) -> dict[str, Any]:
+    """What a JobReturn keeps of a record: the flat keys (the file has the rest)."""
+    return {k: record.get(k) for k in FLAT_KEYS}
 
 
 def task_cell(cfg: Any) -> BenchmarkConfig:
@@ -103,7 +108,8 @@ class CellSweepApp:
     def is_done(self, job: Any) -> dict[str, Any] | None:
         if not self.resume:
             return None
-        return finished_record(Path(job.output_dir), cell_id(self.cells[job.idx]))
+        rec = finished_record(Path(job.output_dir), cell_id(self.cells[job.idx]))
+        return flat(rec) if rec is not None else None
 
     # --- results come back to the driver, which writes them (no shared filesystem) ---
     def on_result(self, job: Any, ret: JobReturn, where: dict[str, Any]) -> bool:
@@ -119,7 +125,7 @@ class CellSweepApp:
             rec["attempts"] = job.attempts
             write_record(Path(job.output_dir), rec)
             if ret.status == JobStatus.COMPLETED:
-                ret.return_value = rec
+                ret.return_value = flat(rec)
         # A cell that did not end ok may leave the device in a bad state: fresh worker.
         return ret.status != JobStatus.COMPLETED
 

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.basecontainer import BaseContainer
 
 from . import _cluster
+from ._compose import Composer
 from ._progress import Progress
 from ._worker import JobWorker
 
@@ -39,7 +40,7 @@ class WorkerLost(RuntimeError):
 class Job:
     idx: int
     overrides: list[str]
-    config: DictConfig  # the sweep config, hydra node included
+    config: DictConfig | None  # the sweep config, hydra node included (None when dropped)
     output_dir: str
     shape: dict[str, Any] = field(default_factory=dict)
     affinity: str = ""
@@ -84,30 +85,36 @@ def _load_app(path: str | None) -> App:
     return getattr(importlib.import_module(module), name)()
 
 
-def _plan(launcher: Any, job_overrides: Sequence[Sequence[str]], start_idx: int) -> list[Job]:
-    sweep_dir = os.path.abspath(str(launcher.config.hydra.sweep.dir))
+def _job_config(composer: Composer, job: Job, sweep_dir: str) -> DictConfig:
+    cfg = composer.compose(job.overrides)
+    with open_dict(cfg):
+        cfg.hydra.job.id = f"{job.idx}"
+        cfg.hydra.job.num = job.idx
+        # Absolute, so workers whose cwd is elsewhere write where the driver reads.
+        cfg.hydra.sweep.dir = sweep_dir
+    return cfg
+
+
+def _plan(
+    composer: Composer, job_overrides: Sequence[Sequence[str]], start_idx: int, sweep_dir: str
+) -> list[Job]:
     jobs = []
     for i, overrides in enumerate(job_overrides):
-        idx = start_idx + i
-        cfg = launcher.hydra_context.config_loader.load_sweep_config(
-            launcher.config, list(overrides)
+        job = Job(start_idx + i, list(overrides), None, "")  # type: ignore[arg-type]
+        job.config = _job_config(composer, job, sweep_dir)
+        HydraConfig.instance().set_config(job.config)
+        job.output_dir = os.path.join(
+            sweep_dir, str(OmegaConf.select(job.config, "hydra.sweep.subdir"))
         )
-        with open_dict(cfg):
-            cfg.hydra.job.id = f"{idx}"
-            cfg.hydra.job.num = idx
-            # Absolute, so workers whose cwd is elsewhere write where the driver reads.
-            cfg.hydra.sweep.dir = sweep_dir
-        HydraConfig.instance().set_config(cfg)
-        subdir = str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
-        jobs.append(Job(idx, list(overrides), cfg, os.path.join(sweep_dir, subdir)))
+        jobs.append(job)
     return jobs
 
 
-def _skipped_return(job: Job, value: Any) -> JobReturn:
-    task_cfg = OmegaConf.masked_copy(job.config, [k for k in job.config if k != "hydra"])
-    ret = JobReturn(
-        overrides=job.overrides, cfg=task_cfg, hydra_cfg=job.config, working_dir=job.output_dir
-    )
+def _skipped_return(job: Job, value: Any, keep_configs: bool) -> JobReturn:
+    ret = JobReturn(overrides=job.overrides, working_dir=job.output_dir)
+    if keep_configs and job.config is not None:
+        ret.cfg = OmegaConf.masked_copy(job.config, [k for k in job.config if k != "hydra"])
+        ret.hydra_cfg = job.config
     ret.return_value = value
     ret.status = JobStatus.COMPLETED
     return ret
@@ -159,15 +166,19 @@ def launch(
     app = _load_app(params.get("app"))
     sweep_dir = os.path.abspath(str(launcher.config.hydra.sweep.dir))
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
-    jobs = _plan(launcher, job_overrides, start_idx)
+    composer = Composer(launcher.config, launcher.hydra_context.config_loader)
+    jobs = _plan(composer, job_overrides, start_idx, sweep_dir)
     app.prepare(jobs, sweep_dir)  # validates every job before anything starts
+    keep = bool(params.get("keep_job_configs", True))
     todo = []
     for job in jobs:
         done = app.is_done(job)
         if done is not None:
-            job.ret = _skipped_return(job, done)
+            job.ret = _skipped_return(job, done, keep)
         else:
             todo.append(job)
+        if not keep:
+            job.config = None  # composed again when dispatched: the driver's memory stays flat
     skipped = len(jobs) - len(todo)
     log.info(
         "ray_cells: %d jobs, %d already done, %d to run; sweep dir %s",
@@ -181,7 +192,9 @@ def launch(
             if params.get("ship_working_dir", True):
                 work_dir = os.path.dirname(os.path.abspath(inspect.getfile(launcher.task_function)))
             cluster = _cluster.start(params["ray"], work_dir, app.env_vars())
-            _run(launcher, app, todo, skipped, params)
+            _run(
+                launcher, app, todo, skipped, params, lambda j: _job_config(composer, j, sweep_dir)
+            )
     except KeyboardInterrupt:
         interrupted = True
         log.warning("interrupted: running jobs cancelled, finished results kept")
@@ -192,7 +205,9 @@ def launch(
     return [job.ret for job in jobs if job.ret is not None]
 
 
-def _run(launcher: Any, app: App, todo: list[Job], skipped: int, params: dict) -> None:
+def _run(
+    launcher: Any, app: App, todo: list[Job], skipped: int, params: dict, make_config: Any
+) -> None:
     nodes = _cluster.alive_nodes()
     for job in todo:
         job.shape = app.resources(job, nodes)
@@ -211,13 +226,16 @@ def _run(launcher: Any, app: App, todo: list[Job], skipped: int, params: dict) -
     progress = Progress(len(todo) + skipped, skipped, params.get("progress", "auto"))
     timeout = float(params.get("job_timeout_s") or 0)
     max_retries = int(params.get("max_retries", 2))
+    keep = bool(params.get("keep_job_configs", True))
     lost = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError)
     try:
         while any(pending.values()) or any(j is not None for _, _, j in in_flight.values()):
             nodes = _cluster.alive_nodes()
             for key, queue in pending.items():
                 cap = _cluster.capacity(shapes[key], nodes)
-                _dispatch(pool, key, shapes[key], queue, in_flight, job_runtime, cap)
+                _dispatch(
+                    pool, key, shapes[key], queue, in_flight, (job_runtime, keep), cap, make_config
+                )
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
             for ref in ready:
                 key, slot, job = in_flight.pop(ref)
@@ -233,14 +251,16 @@ def _run(launcher: Any, app: App, todo: list[Job], skipped: int, params: dict) -
                     ret, where = ray.get(ref)
                 except lost as exc:
                     pool.forget(key, slot)
-                    _lost(app, job, exc, max_retries, pending[key], progress)
+                    _lost(app, job, exc, max_retries, pending[key], progress, keep)
                     continue
+                if not keep:
+                    ret.cfg = ret.hydra_cfg = job.config = None
                 job.ret = ret
                 if app.on_result(job, ret, where):
                     pool.drop(key, slot)  # a failed job may leave the device unusable
                 progress.finished(ret.status == JobStatus.COMPLETED)
             if timeout:
-                _enforce_timeout(pool, app, in_flight, timeout, pending, progress)
+                _enforce_timeout(pool, app, in_flight, timeout, pending, progress, keep)
             progress.update(running=sum(1 for _, _, j in in_flight.values() if j is not None))
     finally:
         progress.close()
@@ -248,7 +268,14 @@ def _run(launcher: Any, app: App, todo: list[Job], skipped: int, params: dict) -
 
 
 def _dispatch(
-    pool: _Pool, key: str, shape: dict, queue: list[Job], in_flight: dict, runtime: Any, cap: int
+    pool: _Pool,
+    key: str,
+    shape: dict,
+    queue: list[Job],
+    in_flight: dict,
+    runtime: Any,
+    cap: int,
+    make_config: Any,
 ) -> None:
     """Give queued jobs to ready, idle actors; start actors while the cluster has room."""
     slots = pool.actors.get(key, [])
@@ -268,11 +295,20 @@ def _dispatch(
         job.attempts += 1
         job.started = time.monotonic()
         slot["job"], slot["affinity"] = job, job.affinity
-        in_flight[slot["handle"].run.remote(job.config, runtime)] = (key, slot, job)
+        if job.config is None:
+            job.config = make_config(job)
+        job_runtime, keep = runtime
+        in_flight[slot["handle"].run.remote(job.config, job_runtime, keep)] = (key, slot, job)
 
 
 def _lost(
-    app: App, job: Job, exc: BaseException, max_retries: int, queue: list[Job], progress: Progress
+    app: App,
+    job: Job,
+    exc: BaseException,
+    max_retries: int,
+    queue: list[Job],
+    progress: Progress,
+    keep: bool = True,
 ) -> None:
     if job.attempts <= max_retries:
         log.warning(
@@ -282,7 +318,9 @@ def _lost(
         return
     err = WorkerLost(f"worker died {job.attempts} times running {app.describe(job)}: {exc}")
     app.on_lost(job, err)
-    job.ret = _skipped_return(job, None)
+    job.ret = _skipped_return(job, None, keep)
+    if not keep:
+        job.config = None
     job.ret.status = JobStatus.FAILED
     job.ret.return_value = err
     progress.finished(False)

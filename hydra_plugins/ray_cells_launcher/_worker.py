@@ -35,7 +35,9 @@ class JobWorker:
             "visible": {v: os.environ.get(v) for v in VISIBLE_VARS if os.environ.get(v)},
         }
 
-    def run(self, sweep_config: Any, job_runtime: Any) -> tuple[Any, dict[str, Any]]:
+    def run(
+        self, sweep_config: Any, job_runtime: Any, keep: bool = True
+    ) -> tuple[Any, dict[str, Any]]:
         from hydra.core.hydra_config import HydraConfig
         from hydra.core.utils import JobRuntime, run_job
 
@@ -48,4 +50,6 @@ class JobWorker:
             job_dir_key="hydra.sweep.dir",
             job_subdir_key="hydra.sweep.subdir",
         )
+        if not keep:  # the configs stay in the job's .hydra/ directory
+            ret.cfg = ret.hydra_cfg = None
         return ret, self.where()

@@ -51,6 +51,10 @@ class RayCellsLauncherConf:
     ship_working_dir: bool = True
     # Live progress line: auto (only on a terminal) | on | off.
     progress: str = "auto"
+    # Keep each job's composed config in its JobReturn (cfg, hydra_cfg), as Hydra's own
+    # launchers do. false: drop them so the driver's memory stays flat over thousands of
+    # jobs (every job's config is still saved in its .hydra/ directory).
+    keep_job_configs: bool = True
 
 
 ConfigStore.instance().store(
