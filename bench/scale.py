@@ -1,0 +1,140 @@
+"""Scale of the orchestration itself, on the simulator (real Ray, real Hydra, real files).
+
+    python bench/scale.py speedup   [--cells 16] [--npus 1,2,4,8]
+    python bench/scale.py nodes     [--nodes 2,4,8] [--npus-per-node 8]
+    python bench/scale.py many      [--cells 2000] [--npus 8]
+
+speedup: the same 16 cells (each about 1 s of real time: backend.sim.time_scale) on 1, 2, 4, 8
+         declared NPUs of one node; span = first cell start to last cell end, from the records;
+         ideal = sum of the cells' own times / NPUs.
+nodes:   the same with 2..8 simulated Ray nodes (ray.sim_nodes) of 8 NPUs each.
+many:    thousands of zero-length cells (time_scale 0): dispatch cost per cell, the driver's
+         RSS sampled while it runs (flat or not), and the time to resume the finished sweep.
+Each prints what it measured; docs/benchmarks.md records the figures and the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+SIM = ["backend=sim", "device=npu", "model=llama3_8b", "bench=quick", "prompt_len=32",
+       "backend.sim.noise=0", "sweep.aggregate=true"]  # fmt: skip
+
+
+def ts(s: str) -> float:
+    return dt.datetime.fromisoformat(s).timestamp()
+
+
+def sweep(args: list[str], cwd: str, sample: bool = False) -> dict:
+    """Run launch.py; return wall time, records, and RSS samples of the driver."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "launch.py"), *args], cwd=cwd, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    samples: list[tuple[float, int, int]] = []  # (t, rss bytes, records done)
+    driver = psutil.Process(proc.pid)
+    sweep_dir = Path(cwd) / "multirun" / "sweep"
+    while proc.poll() is None:
+        if sample:
+            try:
+                rss = driver.memory_info().rss
+                done = sum(1 for _ in sweep_dir.glob("*/record.json"))
+                samples.append((time.perf_counter() - t0, rss, done))
+            except psutil.Error:
+                pass
+        time.sleep(1.0 if sample else 0.2)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read() if proc.stderr else ""
+    if proc.returncode != 0:
+        sys.exit(f"sweep failed ({proc.returncode}):\n{err[-3000:]}")
+    rows = [json.loads(x) for x in (sweep_dir / "results.jsonl").open()]
+    return {"wall": wall, "rows": rows, "samples": samples}
+
+
+def span(rows: list[dict]) -> tuple[float, float]:
+    start = min(ts(r["started_at"]) for r in rows)
+    end = max(ts(r["finished_at"]) for r in rows)
+    own = sum(ts(r["finished_at"]) - ts(r["started_at"]) for r in rows)
+    return end - start, own
+
+
+def cmd_speedup(a: argparse.Namespace, extra: list[str], label: str) -> None:
+    batches = ",".join(str(b) for b in range(1, a.cells + 1))
+    base = None
+    print(f"{label}: {a.cells} cells, seq=32, time_scale={a.scale}")
+    print("devices | wall s | span s | sum of cell s | ideal s | speed-up | efficiency")
+    for n, args in extra:
+        with tempfile.TemporaryDirectory() as cwd:
+            cmd = ["-m", f"batch={batches}", "seq=32", *SIM,
+                   f"backend.sim.time_scale={a.scale}", *args]  # fmt: skip
+            r = sweep(cmd, cwd)
+        sp, own = span(r["rows"])
+        base = base or sp
+        ideal = own / n
+        print(f"{n:7d} | {r['wall']:6.1f} | {sp:6.2f} | {own:13.2f} | {ideal:7.2f} | "
+              f"{base / sp:8.2f} | {ideal / sp:10.2f}")  # fmt: skip
+        print(f"        command: python launch.py {' '.join(cmd)}")
+
+
+def cmd_many(a: argparse.Namespace) -> None:
+    per = max(1, a.cells // 2)
+    cmd = ["-m", f"batch=range(1,{per + 1})", "seq=8,16", *SIM, "backend.sim.time_scale=0",
+           f"+ray.resources.NPU={a.npus}"]  # fmt: skip
+    with tempfile.TemporaryDirectory() as cwd:
+        r = sweep(cmd, cwd, sample=True)
+        rows = r["rows"]
+        sp, own = span(rows)
+        t_resume = sweep(cmd, cwd)["wall"]
+    n = len(rows)
+    print(f"command: python launch.py {' '.join(cmd)}")
+    print(f"cells: {n} ({sum(x['status'] == 'ok' for x in rows)} ok), NPUs declared: {a.npus}")
+    print(f"wall: {r['wall']:.1f} s; run phase (first cell start -> last cell end): {sp:.1f} s")
+    print(f"dispatch cost per cell (run phase x NPUs / cells, cells themselves ~0 s): "
+          f"{sp * a.npus / n * 1000:.1f} ms of device-slot time; wall per cell {r['wall'] / n * 1000:.1f} ms")  # fmt: skip
+    started = [s for s in r["samples"] if s[2] > 0]
+    if started:
+        marks = [started[int(len(started) * f) - 1] for f in (0.1, 0.25, 0.5, 0.75, 1.0)]
+        print("driver RSS while cells finish (records done: MiB): " + ", ".join(
+            f"{d}: {rss / 2**20:.0f}" for _, rss, d in marks))  # fmt: skip
+    peak = max(s[1] for s in r["samples"]) if r["samples"] else 0
+    print(f"driver peak RSS: {peak / 2**20:.0f} MiB")
+    print(f"resume of the finished sweep (0 cells run): {t_resume:.1f} s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["speedup", "nodes", "many"])
+    ap.add_argument("--cells", type=int, default=16)
+    ap.add_argument("--npus", default="1,2,4,8")
+    ap.add_argument("--nodes", default="2,4,8")
+    ap.add_argument("--npus-per-node", type=int, default=8)
+    ap.add_argument("--scale", type=float, default=0.6)
+    a = ap.parse_args()
+    if a.what == "speedup":
+        runs = [(int(k), [f"+ray.resources.NPU={k}"]) for k in a.npus.split(",")]
+        cmd_speedup(a, runs, "one node")
+    elif a.what == "nodes":
+        k = a.npus_per_node
+        runs = [(int(n) * k, [f"ray.sim_nodes={n}", "ray.num_cpus=1", f"+ray.resources.NPU={k}"])
+                for n in a.nodes.split(",")]  # fmt: skip
+        cmd_speedup(a, runs, f"simulated nodes of {k} NPUs")
+    else:
+        a.npus = int(a.npus.split(",")[-1])
+        cmd_many(a)
+
+
+if __name__ == "__main__":
+    main()
