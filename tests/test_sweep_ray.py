@@ -135,6 +135,14 @@ def test_cell_exception_oom_and_crash_are_recorded(launch, tmp_path):
     assert recs[1]["status"] == recs[4]["status"] == "ok"
     assert "not ok" in proc.stdout and recs[2]["cell_dir"] in proc.stdout
 
+    # an exception while loading the model: that cell fails, the others are measured
+    proc = launch(*base, "backend.sim.fault=load_error", "backend.sim.fault_batch=1",
+                  "hydra.sweep.dir=load")  # fmt: skip
+    assert proc.returncode != 0
+    recs = {r["batch"]: r for r in records(tmp_path / "load").values()}
+    assert recs[1]["status"] == "failed" and recs[1]["error"]["traceback"]
+    assert recs[2]["status"] == recs[4]["status"] == "ok"
+
     # a worker process that always dies: retried, then failed with worker_lost
     proc = launch(*base, "backend.sim.fault=crash", "backend.sim.fault_batch=4",
                   "sweep.max_retries=1", "hydra.sweep.dir=crash")  # fmt: skip
