@@ -32,13 +32,17 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     """Measure one cell, write its record in the job's output dir, return the record."""
     import workers
 
+    single = HydraConfig.get().mode == RunMode.RUN
     try:
         cell = task_cell(cfg)
-        single = HydraConfig.get().mode == RunMode.RUN
-        if single:
-            validate(cell, local=True)
+        # A single run checks everything here (the ValidateOnRun callback already did, before
+        # Hydra made the run directory). In a sweep the launcher validated every cell before
+        # starting; this is the host that runs the cell, so the device is checked by the cell.
+        validate(cell, local=single)
     except ConfigError as exc:
-        die(str(exc))
+        if single:
+            die(str(exc))
+        raise
     record = workers.run_cell(cell)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     path = write_record(out_dir, record)
