@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,24 @@ class Infeasible(RuntimeError):
     """A job asks for resources that no node of the cluster has."""
 
 
-def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Any:
-    """Start/join Ray. Returns the simulated Cluster to shut down later, or None."""
+@dataclass
+class Session:
+    """What `start` set up, so that `stop` undoes exactly that and nothing more."""
+
+    owned: bool  # this launch called ray.init (and must shut it down)
+    cluster: Any = None  # the simulated Cluster, when sim_nodes > 0
+
+
+def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Session:
+    """Start/join Ray for one launch.
+
+    A Ray already initialised in this process (by the caller) is used as it is and left
+    running: its runtime_env and resources are the caller's, the launcher's ray settings
+    do not apply to it.
+    """
+    if ray.is_initialized():
+        log.info("using the Ray already initialised in this process; launcher ray settings ignored")
+        return Session(owned=False)
     runtime_env: dict[str, Any] = {}
     if working_dir:
         runtime_env["working_dir"] = working_dir
@@ -39,45 +56,48 @@ def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> An
         "logging_level": logging.WARNING,
         "log_to_driver": True,
     }
-    if ray.is_initialized():
-        return None
     node_args: dict[str, Any] = {
         "num_cpus": ray_cfg.num_cpus,
         "num_gpus": ray_cfg.num_gpus,
         "resources": dict(ray_cfg.resources or {}) or None,
     }
     node_args = {k: v for k, v in node_args.items() if v is not None}
-    if ray_cfg.address:
-        log.info("joining Ray cluster at %s", ray_cfg.address)
-        ray.init(address=ray_cfg.address, **common)
-        return None
-    if ray_cfg.sim_nodes and ray_cfg.sim_nodes > 0:
-        from ray.cluster_utils import Cluster
+    session = Session(owned=True)
+    try:
+        if ray_cfg.address:
+            log.info("joining Ray cluster at %s", ray_cfg.address)
+            ray.init(address=ray_cfg.address, **common)
+        elif ray_cfg.sim_nodes and ray_cfg.sim_nodes > 0:
+            from ray.cluster_utils import Cluster
 
-        head = dict(node_args, include_dashboard=False)
-        cluster = Cluster(initialize_head=True, head_node_args=head)
-        for _ in range(ray_cfg.sim_nodes - 1):
-            cluster.add_node(**node_args)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, **common)
-        log.info("started %d simulated Ray nodes", ray_cfg.sim_nodes)
-        return cluster
-    # address="local": always a fresh private instance, never one left behind by another run.
-    ray.init(
-        address="local",
-        include_dashboard=bool(ray_cfg.include_dashboard),
-        dashboard_host="127.0.0.1",
-        **node_args,
-        **common,
-    )
-    return None
+            head = dict(node_args, include_dashboard=False)
+            session.cluster = Cluster(initialize_head=True, head_node_args=head)
+            for _ in range(ray_cfg.sim_nodes - 1):
+                session.cluster.add_node(**node_args)
+            session.cluster.wait_for_nodes()
+            ray.init(address=session.cluster.address, **common)
+            log.info("started %d simulated Ray nodes", ray_cfg.sim_nodes)
+        else:
+            # address="local": always a fresh private instance, never one left behind by
+            # another run.
+            ray.init(
+                address="local",
+                include_dashboard=bool(ray_cfg.include_dashboard),
+                dashboard_host="127.0.0.1",
+                **node_args,
+                **common,
+            )
+    except BaseException:
+        stop(session)  # nothing half-started is left behind
+        raise
+    return session
 
 
-def stop(cluster: Any) -> None:
-    if ray.is_initialized():
+def stop(session: Session) -> None:
+    if session.owned and ray.is_initialized():
         ray.shutdown()
-    if cluster is not None:
-        cluster.shutdown()
+    if session.cluster is not None:
+        session.cluster.shutdown()
 
 
 def alive_nodes() -> list[dict[str, Any]]:

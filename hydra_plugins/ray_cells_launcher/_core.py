@@ -85,6 +85,25 @@ def _load_app(path: str | None) -> App:
     return getattr(importlib.import_module(module), name)()
 
 
+def _task_dir(task_function: Any) -> str | None:
+    """The directory of the task function's source file, to ship to the workers.
+
+    A callable object counts by its class. None when there is no file (an interactive
+    ``__main__``, a builtin) or when the code is installed (site-packages): installed code is
+    on the workers already, and shipping a library's folder would put it first on their path.
+    """
+    obj = task_function
+    if not (inspect.isfunction(obj) or inspect.ismethod(obj) or inspect.isclass(obj)):
+        obj = type(obj)
+    try:
+        path = os.path.abspath(inspect.getfile(obj))
+    except (TypeError, OSError):
+        return None
+    if any(part in ("site-packages", "dist-packages") for part in Path(path).parts):
+        return None
+    return os.path.dirname(path)
+
+
 def _job_config(composer: Composer, job: Job, sweep_dir: str) -> DictConfig:
     cfg = composer.compose(job.overrides)
     with open_dict(cfg):
@@ -112,6 +131,7 @@ def _plan(
 
 def _skipped_return(job: Job, value: Any, keep_configs: bool) -> JobReturn:
     ret = JobReturn(overrides=job.overrides, working_dir=job.output_dir)
+    ret.task_name = JobRuntime.instance().get("name")
     if keep_configs and job.config is not None:
         ret.cfg = OmegaConf.masked_copy(job.config, [k for k in job.config if k != "hydra"])
         ret.hydra_cfg = job.config
@@ -185,13 +205,13 @@ def launch(
         len(jobs), skipped, len(todo), sweep_dir,
     )  # fmt: skip
     interrupted = False
-    cluster = None
+    session = None
     try:
         if todo:
             work_dir = None
             if params.get("ship_working_dir", True):
-                work_dir = os.path.dirname(os.path.abspath(inspect.getfile(launcher.task_function)))
-            cluster = _cluster.start(params["ray"], work_dir, app.env_vars())
+                work_dir = _task_dir(launcher.task_function)
+            session = _cluster.start(params["ray"], work_dir, app.env_vars())
             _run(
                 launcher, app, todo, skipped, params, lambda j: _job_config(composer, j, sweep_dir)
             )
@@ -200,7 +220,8 @@ def launch(
         log.warning("interrupted: running jobs cancelled, finished results kept")
         raise
     finally:
-        _cluster.stop(cluster) if cluster is not None or ray.is_initialized() else None
+        if session is not None:
+            _cluster.stop(session)
         app.on_end(jobs, sweep_dir, interrupted)
     return [job.ret for job in jobs if job.ret is not None]
 
@@ -316,7 +337,10 @@ def _lost(
         )
         queue.insert(0, job)
         return
-    err = WorkerLost(f"worker died {job.attempts} times running {app.describe(job)}: {exc}")
+    if isinstance(exc, TimeoutError):
+        err = WorkerLost(f"{app.describe(job)}: {exc}; its worker was killed")
+    else:
+        err = WorkerLost(f"worker died {job.attempts} times running {app.describe(job)}: {exc}")
     app.on_lost(job, err)
     job.ret = _skipped_return(job, None, keep)
     if not keep:
@@ -327,17 +351,21 @@ def _lost(
 
 
 def _enforce_timeout(
-    pool: _Pool, app: App, in_flight: dict, timeout: float, pending: dict, progress: Progress
+    pool: _Pool,
+    app: App,
+    in_flight: dict,
+    timeout: float,
+    pending: dict,
+    progress: Progress,
+    keep: bool = True,
 ) -> None:
     now = time.monotonic()
     for ref, (key, slot, job) in list(in_flight.items()):
         if job is not None and now - job.started > timeout:
             in_flight.pop(ref)
             pool.drop(key, slot)
-            job.attempts = 10**6  # a timeout is not retried
-            _lost(
-                app, job, TimeoutError(f"no result after {timeout:g} s"), 0, pending[key], progress
-            )
+            err = TimeoutError(f"no result after {timeout:g} s")
+            _lost(app, job, err, 0, pending[key], progress, keep)  # 0: never retried
 
 
 __all__ = ["App", "Job", "WorkerLost", "launch"]

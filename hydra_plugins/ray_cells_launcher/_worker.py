@@ -40,16 +40,27 @@ class JobWorker:
     ) -> tuple[Any, dict[str, Any]]:
         from hydra.core.hydra_config import HydraConfig
         from hydra.core.utils import JobRuntime, run_job
+        from omegaconf import OmegaConf
 
         HydraConfig.instance().set_config(sweep_config)
         JobRuntime.instance().conf = job_runtime
-        ret = run_job(
-            hydra_context=self.hydra_context,
-            task_function=self.task_function,
-            config=sweep_config,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
+        # The job starts where the app was launched, as with Hydra's own launchers (Ray would
+        # leave it in its copy of the shipped working dir); run_job then moves into the
+        # output dir if hydra.job.chdir. A node without that directory keeps Ray's.
+        home = os.getcwd()
+        launch_cwd = OmegaConf.select(sweep_config, "hydra.runtime.cwd", default=None)
+        if launch_cwd and os.path.isdir(launch_cwd):
+            os.chdir(launch_cwd)
+        try:
+            ret = run_job(
+                hydra_context=self.hydra_context,
+                task_function=self.task_function,
+                config=sweep_config,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
+        finally:
+            os.chdir(home)
         if not keep:  # the configs stay in the job's .hydra/ directory
             ret.cfg = ret.hydra_cfg = None
         return ret, self.where()
