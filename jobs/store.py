@@ -6,10 +6,10 @@ import fcntl
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from aggregate.files import atomic_write_text
 from jobs.record import RECORD_FILE, SCHEMA_VERSION
 
 
@@ -26,25 +26,6 @@ def _clean(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_clean(v) for v in obj]
     return obj
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory, fsync, then rename: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def write_record(cell_dir: Path, record: dict[str, Any]) -> Path:
