@@ -1,11 +1,14 @@
 """Does the harness measure what a bare `model.generate` loop measures?
 
-Runs the cell `batch=4 seq=128` (prompt_len 32, 3 warm-up + 10 measured iterations) through
-`workers.run_cell` and a bare loop calling `model.generate` on the same model, inputs and
-generation settings, in the same process, alternating A/B rounds to cancel drift. Prints
-output tokens/s of both and their ratio.
+The cell `batch=4 seq=128 prompt_len=32` on the CPU: one `workers.run_cell` first (the
+path `python launch.py batch=4 seq=128` takes; loads the model, warms up), then, on the
+same loaded model and inputs, alternating iteration by iteration so both see the same
+machine load: the harness's timed iteration (`backend.run_iteration`: per-step clock,
+device sync, token counting) and a bare `model.generate` with the same generation
+settings timed with `time.perf_counter`. Prints output tokens/s of both, the median of the
+per-pair ratios, and the run_cell figure.
 
-    python bench/cell_vs_bare.py [--rounds 3] [--batch 4] [--seq 128] [--device cpu]
+    python bench/cell_vs_bare.py [--pairs 30] [--batch 4] [--seq 128] [--device cpu]
 """
 
 from __future__ import annotations
@@ -24,32 +27,30 @@ from jobs.config import BenchConfig, BenchmarkConfig, DeviceConfig  # noqa: E402
 from workers import measure  # noqa: E402
 
 
-def bare_tokens_per_s(model, input_ids, seq: int, warmup: int, iterations: int, sync) -> float:
+def bare_generate_s(backend) -> tuple[float, int]:
+    """One bare generate call with the harness's inputs and settings (no clock, no counting)."""
     import torch
 
-    kw = dict(
-        max_new_tokens=seq,
-        min_new_tokens=seq,
-        do_sample=False,
-        pad_token_id=model.config.pad_token_id,
-        attention_mask=torch.ones_like(input_ids),
-    )
+    gc = backend.gen_config
     with torch.inference_mode():
-        for _ in range(warmup):
-            model.generate(input_ids, **kw)
-        sync()
+        backend.device.synchronize()
         t0 = time.perf_counter()
-        total = 0
-        for _ in range(iterations):
-            out = model.generate(input_ids, **kw)
-            total += (out.shape[1] - input_ids.shape[1]) * out.shape[0]
-        sync()
-    return total / (time.perf_counter() - t0)
+        out = backend.model.generate(
+            input_ids=backend.input_ids,
+            attention_mask=backend.attention_mask,
+            max_new_tokens=gc.max_new_tokens,
+            min_new_tokens=gc.min_new_tokens,
+            do_sample=False,
+            pad_token_id=gc.pad_token_id,
+        )
+        backend.device.synchronize()
+        dt = time.perf_counter() - t0
+    return dt, (out.shape[1] - backend.input_ids.shape[1]) * out.shape[0]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pairs", type=int, default=30)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--prompt-len", type=int, default=32)
@@ -62,24 +63,30 @@ def main() -> None:
         device=DeviceConfig(name=args.device),
         bench=BenchConfig(warmup=3, iterations=10),
     )
-    harness, bare = [], []
-    for r in range(args.rounds):
-        rec = measure.run_cell(cell)
-        assert rec["status"] == "ok", rec["error"]
-        harness.append(rec["output_tokens_per_s"])
-        backend = next(iter(measure._LOADED.values()))
-        backend.prepare(cell)
-        bare.append(
-            bare_tokens_per_s(
-                backend.model, backend.input_ids, args.seq, 3, 10, backend.device.synchronize
-            )
-        )
-        print(f"round {r + 1}: harness {harness[-1]:.1f} tok/s, bare generate {bare[-1]:.1f} tok/s")
-    h, b = statistics.median(harness), statistics.median(bare)
-    print(f"device: {rec['device_name']} ({rec['device']}), torch {rec['env']['torch']}")
-    print(f"median harness output tokens/s: {h:.1f}")
-    print(f"median bare generate tokens/s:  {b:.1f}")
-    print(f"harness / bare: {h / b:.3f} ({(h / b - 1) * 100:+.1f}%)")
+    rec = measure.run_cell(cell)
+    assert rec["status"] == "ok", rec["error"]
+    backend = next(iter(measure._LOADED.values()))
+    backend.prepare(cell)
+    harness, bare, ratios = [], [], []
+    for _ in range(args.pairs):
+        it = backend.run_iteration()
+        h = it.generated_tokens / it.e2e_s
+        dt, n = bare_generate_s(backend)
+        assert n == it.generated_tokens == args.batch * args.seq
+        b = n / dt
+        harness.append(h)
+        bare.append(b)
+        ratios.append(h / b)
+    print(f"cell: batch={args.batch} seq={args.seq} prompt_len={args.prompt_len} on "
+          f"{rec['device_name']} ({rec['device']}), torch {rec['env']['torch']}")  # fmt: skip
+    print(f"run_cell (3 warm-up + 10 measured): {rec['output_tokens_per_s']:.1f} output tok/s, "
+          f"e2e CV {rec['e2e_cv']:.3f}")  # fmt: skip
+    print(f"{args.pairs} alternating pairs: harness median {statistics.median(harness):.1f} tok/s, "
+          f"bare generate median {statistics.median(bare):.1f} tok/s")  # fmt: skip
+    r = statistics.median(ratios)
+    q = statistics.quantiles(ratios, n=4)
+    print(f"harness / bare, median of pairs: {r:.3f} ({(r - 1) * 100:+.1f}%), "
+          f"quartiles {q[0]:.3f} .. {q[2]:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":
