@@ -207,7 +207,7 @@ class SweepConfig:
     max_retries: int = 2
     # Seconds a cell may run before it is cancelled and recorded failed (0 = no limit).
     cell_timeout_s: float = 0.0
-    # Write report.md, results.csv and plots at the end of a sweep.
+    # Draw the PNG plots at the end of a sweep (results.jsonl/csv and report.md always).
     aggregate: bool = True
     # Live progress line (only on an interactive terminal unless forced).
     progress: str = "auto"  # auto | on | off

@@ -11,9 +11,12 @@ from jobs.store import read_record
 log = logging.getLogger(__name__)
 
 
-def finish_sweep(sweep_dir: Path, cell_dirs: list[Path], interrupted: bool = False) -> list[dict]:
+def finish_sweep(
+    sweep_dir: Path, cell_dirs: list[Path], interrupted: bool = False, plots: bool = True
+) -> list[dict]:
     """Write results.jsonl (+ csv, report, plots) for the cells of this sweep and print a
-    summary. Cells without a readable record are listed as missing."""
+    summary. Cells without a readable record are listed as missing; a sweep that produced no
+    record at all (e.g. it could not start) writes nothing."""
     from aggregate import summary_table, write_outputs
 
     records, missing = [], []
@@ -23,8 +26,14 @@ def finish_sweep(sweep_dir: Path, cell_dirs: list[Path], interrupted: bool = Fal
             missing.append(d.name)
         else:
             records.append(rec)
+    if not records:
+        print(
+            f"sweep {'interrupted' if interrupted else 'ended'}: no cell has a record",
+            file=sys.stdout,
+        )
+        return records
     unreadable = [(str(sweep_dir / m / "record.json"), "missing or cut short") for m in missing]
-    paths = write_outputs(sweep_dir, records, unreadable)
+    paths = write_outputs(sweep_dir, records, unreadable, plots=plots)
     out = sys.stdout
     print(summary_table(records), file=out)
     bad = [r for r in records if r.get("status") != "ok"]

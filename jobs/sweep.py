@@ -69,6 +69,7 @@ class CellSweepApp:
 
     def __init__(self) -> None:
         self.lock: SweepLock | None = None
+        self.plots = True
         self.cells: dict[int, BenchmarkConfig] = {}
 
     # --- before anything starts ---
@@ -90,7 +91,9 @@ class CellSweepApp:
             self.lock.acquire()
         except SweepBusy as exc:
             die(str(exc))
-        self.resume = bool(jobs and self.cells[jobs[0].idx].sweep.resume)
+        first = self.cells[jobs[0].idx].sweep if jobs else None
+        self.resume = bool(first and first.resume)
+        self.plots = bool(first is None or first.aggregate)
 
     def resources(self, job: Any, nodes: list[dict[str, Any]]) -> dict[str, Any]:
         return cell_resources(self.cells[job.idx], nodes)
@@ -137,7 +140,8 @@ class CellSweepApp:
     # --- the end ---
     def on_end(self, jobs: list[Any], sweep_dir: str, interrupted: bool) -> None:
         try:
-            finish_sweep(Path(sweep_dir), [Path(j.output_dir) for j in jobs], interrupted)
+            dirs = [Path(j.output_dir) for j in jobs]
+            finish_sweep(Path(sweep_dir), dirs, interrupted, plots=self.plots)
         finally:
             if self.lock is not None:
                 self.lock.release()

@@ -123,6 +123,7 @@ def test_infeasible_request_fails_fast(launch, tmp_path):
     assert "NPU" in out and "no node" in out
     assert time.monotonic() - t0 < 60
     assert not list(tmp_path.rglob("record.json"))
+    assert not list(tmp_path.rglob("results.jsonl"))
 
 
 def test_cell_exception_oom_and_crash_are_recorded(launch, tmp_path):
