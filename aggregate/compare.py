@@ -19,7 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aggregate.tables import MISSING, Table, fmt_s, fmt_tps, is_simulated, markdown, status_label
+from aggregate.tables import (
+    MISSING,
+    Table,
+    fmt_s,
+    fmt_tps,
+    is_simulated,
+    markdown,
+    ok_number,
+    status_label,
+)
 
 Record = dict[str, Any]
 
@@ -63,19 +72,10 @@ def axes_key(rec: Record) -> tuple:
     )
 
 
-def _num(rec: Record | None, key: str) -> float | None:
-    if rec is None or rec.get("status") != "ok":
-        return None
-    value = rec.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
 def _cv(rec: Record) -> float:
-    cv = _num(rec, "e2e_cv")
+    cv = ok_number(rec, "e2e_cv")
     if cv is None:
-        mean, sd = _num(rec, "e2e_s_mean"), _num(rec, "e2e_s_stdev")
+        mean, sd = ok_number(rec, "e2e_s_mean"), ok_number(rec, "e2e_s_stdev")
         cv = sd / mean if mean and sd is not None else 0.0
     return abs(cv)
 
@@ -144,8 +144,8 @@ def _row(new: Record | None, old: Record | None, how: str, threshold_pct: float)
     both_ok = new is not None and old is not None and "ok" == new["status"] == old["status"]
     noise = 2.0 * max(_cv(new), _cv(old)) * 100.0 if both_ok else None  # type: ignore[arg-type]
     band = max(threshold_pct, noise or 0.0)
-    tps = _delta(_num(new, "output_tokens_per_s"), _num(old, "output_tokens_per_s"))
-    e2e = _delta(_num(new, "e2e_s_p50"), _num(old, "e2e_s_p50"))
+    tps = _delta(ok_number(new, "output_tokens_per_s"), ok_number(old, "output_tokens_per_s"))
+    e2e = _delta(ok_number(new, "e2e_s_p50"), ok_number(old, "e2e_s_p50"))
     return CompareRow(
         label=" · ".join(str(rec.get(k)) for k in ("model", "backend", "device", "dtype")),
         batch=rec["batch"],
@@ -154,11 +154,11 @@ def _row(new: Record | None, old: Record | None, how: str, threshold_pct: float)
         match=how,
         old_status=None if old is None else str(old.get("status")),
         new_status=None if new is None else str(new.get("status")),
-        old_tokens_per_s=_num(old, "output_tokens_per_s"),
-        new_tokens_per_s=_num(new, "output_tokens_per_s"),
+        old_tokens_per_s=ok_number(old, "output_tokens_per_s"),
+        new_tokens_per_s=ok_number(new, "output_tokens_per_s"),
         tokens_per_s_delta_pct=tps,
-        old_e2e_s_p50=_num(old, "e2e_s_p50"),
-        new_e2e_s_p50=_num(new, "e2e_s_p50"),
+        old_e2e_s_p50=ok_number(old, "e2e_s_p50"),
+        new_e2e_s_p50=ok_number(new, "e2e_s_p50"),
         e2e_s_p50_delta_pct=e2e,
         noise_pct=noise,
         band_pct=band,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aggregate.files import atomic_write_bytes
-from aggregate.tables import SIMULATED, GroupKey, cell_map, group_records, is_simulated
+from aggregate.tables import SIMULATED, GroupKey, cell_map, group_records, is_simulated, ok_number
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +37,11 @@ def plot_name(key: GroupKey, figure: str) -> str:
     return f"{PLOT_DIR}/{key.slug()}-{figure}.png"
 
 
-def _num(rec: Record, key: str) -> float | None:
-    value = rec.get(key)
-    if rec.get("status") != "ok" or isinstance(value, bool):
-        return None
-    return float(value) if isinstance(value, (int, float)) else None
-
-
 def _series(recs: Sequence[Record], key: str, scale: float = 1.0) -> dict[int, list[tuple]]:
     """seq -> [(batch, value * scale)] over ok cells that report ``key``."""
     out: dict[int, list[tuple]] = {}
     for (b, s), rec in sorted(cell_map(recs).items()):
-        value = _num(rec, key)
+        value = ok_number(rec, key)
         if value is not None:
             out.setdefault(s, []).append((b, value * scale))
     return out

@@ -21,6 +21,7 @@ from aggregate.tables import (
     fmt_tps,
     group_records,
     marks,
+    ok_number,
     sim_suffix,
     status_label,
 )
@@ -50,21 +51,12 @@ class SideBySide:
         return f"{self.axis}: {' vs '.join(self.values)} ({others}){sim}"
 
 
-def _number(rec: Record | None, key: str) -> float | None:
-    if rec is None or rec.get("status") != "ok":
-        return None
-    value = rec.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
 def _value(rec: Record | None, metric: Metric) -> str:
     if rec is None:
         return MISSING
     if rec.get("status") != "ok":
         return status_label(rec)
-    value = _number(rec, metric.key)
+    value = ok_number(rec, metric.key)
     return NOT_REPORTED if value is None else metric.fmt(value) + marks(rec)
 
 
@@ -96,8 +88,8 @@ def _build(axis: str, fixed: dict[str, Any], by_value: dict[str, list[Record]]) 
         row = [str(b), str(s)]
         for m in _COMPARED:
             row += [_value(cells[v].get((b, s)), m) for v in values]
-            ref_num = _number(cells[ref].get((b, s)), m.key)
-            row += [_ratio(_number(cells[v].get((b, s)), m.key), ref_num) for v in values[1:]]
+            ref_num = ok_number(cells[ref].get((b, s)), m.key)
+            row += [_ratio(ok_number(cells[v].get((b, s)), m.key), ref_num) for v in values[1:]]
         table.rows.append(row)
     all_recs = [r for recs in by_value.values() for r in recs]
     return SideBySide(axis, values, fixed, table, bool(sim_suffix(all_recs)))

@@ -39,6 +39,16 @@ FLAG_MEANINGS = {
 UNKNOWN_FLAG_MARK = "?"
 
 
+def ok_number(rec: dict[str, Any] | None, key: str) -> float | None:
+    """A metric of an ok record as a float; None for other records and non-numbers."""
+    if rec is None or rec.get("status") != "ok":
+        return None
+    value = rec.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
 def fmt_tps(v: float) -> str:
     return f"{v:.1f}"
 
