@@ -310,3 +310,33 @@ def test_simulated_nodes_from_config(launch, tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     recs = records(tmp_path / "multirun" / "sweep").values()
     assert len({r["ray_node_id"] for r in recs}) == 2
+
+
+def test_cells_fail_when_every_node_that_could_run_them_is_gone(tmp_path, tiny_cache):
+    """The only NPU node dies: the cells left fail after stall_timeout_s, finished ones stay."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    try:
+        npu_node = cluster.add_node(num_cpus=1, resources={"NPU": 1})
+        cluster.wait_for_nodes()
+        args = [*sim_args("1,2,3,4,5,6", scale=1.0), f"ray.address={cluster.address}",
+                "hydra.launcher.stall_timeout_s=3", "sweep.max_retries=0"]  # fmt: skip
+        args = [a for a in args if not a.startswith(("+ray.resources", "ray.num_cpus"))]
+        sweep = tmp_path / "multirun" / "sweep"
+        proc = start(args, tmp_path, tiny_cache)
+        wait_for(lambda: len(records(sweep)) >= 1, 180, "a finished cell")
+        finished = {p: p.read_bytes() for p in sweep.glob("*/record.json")}
+        cluster.remove_node(npu_node, allow_graceful=False)
+        out, _ = proc.communicate(timeout=240)
+        assert proc.returncode != 0
+        recs = records(sweep)
+        assert len(recs) == 6
+        lost = [r for r in recs.values() if r["status"] == "failed"]
+        assert lost and all("worker_lost" in r["flags"] for r in lost)
+        for p, content in finished.items():
+            assert p.read_bytes() == content
+    finally:
+        cluster.shutdown()

@@ -32,6 +32,10 @@ from ._worker import JobWorker
 log = logging.getLogger(__name__)
 
 
+class Unplaceable(RuntimeError):
+    """No alive node has the resources a job needs any more."""
+
+
 class WorkerLost(RuntimeError):
     """The worker process running a job died more often than max_retries allows."""
 
@@ -249,14 +253,29 @@ def _run(
     max_retries = int(params.get("max_retries", 2))
     keep = bool(params.get("keep_job_configs", True))
     lost = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError)
+    stalled = 0.0
+    stall_s = float(params.get("stall_timeout_s", 60.0))
     try:
         while any(pending.values()) or any(j is not None for _, _, j in in_flight.values()):
             nodes = _cluster.alive_nodes()
+            room = 0
             for key, queue in pending.items():
                 cap = _cluster.capacity(shapes[key], nodes)
+                room += cap if queue else 0
                 _dispatch(
                     pool, key, shapes[key], queue, in_flight, (job_runtime, keep), cap, make_config
                 )
+            running = any(j is not None for _, _, j in in_flight.values())
+            if running or room:
+                stalled = 0.0
+            else:
+                # Nothing runs and nothing can start: the nodes these jobs need are gone.
+                stalled = stalled or time.monotonic()
+                if time.monotonic() - stalled > stall_s:
+                    _give_up(app, pending, progress, keep, stall_s)
+            if not in_flight:
+                time.sleep(0.5)
+                continue
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
             for ref in ready:
                 key, slot, job = in_flight.pop(ref)
@@ -339,6 +358,8 @@ def _lost(
         return
     if isinstance(exc, TimeoutError):
         err = WorkerLost(f"{app.describe(job)}: {exc}; its worker was killed")
+    elif isinstance(exc, Unplaceable):
+        err = WorkerLost(f"{app.describe(job)}: {exc}")
     else:
         err = WorkerLost(f"worker died {job.attempts} times running {app.describe(job)}: {exc}")
     app.on_lost(job, err)
@@ -348,6 +369,13 @@ def _lost(
     job.ret.status = JobStatus.FAILED
     job.ret.return_value = err
     progress.finished(False)
+
+
+def _give_up(app: App, pending: dict, progress: Progress, keep: bool, stall_s: float) -> None:
+    err = Unplaceable(f"no alive node could run it for {stall_s:g} s (its nodes are gone)")
+    for queue in pending.values():
+        while queue:
+            _lost(app, queue.pop(0), err, -1, queue, progress, keep)  # -1: never re-queued
 
 
 def _enforce_timeout(

@@ -47,6 +47,9 @@ class RayCellsLauncherConf:
     max_retries: int = 2
     # Seconds a job may run before its worker is killed and the job failed (0: no limit).
     job_timeout_s: float = 0.0
+    # Seconds jobs may wait while no alive node could ever run them (their nodes died)
+    # before they are failed; with nodes that merely are busy, jobs wait as long as needed.
+    stall_timeout_s: float = 60.0
     # Ship the project directory to the workers through Ray's runtime_env working_dir.
     ship_working_dir: bool = True
     # Live progress line: auto (only on a terminal) | on | off.
