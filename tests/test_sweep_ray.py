@@ -211,7 +211,7 @@ def test_driver_killed_then_same_command_finishes(tmp_path, tiny_cache):
 
 
 def test_second_launch_into_live_sweep_is_refused_and_ctrl_c_keeps_records(tmp_path, tiny_cache):
-    args = sim_args("1,2,3,4", scale=1.0, npus=1)
+    args = sim_args("1,2,3,4,5,6,7,8", scale=1.0, npus=1)
     sweep = tmp_path / "multirun" / "sweep"
     first = start(args, tmp_path, tiny_cache)
     wait_for(lambda: len(records(sweep)) >= 1, 120, "a finished cell")
@@ -233,7 +233,7 @@ def test_second_launch_into_live_sweep_is_refused_and_ctrl_c_keeps_records(tmp_p
     assert third.returncode == 0, out[-3000:]
     for p, content in kept.items():
         assert p.read_bytes() == content
-    assert len(read_jsonl(sweep / "results.jsonl")) == 4
+    assert len(read_jsonl(sweep / "results.jsonl")) == 8
 
 
 def test_truncated_record_counts_as_missing(launch, tmp_path):
