@@ -20,7 +20,7 @@ import jobs.cell  # noqa: F401  registers the cell_dir resolver
 import jobs.config  # noqa: F401  registers the structured config schema
 from jobs.config import ConfigError
 from jobs.store import write_record
-from jobs.sweep import CellFailed, die, task_cell
+from jobs.sweep import RECORDS_BY_DRIVER, CellFailed, die, task_cell
 from jobs.validate import validate
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,7 +29,8 @@ log = logging.getLogger("launch")
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> dict[str, Any]:
-    """Measure one cell, write its record in the job's output dir, return the record."""
+    """Measure one cell and return its record, written in the job's output dir (by this
+    process, or in a ray_cells sweep by the driver when the record comes back)."""
     import workers
 
     single = HydraConfig.get().mode == RunMode.RUN
@@ -44,8 +45,8 @@ def main(cfg: DictConfig) -> dict[str, Any]:
             die(str(exc))
         raise
     record = workers.run_cell(cell)
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    path = write_record(out_dir, record)
+    if single or not os.environ.get(RECORDS_BY_DRIVER):  # else the sweep's driver writes it
+        path = write_record(Path(HydraConfig.get().runtime.output_dir), record)
     if single:
         from aggregate import summary_table
 

@@ -23,6 +23,10 @@ from jobs.validate import normalise_paths, validate
 log = logging.getLogger(__name__)
 
 
+# Set in the Ray workers' environment: the task function leaves the record to the driver.
+RECORDS_BY_DRIVER = "LLM_SWEEP_RECORDS_BY_DRIVER"
+
+
 class CellFailed(RuntimeError):
     """Raised by the task function for a cell that did not end ok; carries its record."""
 
@@ -105,7 +109,13 @@ class CellSweepApp:
         return Path(job.output_dir).name
 
     def env_vars(self) -> dict[str, str]:
-        return {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+        # Under this launcher the driver writes every record, once, when it comes back:
+        # a record never appears on disk half-annotated, and no shared filesystem is assumed.
+        return {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+            RECORDS_BY_DRIVER: "1",
+        }
 
     # --- resume ---
     def is_done(self, job: Any) -> dict[str, Any] | None:
