@@ -6,28 +6,12 @@ before any model is loaded or Ray is started.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from jobs.config import BenchmarkConfig, ConfigError
-from workers.models import SHIPPED_CONFIGS
-
-
-def model_config_dict(cell: BenchmarkConfig) -> dict[str, Any] | None:
-    """config.json of the model the cell will load, without loading weights."""
-    m = cell.model
-    if m.path:
-        cfg = Path(m.path) / "config.json"
-    elif (SHIPPED_CONFIGS / m.name / "config.json").is_file():
-        cfg = SHIPPED_CONFIGS / m.name / "config.json"
-    else:
-        return {"max_position_embeddings": m.tiny.max_position_embeddings}
-    try:
-        return json.loads(cfg.read_text())
-    except (OSError, ValueError):
-        return None
+from workers.models import SHIPPED_CONFIGS, model_config_json
 
 
 def check_model(cell: BenchmarkConfig, on_this_host: bool = True) -> None:
@@ -50,7 +34,10 @@ def check_model(cell: BenchmarkConfig, on_this_host: bool = True) -> None:
 
 
 def check_positions(cell: BenchmarkConfig, on_this_host: bool = True) -> None:
-    cfg = model_config_dict(cell)
+    try:
+        cfg: dict[str, Any] | None = model_config_json(cell.model)[1]
+    except (OSError, ValueError):
+        cfg = None
     if cfg is None:
         if on_this_host:
             raise ConfigError(f"model.path={cell.model.path!r}: config.json cannot be read")

@@ -12,7 +12,9 @@ No tokenizer is needed (prompts are token ids).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,23 @@ def resolve_model_path(model: ModelConfig) -> str:
     from workers.tiny import ensure_tiny_model
 
     return str(ensure_tiny_model(model.tiny, model.cache_dir))
+
+
+def model_config_json(model: ModelConfig) -> tuple[str | None, dict[str, Any]]:
+    """(path, config.json as a dict) without loading weights or torch: model.path, else the
+    shipped config, else the tiny model's shape (from model.tiny, without building it).
+    Raises OSError / ValueError when a config.json cannot be read."""
+    if model.path or shipped_config_dir(model.name) is not None:
+        path = resolve_model_path(model)
+        config = json.loads((Path(path) / "config.json").read_text())
+    else:
+        path = None
+        config = asdict(model.tiny)
+        config.pop("seed")
+        config["tie_word_embeddings"] = False
+    if model.num_layers_override:
+        config["num_hidden_layers"] = model.num_layers_override
+    return path, config
 
 
 def torch_dtype(dtype: str, device: Device) -> Any:

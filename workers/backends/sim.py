@@ -24,19 +24,17 @@ Faults (`backend.sim.fault`), for cells whose batch == fault_batch (every cell w
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
 import time
 import zlib
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-from jobs.config import BenchmarkConfig, ModelConfig
+from jobs.config import BenchmarkConfig
 from workers.base import Backend, CellOOM, IterationResult
 from workers.devices import VISIBLE_ENV
+from workers.models import model_config_json
 from workers.roofline import Bounds, ModelShape, bounds_for, bytes_per_element, devices_of
 from workers.specs import SPECS, DeviceSpec, lookup
 
@@ -98,24 +96,6 @@ class SimDevice:
         return isinstance(exc, CellOOM)
 
 
-def sim_model_config(model: ModelConfig) -> tuple[str | None, dict[str, Any]]:
-    """(path, config.json dict) without loading anything: model.path, else the shipped
-    config, else the tiny model's shape (from model.tiny, without building it)."""
-    from workers.models import resolve_model_path, shipped_config_dir
-
-    if model.path or shipped_config_dir(model.name) is not None:
-        path = resolve_model_path(model)
-        config = json.loads((Path(path) / "config.json").read_text())
-    else:
-        path = None
-        config = asdict(model.tiny)
-        config.pop("seed")
-        config["tie_word_embeddings"] = False
-    if model.num_layers_override:
-        config["num_hidden_layers"] = model.num_layers_override
-    return path, config
-
-
 class SimBackend(Backend):
     name = "sim"
     simulated = True
@@ -130,7 +110,7 @@ class SimBackend(Backend):
     def load(self) -> None:
         if self._faulty(self.cell, "load_error"):
             raise RuntimeError("injected fault: load_error (simulated model load failure)")
-        self.path, self.config = sim_model_config(self.cell.model)
+        self.path, self.config = model_config_json(self.cell.model)
         self.shape = ModelShape.from_config(self.config)
         dtype = self.cell.model.dtype
         self.dtype = "float16" if dtype == "auto" else dtype  # the simulated chips run 16-bit
