@@ -30,6 +30,15 @@ def identity(cell: BenchmarkConfig) -> dict[str, Any]:
     return d
 
 
+def model_key(cell: BenchmarkConfig) -> str:
+    """What makes one loaded model different from another: backend, model fields and the
+    backend's options. Cells with the same key reuse one loaded model on a device."""
+    backend = cell.backend.name
+    model = asdict(cell.model)
+    opts = asdict(getattr(cell.backend, backend))
+    return f"{backend}|{sorted(model.items())!r}|{sorted(opts.items())!r}"
+
+
 def cell_id(cell: BenchmarkConfig) -> str:
     """16 hex digits; the same cell config always gives the same id."""
     blob = json.dumps(identity(cell), sort_keys=True, separators=(",", ":"))

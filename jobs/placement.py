@@ -36,9 +36,3 @@ def cell_resources(cell: BenchmarkConfig, nodes: list[dict[str, Any]]) -> dict[s
         cores = [int(n.get("Resources", {}).get("CPU", 0)) for n in nodes]
         cpus = max(1, min([c for c in cores if c > 0] or [1]))
     return {"num_cpus": cpus}
-
-
-def worker_affinity(cell: BenchmarkConfig) -> str:
-    """Cells with the same key reuse one loaded model."""
-    m = cell.model
-    return f"{cell.backend.name}|{m.name}|{m.path}|{m.dtype}|{m.load_format}"

@@ -12,9 +12,9 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from jobs.cell import cell_id
+from jobs.cell import cell_id, model_key
 from jobs.config import BenchmarkConfig, ConfigError, to_cell
-from jobs.placement import cell_resources, worker_affinity
+from jobs.placement import cell_resources
 from jobs.record import FLAT_KEYS, error_info, failed_record
 from jobs.results import finish_sweep
 from jobs.store import SweepBusy, SweepLock, finished_record, write_record
@@ -103,7 +103,7 @@ class CellSweepApp:
         return cell_resources(self.cells[job.idx], nodes)
 
     def affinity(self, job: Any) -> str:
-        return worker_affinity(self.cells[job.idx])
+        return model_key(self.cells[job.idx])  # prefer the actor that has it loaded
 
     def describe(self, job: Any) -> str:
         return Path(job.output_dir).name

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict
 from typing import Any
 
+from jobs.cell import model_key
 from jobs.config import BenchmarkConfig
 from jobs.record import base_record, error_info
 from workers.base import Backend, CellOOM, backend_class
@@ -29,16 +29,9 @@ _LOADED: dict[tuple, Backend] = {}
 LOAD_COUNT: dict[str, int] = {"loads": 0}
 
 
-def _model_key(cell: BenchmarkConfig, device: Device) -> tuple:
-    m = asdict(cell.model)
-    backend = cell.backend.name
-    opts = asdict(getattr(cell.backend, backend))
-    return (backend, repr(sorted(m.items())), repr(sorted(opts.items())), device.kind)
-
-
 def get_backend(cell: BenchmarkConfig, device: Device) -> tuple[Backend, bool, float]:
     """(backend, reused, load seconds). Evicts a different model first: one model per device."""
-    key = _model_key(cell, device)
+    key = (model_key(cell), device.kind)
     if key in _LOADED:
         return _LOADED[key], True, 0.0
     drop_models()
