@@ -12,18 +12,30 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-import jobs.cell  # noqa: F401  registers the cell_dir resolver
-import jobs.config  # noqa: F401  registers the structured config schema
-from jobs.store import write_record
-from jobs.sweep import RECORDS_BY_DRIVER, CellFailed, task_cell
-from jobs.validate import validate
+from cells.config import CellConfig
+from cells.files import write_record
+from sweep.app import RECORDS_BY_DRIVER, CellFailed, task_cell
+from sweep.plan import cell_dir_resolver
+from sweep.validate import validate
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 log = logging.getLogger("launch")
+
+
+def register() -> None:
+    """What Hydra needs before it composes anything: the cell schema (conf/config.yaml's
+    `cell_schema` default) and the `${cell_dir:}` resolver that names a cell's directory."""
+    ConfigStore.instance().store(name="cell_schema", node=CellConfig)
+    if not OmegaConf.has_resolver("cell_dir"):
+        OmegaConf.register_new_resolver("cell_dir", cell_dir_resolver, use_cache=False)
+
+
+register()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aggregate.compare import compare, compare_markdown
-from aggregate.files import atomic_write_text
 from aggregate.load import load_records
 from aggregate.outputs import write_outputs
 from aggregate.summary import summary_table
+from cells.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -5,13 +5,13 @@ Each row of TABLE.csv (columns `batch`, `seq` or `seq_len`, and a latency column
 `e2e_s` or `latency` and/or a throughput column `tokens_per_s` or `throughput`) is read as one
 generate call of `batch` sequences producing `seq` new tokens each: latency = its end-to-end
 seconds, throughput = batch*seq / latency. Both are compared with the roofline bounds of that
-cell on the device (workers/roofline.py, docs/trust.md): a latency below the lower bound, or a
+cell on the device (bounds/roofline.py, docs/trust.md): a latency below the lower bound, or a
 throughput above the upper bound, by more than 2% is impossible.
 
 Exit codes: 0 every row possible; 1 a row impossible; 2 usage error (unknown model, device or
 dtype, unreadable table, missing columns).
 
-Imports workers.specs and workers.roofline only: plain Python, no torch, no Ray.
+Imports bounds/ only: plain Python, no torch, no Ray.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workers.roofline import (
+from bounds.roofline import (
     BYTES_PER_ELEMENT,
     TOLERANCE,
     Bounds,
@@ -34,7 +34,7 @@ from workers.roofline import (
     shipped_model_config,
     shipped_model_names,
 )
-from workers.specs import DeviceSpec, known_names, lookup
+from bounds.specs import DeviceSpec, known_names, lookup
 
 EXIT_OK = 0
 EXIT_IMPOSSIBLE = 1

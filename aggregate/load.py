@@ -6,23 +6,16 @@ dropped silently: it comes back as ``(path, reason)`` so reports can list it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from cells.files import RecordError, is_newer_schema
+from cells.files import read_record as _read
+from cells.record import RECORD_FILE, SCHEMA_VERSION
+
 log = logging.getLogger(__name__)
-
-RECORD_FILE = "record.json"
-# The newest record schema this reader knows; newer records are read with a warning.
-SCHEMA_VERSION = 1
-# Keys without which a record cannot be placed in any table.
-_REQUIRED = ("schema_version", "cell_id", "status", "batch", "seq")
-
-
-class RecordError(ValueError):
-    """A record file that cannot be used; the message says why."""
 
 
 def find_record_files(sweep_dir: str | os.PathLike[str]) -> list[Path]:
@@ -35,45 +28,10 @@ def find_record_files(sweep_dir: str | os.PathLike[str]) -> list[Path]:
     return sorted(found)
 
 
-def _check(rec: Any) -> dict[str, Any]:
-    if not isinstance(rec, dict):
-        raise RecordError(f"not a JSON object (got {type(rec).__name__})")
-    missing = [k for k in _REQUIRED if k not in rec or rec[k] is None]
-    if missing:
-        raise RecordError(f"missing {', '.join(missing)}")
-    version = rec["schema_version"]
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise RecordError(f"schema_version={version!r} is not a whole number")
-    for key in ("batch", "seq"):
-        value = rec[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise RecordError(f"{key}={value!r} is not a whole number >= 1")
-    if not isinstance(rec["cell_id"], str) or not rec["cell_id"]:
-        raise RecordError(f"cell_id={rec['cell_id']!r} is not a non-empty string")
-    return rec
-
-
 def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """One record, checked; raises :class:`RecordError` with the reason it is unusable."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise RecordError(f"cannot read: {exc.strerror or exc}") from None
-    if not data.strip():
-        raise RecordError("empty file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RecordError(f"not UTF-8 text (byte {exc.start})") from None
-    try:
-        rec = json.loads(text)
-    except json.JSONDecodeError as exc:
-        hint = "" if text.rstrip().endswith(("}", "]")) else " (file truncated?)"
-        raise RecordError(
-            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}{hint}"
-        ) from None
-    rec = _check(rec)
-    if rec["schema_version"] > SCHEMA_VERSION:
+    """One record through the project's one reader; a newer schema is read with a warning."""
+    rec = _read(path)
+    if is_newer_schema(rec):
         log.warning(
             "%s: schema_version %d is newer than this reader (%d); reading it anyway",
             path,

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aggregate.files import atomic_write_text
 from aggregate.load import sort_key
 from aggregate.report import build_report
 from aggregate.tables import error_text
+from cells.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aggregate.files import atomic_write_bytes
 from aggregate.tables import SIMULATED, GroupKey, cell_map, group_records, is_simulated, ok_number
+from cells.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from jobs.config import BenchConfig, BenchmarkConfig, DeviceConfig  # noqa: E402
+from cells.config import BenchConfig, CellConfig, DeviceConfig  # noqa: E402
 from workers import measure  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    cell = BenchmarkConfig(
+    cell = CellConfig(
         batch=args.batch,
         seq=args.seq,
         prompt_len=args.prompt_len,

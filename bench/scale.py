@@ -7,7 +7,7 @@
 speedup: the same 16 cells (each about 1 s of real time: backend.sim.time_scale) on 1, 2, 4, 8
          declared NPUs of one node; span = first cell start to last cell end, from the records;
          ideal = sum of the cells' own times / NPUs.
-nodes:   the same with 2..8 simulated Ray nodes (ray.sim_nodes) of 8 NPUs each.
+nodes:   the same with 2..8 simulated Ray nodes (hydra.launcher.ray.sim_nodes) of 8 NPUs each.
 many:    thousands of zero-length cells (time_scale 0): dispatch cost per cell, the driver's
          RSS sampled while it runs (flat or not), and the time to resume the finished sweep.
 Each prints what it measured; docs/benchmarks.md records the figures and the commands.
@@ -29,7 +29,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM = ["backend=sim", "device=npu", "model=llama3_8b", "bench=quick", "prompt_len=32",
-       "backend.sim.noise=0", "sweep.aggregate=true"]  # fmt: skip
+       "backend.sim.noise=0", "hydra.launcher.app_options.plots=true"]  # fmt: skip
 
 
 def ts(s: str) -> float:
@@ -92,7 +92,7 @@ def cmd_speedup(a: argparse.Namespace, extra: list[str], label: str) -> None:
 def cmd_many(a: argparse.Namespace) -> None:
     per = max(1, a.cells // 2)
     cmd = ["-m", f"batch=range(1,{per + 1})", "seq=8,16", *SIM, "backend.sim.time_scale=0",
-           f"+ray.resources.NPU={a.npus}"]  # fmt: skip
+           f"+hydra.launcher.ray.resources.NPU={a.npus}"]  # fmt: skip
     with tempfile.TemporaryDirectory() as cwd:
         r = sweep(cmd, cwd, sample=True)
         rows = r["rows"]
@@ -124,11 +124,11 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=0.6)
     a = ap.parse_args()
     if a.what == "speedup":
-        runs = [(int(k), [f"+ray.resources.NPU={k}"]) for k in a.npus.split(",")]
+        runs = [(int(k), [f"+hydra.launcher.ray.resources.NPU={k}"]) for k in a.npus.split(",")]
         cmd_speedup(a, runs, "one node")
     elif a.what == "nodes":
         k = a.npus_per_node
-        runs = [(int(n) * k, [f"ray.sim_nodes={n}", "ray.num_cpus=1", f"+ray.resources.NPU={k}"])
+        runs = [(int(n) * k, [f"hydra.launcher.ray.sim_nodes={n}", "hydra.launcher.ray.num_cpus=1", f"+hydra.launcher.ray.resources.NPU={k}"])
                 for n in a.nodes.split(",")]  # fmt: skip
         cmd_speedup(a, runs, f"simulated nodes of {k} NPUs")
     else:

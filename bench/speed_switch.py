@@ -22,10 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from jobs.config import (  # noqa: E402
+from cells.config import (  # noqa: E402
     BackendConfig,
     BenchConfig,
-    BenchmarkConfig,
+    CellConfig,
     DeviceConfig,
     HFOptions,
 )
@@ -52,7 +52,7 @@ def main() -> None:
     rec: dict = {}
     for r in range(args.rounds):
         for name, opts in VARIANTS.items():
-            cell = BenchmarkConfig(
+            cell = CellConfig(
                 batch=args.batch,
                 seq=args.seq,
                 prompt_len=args.prompt_len,

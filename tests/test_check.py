@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from aggregate.check import EXIT_IMPOSSIBLE, EXIT_OK, EXIT_USAGE, run
+from bounds.roofline import bounds_for, shipped_model_config
+from bounds.specs import SPECS
 from tests.conftest import ROOT
-from workers.roofline import bounds_for, shipped_model_config
-from workers.specs import SPECS
 
 TABLES = ROOT / "docs" / "article_tables"
 

@@ -7,7 +7,7 @@ import time
 
 from tests.conftest import read_jsonl
 
-QUICK = ["bench=quick", "ray.num_cpus=2", "prompt_len=8"]
+QUICK = ["bench=quick", "hydra.launcher.ray.num_cpus=2", "prompt_len=8"]
 
 
 def test_single_cell_writes_record_and_prints_summary(launch, tmp_path):

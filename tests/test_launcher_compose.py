@@ -9,16 +9,15 @@ from hydra.core.utils import JobRuntime
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-import jobs.cell  # noqa: F401  the cell_dir resolver
-import jobs.config  # noqa: F401  the schema
+import launch
 from hydra_plugins.ray_cells_launcher._compose import Composer
 from tests.conftest import ROOT
 
 JOBS = [
     ["batch=1", "seq=64"],
     ["batch=16", "seq=256"],
-    ["batch=2", "seq=8", "backend=sim", "device=npu", "+ray.resources.NPU=8"],
-    ["batch=4", "seq=8", "backend=sim", "device=npu", "+ray.resources.NPU=8"],
+    ["batch=2", "seq=8", "backend=sim", "device=npu", "+hydra.launcher.ray.resources.NPU=8"],
+    ["batch=4", "seq=8", "backend=sim", "device=npu", "+hydra.launcher.ray.resources.NPU=8"],
     ["model=llama3_8b", "model.load_format=dummy", "batch=3"],
     ["model.path=/some/dir", "bench=quick", "prompt_len=7"],
     ["hydra.job.chdir=true", "batch=5"],  # a hydra override: Hydra composes it itself
@@ -27,6 +26,7 @@ JOBS = [
 
 @pytest.fixture(scope="module")
 def loader():
+    launch.register()
     JobRuntime.instance().set("name", "launch")
     return ConfigLoaderImpl(config_search_path=create_config_search_path(str(ROOT / "conf")))
 

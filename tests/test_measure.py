@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import BenchConfig, BenchmarkConfig, DeviceConfig, ModelConfig
+from cells.config import BenchConfig, CellConfig, DeviceConfig, ModelConfig
 from workers import measure
 from workers.backends.hf import _count_generated
 
 QUICK = BenchConfig(name="quick", warmup=1, iterations=2, max_iterations=2)
 
 
-def cell(tiny_cache: Path, **kw) -> BenchmarkConfig:
+def cell(tiny_cache: Path, **kw) -> CellConfig:
     model = kw.pop("model", None) or ModelConfig(cache_dir=str(tiny_cache))
-    return BenchmarkConfig(model=model, device=DeviceConfig(name="cpu"), bench=QUICK, **kw)
+    return CellConfig(model=model, device=DeviceConfig(name="cpu"), bench=QUICK, **kw)
 
 
 def test_exact_token_counts_and_record_keys(tiny_cache):
@@ -85,7 +85,7 @@ def test_exception_becomes_failed_record(tiny_cache, tmp_path):
 
 
 def test_short_output_and_unstable_flags():
-    c = BenchmarkConfig(bench=BenchConfig(iterations=2, min_duration_s=5.0, unstable_cv=0.1))
+    c = CellConfig(bench=BenchConfig(iterations=2, min_duration_s=5.0, unstable_cv=0.1))
     rec = {"generated_tokens": 5, "expected_tokens": 8, "e2e_cv": 0.5,
            "measured_iterations": 2, "measured_s": 1.0}  # fmt: skip
     assert measure._flags(rec, c, False) == ["short_output", "unstable", "too_brief"]

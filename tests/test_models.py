@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from jobs.config import (
+from bounds.roofline import SHIPPED_CONFIGS
+from cells.config import (
     BackendConfig,
     BenchConfig,
-    BenchmarkConfig,
+    CellConfig,
     DeviceConfig,
     HFOptions,
     ModelConfig,
@@ -22,7 +23,6 @@ from workers import measure, run_cell
 from workers.backends import hf
 from workers.models import (
     DUMMY_HIGH,
-    SHIPPED_CONFIGS,
     build_dummy_model,
     model_config,
     parameter_count,
@@ -90,7 +90,7 @@ def test_llama3_8b_dummy_one_layer_through_run_cell():
     model = ModelConfig(
         name="llama3_8b", dtype="bfloat16", load_format="dummy", num_layers_override=1
     )
-    cell = BenchmarkConfig(
+    cell = CellConfig(
         batch=1, seq=2, prompt_len=4, model=model, device=DeviceConfig(name="cpu"), bench=ONE_SHOT
     )
     rec = run_cell(cell)
@@ -108,8 +108,8 @@ def test_llama3_8b_dummy_one_layer_through_run_cell():
     assert 0 < head.abs().max().item() <= DUMMY_HIGH  # SGLang's dummy range, not zeros
 
 
-def tiny_cell(tiny_cache: Path, opts: HFOptions, **kw) -> BenchmarkConfig:
-    return BenchmarkConfig(
+def tiny_cell(tiny_cache: Path, opts: HFOptions, **kw) -> CellConfig:
+    return CellConfig(
         model=ModelConfig(cache_dir=str(tiny_cache)),
         backend=BackendConfig(name="hf", hf=opts),
         device=DeviceConfig(name="cpu"),

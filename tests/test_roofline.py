@@ -7,15 +7,12 @@ import sys
 
 import pytest
 
-from jobs.config import BenchmarkConfig, DeviceConfig
+from bounds import specs
+from bounds.roofline import ModelShape, bounds_for, shipped_model_config
+from cells.config import CellConfig, DeviceConfig
 from tests.conftest import ROOT
-from workers import specs
-from workers.roofline import (
-    ModelShape,
-    apply_bounds,
-    bounds_for,
-    shipped_model_config,
-)
+from workers import bandwidth
+from workers.bounding import apply_bounds
 
 L8B = shipped_model_config("llama3_8b")
 L70B = shipped_model_config("llama3_70b")
@@ -134,7 +131,7 @@ def _rec(tps: float, ttft: float | None = None, tpot: float | None = None) -> di
 
 
 INFO = {"path": None, "parameters": L8B_PARAMS, "dtype": "float16", "config": L8B}
-CELL = BenchmarkConfig(batch=4, seq=64, prompt_len=32, device=DeviceConfig(name="cuda"))
+CELL = CellConfig(batch=4, seq=64, prompt_len=32, device=DeviceConfig(name="cuda"))
 
 
 def test_apply_bounds_flags_faster_than_physics():
@@ -174,26 +171,26 @@ def test_unknown_device_uses_measured_bandwidth_times_safety(monkeypatch):
         calls.append((kind, working_set))
         return 10e9
 
-    monkeypatch.setattr(specs, "measure_bandwidth", fake)
+    monkeypatch.setattr(bandwidth, "measure_bandwidth", fake)
     rec = _rec(1.0)
     apply_bounds(rec, CELL, INFO, "cpu", "AMD EPYC 7763")
     assert calls == [("cpu", L8B_WEIGHT_BYTES)]
     assert "measured copy bandwidth 10.0 GB/s x2" in rec["bound_source"]
-    spec = specs.measured_spec("cpu", 1)
+    spec = bandwidth.measured_spec("cpu", 1)
     assert spec.peak_bandwidth_bytes_per_s == 20e9 and spec.peak_flops_per_s is None
     b = bounds_for(L8B, "float16", spec, 4, 64, 32)
     assert rec["bound_output_tokens_per_s"] == pytest.approx(b.output_tokens_per_s)
 
 
 def test_measure_bandwidth_is_cached_per_process():
-    first = specs.measure_bandwidth("cpu", 4 * 2**20)
+    first = bandwidth.measure_bandwidth("cpu", 4 * 2**20)
     assert first > 1e8  # any CPU copies more than 100 MB/s
-    assert specs.measure_bandwidth("cpu", 3 * 2**20) == first  # same 4 MiB bucket, cached
+    assert bandwidth.measure_bandwidth("cpu", 3 * 2**20) == first  # same 4 MiB bucket, cached
 
 
 def test_importable_without_torch_or_ray():
     code = (
-        "import sys, workers.roofline, workers.specs, aggregate.check; "
+        "import sys, bounds.roofline, bounds.specs, aggregate.check; "
         "bad = [m for m in ('torch', 'ray') if m in sys.modules]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

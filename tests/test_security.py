@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 
-from jobs.cell import cell_dir_name, safe_name
-from jobs.config import BenchConfig, BenchmarkConfig, DeviceConfig, ModelConfig
+from cells.config import BenchConfig, CellConfig, DeviceConfig, ModelConfig
+from cells.identity import cell_dir_name, safe_name
 from workers import measure
 
 
 def test_trust_remote_code_is_off_by_default(launch):
-    assert BenchmarkConfig().model.trust_remote_code is False
+    assert CellConfig().model.trust_remote_code is False
     proc = launch("--cfg", "job")
     assert proc.returncode == 0 and "trust_remote_code: false" in proc.stdout
 
@@ -37,7 +37,7 @@ def test_model_code_is_never_run_without_trust_remote_code(tiny_cache, tmp_path)
         "AutoModelForCausalLM": "evil_code.EvilModel",
     }
     (evil / "config.json").write_text(json.dumps(cfg))
-    cell = BenchmarkConfig(
+    cell = CellConfig(
         batch=1, seq=2, prompt_len=4,
         model=ModelConfig(path=str(evil)),
         device=DeviceConfig(name="cpu"),
@@ -58,7 +58,7 @@ def test_no_shell_interpretation_of_model_path(launch, tmp_path):
 
 def test_cell_directories_cannot_leave_the_sweep_dir():
     for path in ("/data/../../etc", "/x/..", "/models/a b;c|d`e`", "/m/" + "x" * 300):
-        name = cell_dir_name(BenchmarkConfig(model=ModelConfig(path=path)))
+        name = cell_dir_name(CellConfig(model=ModelConfig(path=path)))
         assert "/" not in name and not name.startswith(".") and ".." not in name.split("-")
         assert len(name) < 200
     assert safe_name("../../etc/passwd") == "etc_passwd"

@@ -17,10 +17,10 @@ import json
 
 import pytest
 
-from jobs.config import (
+from cells.config import (
     BackendConfig,
     BenchConfig,
-    BenchmarkConfig,
+    CellConfig,
     DeviceConfig,
     ModelConfig,
     SGLangOptions,
@@ -59,11 +59,11 @@ SERVER_ARGS_FIELDS = frozenset(
 QUICK = BenchConfig(name="quick", warmup=1, iterations=2, max_iterations=2)
 
 
-def sgl_cell(**kw) -> BenchmarkConfig:
+def sgl_cell(**kw) -> CellConfig:
     model = kw.pop("model", None) or ModelConfig(name="llama3_8b", load_format="dummy")
     opts = kw.pop("sglang", None) or SGLangOptions()
     device = kw.pop("device", "cpu")
-    return BenchmarkConfig(
+    return CellConfig(
         model=model,
         backend=BackendConfig(name="sglang", sglang=opts),
         device=DeviceConfig(name=device),

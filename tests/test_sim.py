@@ -9,10 +9,12 @@ import time
 
 import pytest
 
-from jobs.config import (
+from bounds.roofline import bounds_for, shipped_model_config
+from bounds.specs import SPECS
+from cells.config import (
     BackendConfig,
     BenchConfig,
-    BenchmarkConfig,
+    CellConfig,
     DeviceConfig,
     ModelConfig,
     SimOptions,
@@ -20,16 +22,15 @@ from jobs.config import (
 from tests.conftest import ROOT
 from workers import run_cell
 from workers.backends.sim import SimBackend, SimDevice
+from workers.bounding import apply_bounds
 from workers.metrics import cell_metrics
-from workers.roofline import apply_bounds, bounds_for, shipped_model_config
-from workers.specs import SPECS
 
 QUICK = BenchConfig(name="quick", warmup=1, iterations=3, max_iterations=3)
 
 
 def sim_cell(batch: int = 4, seq: int = 16, model: str = "llama3_8b", device: str = "cpu",
-             **sim) -> BenchmarkConfig:  # fmt: skip
-    return BenchmarkConfig(
+             **sim) -> CellConfig:  # fmt: skip
+    return CellConfig(
         batch=batch,
         seq=seq,
         prompt_len=32,
@@ -40,7 +41,7 @@ def sim_cell(batch: int = 4, seq: int = 16, model: str = "llama3_8b", device: st
     )
 
 
-def loaded(cell: BenchmarkConfig) -> tuple[SimBackend, SimDevice]:
+def loaded(cell: CellConfig) -> tuple[SimBackend, SimDevice]:
     dev = SimDevice(cell.device.name, cell.backend.sim.device_spec)
     backend = SimBackend(cell, dev)
     backend.load()

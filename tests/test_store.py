@@ -9,12 +9,28 @@ import sys
 
 import pytest
 
-from jobs.record import SCHEMA_VERSION
-from jobs.store import SweepBusy, SweepLock, finished_record, read_record, write_record
+from cells.files import RecordError, finished_record, write_record
+from cells.files import read_record as _read_record
+from cells.record import SCHEMA_VERSION
+from sweep.lock import SweepBusy, SweepLock
+
+
+def read_record(cell_dir):
+    try:
+        return _read_record(cell_dir)
+    except RecordError:
+        return None
 
 
 def rec(**kw) -> dict:
-    base = {"schema_version": SCHEMA_VERSION, "cell_id": "abc", "status": "ok", "x": 1.5}
+    base = {
+        "schema_version": SCHEMA_VERSION,
+        "cell_id": "abc",
+        "status": "ok",
+        "batch": 1,
+        "seq": 1,
+        "x": 1.5,
+    }
     base.update(kw)
     return base
 
@@ -54,7 +70,7 @@ def test_what_counts_as_finished(tmp_path):
 def test_sweep_lock_is_exclusive_and_dies_with_its_process(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from jobs.store import SweepLock; "
+         "import sys, time; from sweep.lock import SweepLock; "
          f"SweepLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -32,13 +32,13 @@ SIM = [
     "bench=quick",
     "prompt_len=32",
     "backend.sim.noise=0",
-    "ray.num_cpus=2",
+    "hydra.launcher.ray.num_cpus=2",
 ]
 
 
 def sim_args(batches: str, seq: str = "32", scale: float = 0.4, npus: int = 4) -> list[str]:
     return ["-m", f"batch={batches}", f"seq={seq}", *SIM, f"backend.sim.time_scale={scale}",
-            f"+ray.resources.NPU={npus}"]  # fmt: skip
+            f"+hydra.launcher.ray.resources.NPU={npus}"]  # fmt: skip
 
 
 def ts(s: str) -> float:
@@ -146,7 +146,7 @@ def test_cell_exception_oom_and_crash_are_recorded(launch, tmp_path):
 
     # a worker process that always dies: retried, then failed with worker_lost
     proc = launch(*base, "backend.sim.fault=crash", "backend.sim.fault_batch=4",
-                  "sweep.max_retries=1", "hydra.sweep.dir=crash")  # fmt: skip
+                  "hydra.launcher.max_retries=1", "hydra.sweep.dir=crash")  # fmt: skip
     assert proc.returncode != 0
     recs = {r["batch"]: r for r in records(tmp_path / "crash").values()}
     assert recs[4]["status"] == "failed" and "worker_lost" in recs[4]["flags"]
@@ -157,7 +157,7 @@ def test_cell_exception_oom_and_crash_are_recorded(launch, tmp_path):
 def test_device_oom_is_recorded_as_oom(launch, tmp_path):
     # 70B in fp16 does not fit one 64 GB NPU: the simulator raises device OOM
     proc = launch("-m", "batch=1", "seq=8", *[a for a in SIM if not a.startswith("model=")],
-                  "model=llama3_70b", "+ray.resources.NPU=1")  # fmt: skip
+                  "model=llama3_70b", "+hydra.launcher.ray.resources.NPU=1")  # fmt: skip
     assert proc.returncode != 0
     (rec,) = records(tmp_path / "multirun" / "sweep").values()
     assert rec["status"] == "oom", rec
@@ -281,9 +281,13 @@ def test_cells_spread_over_nodes_and_survive_node_loss(tmp_path, tiny_cache):
         cluster.wait_for_nodes()
         args = [
             *sim_args("1,2,3,4,5,6,7,8,9,10,11,12", scale=1.0),
-            f"ray.address={cluster.address}",
+            f"hydra.launcher.ray.address={cluster.address}",
         ]
-        args = [a for a in args if not a.startswith(("+ray.resources", "ray.num_cpus"))]
+        args = [
+            a
+            for a in args
+            if not a.startswith(("+hydra.launcher.ray.resources", "hydra.launcher.ray.num_cpus"))
+        ]
         sweep = tmp_path / "multirun" / "sweep"
         proc = start(args, tmp_path, tiny_cache)
 
@@ -306,7 +310,11 @@ def test_cells_spread_over_nodes_and_survive_node_loss(tmp_path, tiny_cache):
 
 
 def test_simulated_nodes_from_config(launch, tmp_path):
-    proc = launch(*sim_args("1,2,3,4", scale=0.5, npus=1), "ray.sim_nodes=2", "ray.num_cpus=1")
+    proc = launch(
+        *sim_args("1,2,3,4", scale=0.5, npus=1),
+        "hydra.launcher.ray.sim_nodes=2",
+        "hydra.launcher.ray.num_cpus=1",
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     recs = records(tmp_path / "multirun" / "sweep").values()
     assert len({r["ray_node_id"] for r in recs}) == 2
@@ -322,9 +330,13 @@ def test_cells_fail_when_every_node_that_could_run_them_is_gone(tmp_path, tiny_c
     try:
         npu_node = cluster.add_node(num_cpus=1, resources={"NPU": 1})
         cluster.wait_for_nodes()
-        args = [*sim_args("1,2,3,4,5,6", scale=1.0), f"ray.address={cluster.address}",
-                "hydra.launcher.stall_timeout_s=3", "sweep.max_retries=0"]  # fmt: skip
-        args = [a for a in args if not a.startswith(("+ray.resources", "ray.num_cpus"))]
+        args = [*sim_args("1,2,3,4,5,6", scale=1.0), f"hydra.launcher.ray.address={cluster.address}",
+                "hydra.launcher.stall_timeout_s=3", "hydra.launcher.max_retries=0"]  # fmt: skip
+        args = [
+            a
+            for a in args
+            if not a.startswith(("+hydra.launcher.ray.resources", "hydra.launcher.ray.num_cpus"))
+        ]
         sweep = tmp_path / "multirun" / "sweep"
         proc = start(args, tmp_path, tiny_cache)
         wait_for(lambda: len(records(sweep)) >= 1, 180, "a finished cell")

@@ -1,6 +1,6 @@
 """What runs on a device: backends, device helpers, the measuring loop and the metrics.
 
-Plain Python: ``workers.run_cell(cell)`` takes a validated ``BenchmarkConfig`` and returns a
+Plain Python: ``workers.run_cell(cell)`` takes a validated ``CellConfig`` and returns a
 result record (a dict). No Ray, no Hydra, no files.
 """
 

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.config import BenchmarkConfig
+from cells.config import CellConfig
 
 
 class CellOOM(RuntimeError):
@@ -41,7 +41,7 @@ class Backend(ABC):
     #: Simulated backends produce roofline-based numbers, never measurements.
     simulated: bool = False
 
-    def __init__(self, cell: BenchmarkConfig, device: Any) -> None:
+    def __init__(self, cell: CellConfig, device: Any) -> None:
         self.cell = cell
         self.device = device
 
@@ -50,7 +50,7 @@ class Backend(ABC):
         """Load weights onto the device (called once; reused across cells)."""
 
     @abstractmethod
-    def prepare(self, cell: BenchmarkConfig) -> None:
+    def prepare(self, cell: CellConfig) -> None:
         """Build the inputs of a cell (prompts), outside any timer."""
 
     @abstractmethod

@@ -12,14 +12,14 @@ import os
 import time
 from typing import Any
 
-from jobs.cell import model_key
-from jobs.config import BenchmarkConfig
-from jobs.record import base_record, error_info
+from cells.config import CellConfig
+from cells.identity import model_key
+from cells.record import base_record, error_info
 from workers.base import Backend, CellOOM, backend_class
+from workers.bounding import apply_bounds
 from workers.devices import VISIBLE_ENV, Device, open_device
 from workers.env import environment, utc_now
 from workers.metrics import cell_metrics
-from workers.roofline import apply_bounds
 from workers.smi import snapshot
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ _LOADED: dict[tuple, Backend] = {}
 LOAD_COUNT: dict[str, int] = {"loads": 0}
 
 
-def get_backend(cell: BenchmarkConfig, device: Device) -> tuple[Backend, bool, float]:
+def get_backend(cell: CellConfig, device: Device) -> tuple[Backend, bool, float]:
     """(backend, reused, load seconds). Evicts a different model first: one model per device."""
     key = (model_key(cell), device.kind)
     if key in _LOADED:
@@ -54,7 +54,7 @@ def drop_models() -> None:
     _LOADED.clear()
 
 
-def _measure(backend: Backend, cell: BenchmarkConfig, device: Device) -> list:
+def _measure(backend: Backend, cell: CellConfig, device: Device) -> list:
     backend.prepare(cell)
     for _ in range(cell.bench.warmup):
         backend.run_iteration()
@@ -69,7 +69,7 @@ def _measure(backend: Backend, cell: BenchmarkConfig, device: Device) -> list:
     return its
 
 
-def _open(cell: BenchmarkConfig) -> Any:
+def _open(cell: CellConfig) -> Any:
     """The device of this process; the simulator stands in for the requested device."""
     if cell.backend.name == "sim":
         from workers.backends.sim import SimDevice
@@ -78,7 +78,7 @@ def _open(cell: BenchmarkConfig) -> Any:
     return open_device(cell.device.name)
 
 
-def _flags(rec: dict[str, Any], cell: BenchmarkConfig, simulated: bool) -> list[str]:
+def _flags(rec: dict[str, Any], cell: CellConfig, simulated: bool) -> list[str]:
     flags = []
     if simulated:
         flags.append("simulated")
@@ -94,7 +94,7 @@ def _flags(rec: dict[str, Any], cell: BenchmarkConfig, simulated: bool) -> list[
     return flags
 
 
-def run_cell(cell: BenchmarkConfig) -> dict[str, Any]:
+def run_cell(cell: CellConfig) -> dict[str, Any]:
     """Measure one cell on this process's device and return its record."""
     rec = base_record(cell)
     rec["started_at"] = utc_now()

@@ -18,20 +18,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from jobs.config import ModelConfig
+from bounds.roofline import SHIPPED_CONFIGS
+from cells.config import ModelConfig
 from workers.devices import Device
 
 log = logging.getLogger(__name__)
 
 
-SHIPPED_CONFIGS = Path(__file__).resolve().parent / "model_configs"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 # SGLang's dummy loader (sglang/srt/model_loader/weight_utils.py: initialize_dummy_weights).
 DUMMY_LOW, DUMMY_HIGH, DUMMY_SEED = -1e-3, 1e-3, 1234
 
 
 def shipped_config_dir(name: str) -> Path | None:
-    """workers/model_configs/NAME if the project ships that model's config.json."""
+    """bounds/model_configs/NAME if the project ships that model's config.json."""
     d = SHIPPED_CONFIGS / name
     return d if (d / "config.json").is_file() else None
 

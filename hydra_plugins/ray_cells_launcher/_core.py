@@ -20,9 +20,9 @@ from typing import Any
 
 import ray
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.basecontainer import BaseContainer
 
 from . import _cluster
 from ._compose import Composer
@@ -82,11 +82,11 @@ class App:
         return {}
 
 
-def _load_app(path: str | None) -> App:
+def _load_app(path: str | None, options: dict[str, Any] | None = None) -> App:
     if not path:
         return App()
     module, _, name = path.replace(":", ".").rpartition(".")
-    return getattr(importlib.import_module(module), name)()
+    return getattr(importlib.import_module(module), name)(**dict(options or {}))
 
 
 def _task_dir(task_function: Any) -> str | None:
@@ -115,6 +115,8 @@ def _job_config(composer: Composer, job: Job, sweep_dir: str) -> DictConfig:
         cfg.hydra.job.num = job.idx
         # Absolute, so workers whose cwd is elsewhere write where the driver reads.
         cfg.hydra.sweep.dir = sweep_dir
+        # Resolved here, once: a worker needs none of the driver's resolvers to find it.
+        cfg.hydra.sweep.subdir = str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
     return cfg
 
 
@@ -151,16 +153,18 @@ class _Pool:
     (its node died, or an idle actor still holds the device) never holds a job hostage.
     """
 
-    def __init__(self, launcher: Any, resolvers: dict[str, Any]) -> None:
+    def __init__(self, launcher: Any, singletons: Any) -> None:
         self.launcher = launcher
-        self.resolvers = resolvers
+        self.singletons = (
+            singletons  # Hydra's state (resolvers included), as Hydra's launchers ship it
+        )
         self.actors: dict[str, list[dict[str, Any]]] = {}
 
     def new(self, key: str, shape: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         opts = {k: v for k, v in shape.items() if v}
         opts.setdefault("num_cpus", 0)
         handle = JobWorker.options(**opts).remote(
-            self.launcher.hydra_context, self.launcher.task_function, self.resolvers
+            self.launcher.hydra_context, self.launcher.task_function, self.singletons
         )
         slot = {"handle": handle, "job": None, "affinity": None, "ready": False}
         self.actors.setdefault(key, []).append(slot)
@@ -187,7 +191,7 @@ def launch(
     setup_globals()
     params = launcher.params
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
-    app = _load_app(params.get("app"))
+    app = _load_app(params.get("app"), params.get("app_options"))
     sweep_dir = os.path.abspath(str(launcher.config.hydra.sweep.dir))
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     composer = Composer(launcher.config, launcher.hydra_context.config_loader)
@@ -196,7 +200,7 @@ def launch(
     keep = bool(params.get("keep_job_configs", True))
     todo = []
     for job in jobs:
-        done = app.is_done(job)
+        done = app.is_done(job) if params.get("resume", True) else None
         if done is not None:
             job.ret = _skipped_return(job, done, keep)
         else:
@@ -238,7 +242,7 @@ def _run(
         job.shape = app.resources(job, nodes)
         job.affinity = app.affinity(job)
         _cluster.check_feasible(job.shape, app.describe(job))
-    pool = _Pool(launcher, dict(BaseContainer._resolvers))
+    pool = _Pool(launcher, Singleton.get_state())
     job_runtime = JobRuntime.instance().conf
     pending: dict[str, list[Job]] = {}
     shapes: dict[str, dict[str, Any]] = {}

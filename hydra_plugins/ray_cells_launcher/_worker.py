@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from copy import deepcopy
 from typing import Any
 
 import ray
@@ -16,14 +15,14 @@ VISIBLE_VARS = ("ASCEND_RT_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
 class JobWorker:
     """Holds the Hydra context and task function; ``run`` executes one job with ``run_job``."""
 
-    def __init__(self, hydra_context: Any, task_function: Any, resolvers: dict[str, Any]) -> None:
+    def __init__(self, hydra_context: Any, task_function: Any, singletons: Any) -> None:
+        from hydra.core.singleton import Singleton
         from hydra.core.utils import setup_globals
-        from omegaconf.basecontainer import BaseContainer
 
+        # The driver's Hydra state (its OmegaConf resolvers included), through the public
+        # Singleton API that Hydra's own joblib and ray launchers use.
+        Singleton.set_state(singletons)
         setup_globals()
-        # Resolvers registered by the app on the driver (e.g. the cell directory name).
-        for name, fn in resolvers.items():
-            BaseContainer._resolvers.setdefault(name, deepcopy(fn))
         self.hydra_context = hydra_context
         self.task_function = task_function
 

@@ -43,6 +43,10 @@ class RayCellsLauncherConf:
     ray: RayInitConf = field(default_factory=RayInitConf)
     # Dotted path of a class with the app's hooks (see _core.App); None: generic jobs.
     app: Optional[str] = None
+    # Keyword arguments of the app's constructor (the app's own settings).
+    app_options: Dict[str, Any] = field(default_factory=dict)
+    # Skip the jobs the app says are already done (a finished result from an earlier launch).
+    resume: bool = True
     # Re-runs of a job whose worker process died (killed, segfault, node lost).
     max_retries: int = 2
     # Seconds a job may run before its worker is killed and the job failed (0: no limit).

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs.config import BenchmarkConfig, HFOptions
+from cells.config import CellConfig, HFOptions
 from workers.base import Backend, IterationResult
 from workers.models import load_hf_model
 from workers.prompts import prompt_ids
@@ -80,7 +80,7 @@ class HFBackend(Backend):
     def model_info(self) -> dict[str, Any]:
         return self.info
 
-    def prepare(self, cell: BenchmarkConfig) -> None:
+    def prepare(self, cell: CellConfig) -> None:
         import torch
         from transformers import GenerationConfig, StoppingCriteriaList
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jobs.config import BenchmarkConfig
+from cells.config import CellConfig
 from workers.base import Backend, BackendUnavailable, IterationResult
 from workers.models import resolve_model_path
 from workers.prompts import prompt_ids
@@ -60,7 +60,7 @@ def engine_dtype(dtype: str, device_kind: str) -> str:
     return dtype
 
 
-def engine_kwargs(cell: BenchmarkConfig, device_kind: str, model_path: str) -> dict[str, Any]:
+def engine_kwargs(cell: CellConfig, device_kind: str, model_path: str) -> dict[str, Any]:
     """Keyword arguments of `sglang.Engine(...)` (= ServerArgs fields) for a cell's model."""
     opts = cell.backend.sglang
     kw: dict[str, Any] = {
@@ -136,7 +136,7 @@ class SGLangBackend(Backend):
             "config": self.config,
         }
 
-    def prepare(self, cell: BenchmarkConfig) -> None:
+    def prepare(self, cell: CellConfig) -> None:
         self.cell = cell
         cfg = self.config
         eos = cfg.get("eos_token_id")

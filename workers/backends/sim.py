@@ -1,6 +1,6 @@
 """`backend=sim`: a simulated device that answers with roofline times, never measurements.
 
-Each iteration takes the roofline bound of the cell (workers/roofline.py) on the device spec
+Each iteration takes the roofline bound of the cell (bounds/roofline.py) on the device spec
 `backend.sim.device_spec`, divided by `efficiency`, times one seeded Gaussian factor
 (1 + noise * N(0, 1)) per iteration: TTFT is the prefill, then one timestamp per decode step,
 so TTFT, TPOT and ITL are all populated. Exactly batch*seq tokens are "generated". With
@@ -31,16 +31,16 @@ import time
 import zlib
 from typing import Any
 
-from jobs.config import BenchmarkConfig
+from bounds.roofline import Bounds, ModelShape, bounds_for, bytes_per_element
+from bounds.specs import SPECS, DeviceSpec, lookup
+from cells.config import CellConfig
 from workers.base import Backend, CellOOM, IterationResult
 from workers.devices import VISIBLE_ENV
 from workers.models import model_config_json
-from workers.roofline import Bounds, ModelShape, bounds_for, bytes_per_element, devices_of
-from workers.specs import SPECS, DeviceSpec, lookup
 
 
 def sim_spec(name: str) -> DeviceSpec:
-    """The spec `backend.sim.device_spec` names (a key of workers.specs.SPECS or an alias)."""
+    """The spec `backend.sim.device_spec` names (a key of bounds.specs.SPECS or an alias)."""
     spec = lookup(name)
     if spec is None or spec.key not in SPECS:
         raise ValueError(
@@ -100,7 +100,7 @@ class SimBackend(Backend):
     name = "sim"
     simulated = True
 
-    def __init__(self, cell: BenchmarkConfig, device: Any) -> None:
+    def __init__(self, cell: CellConfig, device: Any) -> None:
         super().__init__(cell, device)
         self.opts = cell.backend.sim
         self.spec = sim_spec(self.opts.device_spec)
@@ -120,7 +120,7 @@ class SimBackend(Backend):
         if capacity is not None and self.weight_bytes > capacity:
             raise CellOOM(
                 f"simulated: weights need {self.weight_bytes / 1e9:.1f} GB, "
-                f"{self.spec.key} x{devices_of(self.cell)} has {capacity / 1e9:.1f} GB"
+                f"{self.spec.key} x{self.cell.chips} has {capacity / 1e9:.1f} GB"
             )
         self._set_allocated(self.weight_bytes)
 
@@ -132,13 +132,13 @@ class SimBackend(Backend):
             "config": self.config,
         }
 
-    def prepare(self, cell: BenchmarkConfig) -> None:
+    def prepare(self, cell: CellConfig) -> None:
         if self._faulty(cell, "load_error"):
             raise RuntimeError("injected fault: load_error (simulated model load failure)")
         self.cell = cell
         self.bounds: Bounds = bounds_for(
             self.config, self.dtype, self.spec, cell.batch, cell.seq, cell.prompt_len,
-            devices_of(cell),
+            cell.chips,
         )  # fmt: skip
         kv = self.shape.kv_bytes_per_token(self.elem)
         self.cell_bytes = self.weight_bytes + cell.batch * (cell.prompt_len + cell.seq) * kv
@@ -198,16 +198,16 @@ class SimBackend(Backend):
 
     # --- helpers ---
 
-    def _faulty(self, cell: BenchmarkConfig, fault: str) -> bool:
+    def _faulty(self, cell: CellConfig, fault: str) -> bool:
         o = cell.backend.sim
         return o.fault == fault != "none" and (o.fault_batch == 0 or cell.batch == o.fault_batch)
 
-    def _capacity(self, cell: BenchmarkConfig) -> int | None:
+    def _capacity(self, cell: CellConfig) -> int | None:
         if self.spec.memory_bytes is None:
             return None
-        return self.spec.memory_bytes * devices_of(cell)
+        return self.spec.memory_bytes * cell.chips
 
-    def _budget(self, cell: BenchmarkConfig) -> int | None:
+    def _budget(self, cell: CellConfig) -> int | None:
         if self._faulty(cell, "oom") and cell.backend.sim.memory_budget_bytes > 0:
             return cell.backend.sim.memory_budget_bytes
         return self._capacity(cell)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.config import BenchmarkConfig
+from cells.config import CellConfig
 
 # Ray's accelerator resource per device; Ray sets the visible-devices variable itself.
 ACCELERATOR_RESOURCE = {"npu": "NPU", "cuda": "GPU"}
@@ -20,7 +20,7 @@ def resolve_auto(nodes: list[dict[str, Any]]) -> str:
     return "cpu"
 
 
-def cell_resources(cell: BenchmarkConfig, nodes: list[dict[str, Any]]) -> dict[str, Any]:
+def cell_resources(cell: CellConfig, nodes: list[dict[str, Any]]) -> dict[str, Any]:
     """Ray actor options for the worker that runs this cell."""
     kind = cell.device.name
     if kind == "auto":

@@ -12,13 +12,15 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from jobs.cell import cell_id, model_key
-from jobs.config import BenchmarkConfig, ConfigError, to_cell
-from jobs.placement import cell_resources
-from jobs.record import FLAT_KEYS, error_info, failed_record
-from jobs.results import finish_sweep
-from jobs.store import SweepBusy, SweepLock, finished_record, write_record
-from jobs.validate import normalise_paths, validate
+from cells.config import CellConfig, ConfigError
+from cells.files import finished_record, write_record
+from cells.identity import cell_id, model_key
+from cells.record import FLAT_KEYS, error_info, failed_record
+from sweep.finish import finish_sweep
+from sweep.lock import SweepBusy, SweepLock
+from sweep.placement import cell_resources
+from sweep.plan import to_cell
+from sweep.validate import validate
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +49,8 @@ def flat(record: dict[str, Any]) -> dict[str, Any]:
     return {k: record.get(k) for k in FLAT_KEYS}
 
 
-def task_cell(cfg: Any) -> BenchmarkConfig:
-    task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
-    return normalise_paths(to_cell(task))
+def task_cell(cfg: Any) -> CellConfig:
+    return to_cell(cfg)
 
 
 def die(message: str, code: int = 2) -> None:
@@ -71,10 +72,10 @@ class ValidateOnRun(Callback):
 class CellSweepApp:
     """Hook object for hydra_plugins.ray_cells_launcher (see its _core.App)."""
 
-    def __init__(self) -> None:
+    def __init__(self, plots: bool = True) -> None:
         self.lock: SweepLock | None = None
-        self.plots = True
-        self.cells: dict[int, BenchmarkConfig] = {}
+        self.plots = plots
+        self.cells: dict[int, CellConfig] = {}
 
     # --- before anything starts ---
     def prepare(self, jobs: list[Any], sweep_dir: str) -> None:
@@ -82,7 +83,7 @@ class CellSweepApp:
         for job in jobs:
             try:
                 cell = task_cell(job.config)
-                remote = bool(cell.ray.address)
+                remote = bool(OmegaConf.select(job.config, "hydra.launcher.ray.address"))
                 validate(cell, local=False, model_on_driver=not remote)
                 self.cells[job.idx] = cell
             except ConfigError as exc:
@@ -95,9 +96,6 @@ class CellSweepApp:
             self.lock.acquire()
         except SweepBusy as exc:
             die(str(exc))
-        first = self.cells[jobs[0].idx].sweep if jobs else None
-        self.resume = bool(first and first.resume)
-        self.plots = bool(first is None or first.aggregate)
 
     def resources(self, job: Any, nodes: list[dict[str, Any]]) -> dict[str, Any]:
         return cell_resources(self.cells[job.idx], nodes)
@@ -119,8 +117,6 @@ class CellSweepApp:
 
     # --- resume ---
     def is_done(self, job: Any) -> dict[str, Any] | None:
-        if not self.resume:
-            return None
         rec = finished_record(Path(job.output_dir), cell_id(self.cells[job.idx]))
         return flat(rec) if rec is not None else None
 

@@ -1,4 +1,4 @@
-"""What a cell is: its identity (a stable id and directory name) and its validated config."""
+"""A cell's identity: a stable id, a readable directory name, and the key of its loaded model."""
 
 from __future__ import annotations
 
@@ -8,19 +8,12 @@ import re
 from dataclasses import asdict
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
-from jobs.config import BenchmarkConfig
-
-# Keys that do not change what is measured, so they do not change a cell's identity.
-_NOT_IDENTITY = ("ray", "sweep")
+from cells.config import CellConfig
 
 
-def identity(cell: BenchmarkConfig) -> dict[str, Any]:
+def identity(cell: CellConfig) -> dict[str, Any]:
     """The part of a cell's config that defines what is measured."""
     d = asdict(cell)
-    for key in _NOT_IDENTITY:
-        d.pop(key, None)
     d["model"].pop("cache_dir", None)
     # Options of backends the cell does not use do not matter.
     backend = d["backend"]
@@ -30,7 +23,7 @@ def identity(cell: BenchmarkConfig) -> dict[str, Any]:
     return d
 
 
-def model_key(cell: BenchmarkConfig) -> str:
+def model_key(cell: CellConfig) -> str:
     """What makes one loaded model different from another: backend, model fields and the
     backend's options. Cells with the same key reuse one loaded model on a device."""
     backend = cell.backend.name
@@ -39,7 +32,7 @@ def model_key(cell: BenchmarkConfig) -> str:
     return f"{backend}|{sorted(model.items())!r}|{sorted(opts.items())!r}"
 
 
-def cell_id(cell: BenchmarkConfig) -> str:
+def cell_id(cell: CellConfig) -> str:
     """16 hex digits; the same cell config always gives the same id."""
     blob = json.dumps(identity(cell), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -54,7 +47,7 @@ def safe_name(text: str) -> str:
     return name[:48]
 
 
-def cell_dir_name(cell: BenchmarkConfig) -> str:
+def cell_dir_name(cell: CellConfig) -> str:
     """Readable and unique: the axes first, then the id for everything else."""
     parts = [
         safe_name(cell.model.name),
@@ -66,24 +59,3 @@ def cell_dir_name(cell: BenchmarkConfig) -> str:
         cell_id(cell)[:8],
     ]
     return "-".join(parts)
-
-
-def _resolve_cell_dir(*, _root_: DictConfig) -> str:
-    # Imported lazily: the resolver is registered before Hydra composes anything.
-    from jobs.config import ConfigError, to_cell
-
-    task = OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"])
-    try:
-        return cell_dir_name(to_cell(task))
-    except ConfigError:
-        # Invalid configs are rejected with their own message before anything runs;
-        # the directory name must not be the place that reports them.
-        return "invalid-cell"
-
-
-def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("cell_dir"):
-        OmegaConf.register_new_resolver("cell_dir", _resolve_cell_dir, use_cache=False)
-
-
-register_resolvers()

@@ -20,25 +20,19 @@ takes at least max(bytes it must move / bandwidth, FLOPs it must do / FLOP/s). F
   bound_e2e_s    = bound_ttft_s + sum_k t(decode k)
   bound_output_tokens_per_s = batch*seq / bound_e2e_s   (upper bound on output_tokens_per_s)
 
-This module imports neither torch nor jobs (aggregate/ uses it); only `apply_bounds` may
-measure a device without a spec (workers.specs.measured_spec), once per process.
+Pure arithmetic: no torch, no project imports but bounds.specs (workers/ and aggregate/ both
+use it). Applying a bound to a measured cell is workers/bounding.py.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from workers.specs import DeviceSpec, lookup, measured_spec
-
-if TYPE_CHECKING:
-    from jobs.config import BenchmarkConfig
-
-log = logging.getLogger(__name__)
+from bounds.specs import DeviceSpec
 
 #: Relative tolerance before a number counts as faster than the bound (clock granularity,
 #: rounding in published tables).
@@ -72,7 +66,7 @@ def shipped_model_names() -> list[str]:
 
 
 def shipped_model_config(name: str) -> dict[str, Any] | None:
-    """workers/model_configs/NAME/config.json as a dict, or None."""
+    """bounds/model_configs/NAME/config.json as a dict, or None."""
     path = SHIPPED_CONFIGS / name / "config.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -228,59 +222,6 @@ def bounds_for(
         kv_bytes_per_token=kv,
         decode_steps_s=tuple(steps),
     )
-
-
-def devices_of(cell: BenchmarkConfig) -> int:
-    """Chips one cell runs on (their bandwidth and FLOP/s add up in the bound)."""
-    n = cell.device.per_cell
-    if cell.backend.name == "sglang":
-        n = max(n, cell.backend.sglang.tp_size)
-    return n
-
-
-def _resolve_spec(device_kind: str, device_name: str, working_set: int) -> DeviceSpec:
-    spec = lookup(device_name)
-    if spec is not None:
-        return spec
-    return measured_spec(device_kind, working_set)
-
-
-def apply_bounds(
-    rec: dict, cell: BenchmarkConfig, model_info: dict, device_kind: str, device_name: str
-) -> None:
-    """Set the bound_* fields of an ok record and flag `above_bound` when a measured number
-    is faster than physics allows (beyond TOLERANCE). Never raises: a record whose model or
-    device has no usable figures gets null bounds and the reason in `bound_source`."""
-    for key in ("bound_output_tokens_per_s", "bound_ttft_s", "bound_tpot_s", "bound_fraction"):
-        rec[key] = None
-    n = devices_of(cell)
-    try:
-        config = model_info.get("config") or {}
-        dtype = str(model_info.get("dtype") or "float16")
-        shape = ModelShape.from_config(config)
-        working_set = shape.forward_parameters * bytes_per_element(dtype)
-        spec = _resolve_spec(device_kind, device_name, working_set)
-        b = bounds_for(config, dtype, spec, cell.batch, cell.seq, cell.prompt_len, n)
-    except Exception as exc:  # a bound is a check, never a reason to lose a measurement
-        rec["bound_source"] = f"n/a: {type(exc).__name__}: {exc}"
-        log.warning("[%s] no roofline bound: %s", rec.get("cell_dir"), exc)
-        return
-    times = f" x{n}" if n > 1 else ""
-    rec["bound_source"] = f"{spec.name}{times}: {spec.source}"
-    rec["bound_output_tokens_per_s"] = b.output_tokens_per_s
-    rec["bound_ttft_s"] = b.ttft_s
-    rec["bound_tpot_s"] = b.tpot_s
-    if rec.get("output_tokens_per_s"):
-        rec["bound_fraction"] = rec["output_tokens_per_s"] / b.output_tokens_per_s
-    broken = violations(rec, b)
-    if broken:
-        flags = rec.setdefault("flags", [])
-        if "above_bound" not in flags:
-            flags.append("above_bound")
-        log.warning(
-            "[%s] above_bound: %s (bound: %s)", rec.get("cell_dir"), "; ".join(broken),
-            rec["bound_source"],
-        )  # fmt: skip
 
 
 def violations(rec: Mapping[str, Any], b: Bounds) -> list[str]:

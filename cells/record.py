@@ -6,8 +6,8 @@ import traceback
 from dataclasses import asdict
 from typing import Any
 
-from jobs.cell import cell_dir_name, cell_id
-from jobs.config import BenchmarkConfig
+from cells.config import CellConfig
+from cells.identity import cell_dir_name, cell_id
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
@@ -35,7 +35,7 @@ FLAT_KEYS = (
 )  # fmt: skip
 
 
-def base_record(cell: BenchmarkConfig) -> dict[str, Any]:
+def base_record(cell: CellConfig) -> dict[str, Any]:
     """A record with the cell's inputs filled in and every metric null."""
     rec: dict[str, Any] = dict.fromkeys(FLAT_KEYS)
     rec.update(
@@ -69,7 +69,7 @@ def error_info(exc: BaseException, limit: int = 15) -> dict[str, str]:
 
 
 def failed_record(
-    cell: BenchmarkConfig, status: str, error: dict[str, str], **extra: Any
+    cell: CellConfig, status: str, error: dict[str, str], **extra: Any
 ) -> dict[str, Any]:
     rec = base_record(cell)
     rec.update(status=status, error=error, **extra)

@@ -1,21 +1,17 @@
-"""Typed configuration of one benchmark cell.
+"""What a cell is: the typed configuration of one measurement.
 
-Hydra composes YAML from ``conf/`` on top of these dataclasses (registered in Hydra's
-ConfigStore below), so a value of the wrong type fails while the config is composed, with
-its key in the message. Range checks that types cannot express run in ``__post_init__``
-when :func:`to_cell` turns the composed config into objects: a bad value raises
-:class:`ConfigError` naming the setting and what is allowed, before any model is loaded or
-Ray is started.
+Plain dataclasses (no Hydra, no OmegaConf): the entry point registers :class:`CellConfig` in
+Hydra's ConfigStore, so a value of the wrong type fails while the config is composed, with its
+key in the message. Range checks that types cannot express run in ``__post_init__``: a bad
+value raises :class:`ConfigError` naming the setting and what is allowed, before any model is
+loaded or Ray is started. Only what defines a measurement is here; the launcher's settings
+(Ray, retries, timeouts, progress) live in the launcher's own config.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-
-from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 BACKENDS = ("hf", "sglang", "sim")
 DEVICES = ("auto", "cpu", "cuda", "npu")
@@ -114,7 +110,7 @@ class SimOptions:
     fault_batch: int = 0
     # Slowdown factor for the `slow` fault.
     slow_factor: float = 5.0
-    # Device the simulator pretends to be (a key of workers/specs.py).
+    # Device the simulator pretends to be (a key of bounds/specs.py).
     device_spec: str = "ascend_910b"
 
 
@@ -186,35 +182,7 @@ class BenchConfig:
 
 
 @dataclass
-class RayConfig:
-    # None: start a private local Ray; "auto" or "HOST:PORT": join an existing cluster.
-    address: str | None = None
-    # Resources declared for the local Ray (e.g. {"NPU": 8} to rehearse on a CPU box).
-    num_cpus: int | None = None
-    num_gpus: int | None = None
-    resources: dict[str, float] = field(default_factory=dict)
-    # Simulated multi-node cluster on this machine (ray.cluster_utils.Cluster); 0 = off.
-    sim_nodes: int = 0
-    # Ray's dashboard stays off unless asked; when on it binds to 127.0.0.1.
-    include_dashboard: bool = False
-
-
-@dataclass
-class SweepConfig:
-    # Re-running a sweep into the same directory skips cells whose record is ok.
-    resume: bool = True
-    # Retries of a cell whose worker process died (killed, segfault, host OOM).
-    max_retries: int = 2
-    # Seconds a cell may run before it is cancelled and recorded failed (0 = no limit).
-    cell_timeout_s: float = 0.0
-    # Draw the PNG plots at the end of a sweep (results.jsonl/csv and report.md always).
-    aggregate: bool = True
-    # Live progress line (only on an interactive terminal unless forced).
-    progress: str = "auto"  # auto | on | off
-
-
-@dataclass
-class BenchmarkConfig:
+class CellConfig:
     # --- the cell axes ---
     batch: int = 4  # sequences per generate call
     seq: int = 128  # new tokens generated per sequence
@@ -223,34 +191,16 @@ class BenchmarkConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
-    ray: RayConfig = field(default_factory=RayConfig)
-    sweep: SweepConfig = field(default_factory=SweepConfig)
+
+    @property
+    def chips(self) -> int:
+        """Devices one cell runs on (their bandwidth and FLOP/s add up in its bound)."""
+        n = self.device.per_cell
+        if self.backend.name == "sglang":
+            n = max(n, self.backend.sglang.tp_size)
+        return n
 
     def __post_init__(self) -> None:
         _positive_int("batch", self.batch)
         _positive_int("seq", self.seq)
         _positive_int("prompt_len", self.prompt_len)
-
-
-def register_configs() -> None:
-    cs = ConfigStore.instance()
-    cs.store(name="benchmark_schema", node=BenchmarkConfig)
-
-
-register_configs()
-
-
-def to_cell(cfg: DictConfig | BenchmarkConfig) -> BenchmarkConfig:
-    """Turn a composed Hydra config into a validated :class:`BenchmarkConfig`."""
-    if isinstance(cfg, BenchmarkConfig):
-        return cfg
-    try:
-        obj = OmegaConf.to_object(cfg)
-    except OmegaConfBaseException as exc:
-        cause = exc.__cause__
-        if isinstance(cause, ConfigError):
-            raise cause from None
-        raise ConfigError(str(exc).splitlines()[0]) from None
-    if not isinstance(obj, BenchmarkConfig):  # a config not built on benchmark_schema
-        obj = BenchmarkConfig(**obj)  # type: ignore[arg-type]
-    return obj

@@ -10,11 +10,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from jobs.config import BenchmarkConfig, ConfigError
-from workers.models import SHIPPED_CONFIGS, model_config_json
+from bounds.roofline import SHIPPED_CONFIGS
+from cells.config import CellConfig, ConfigError
+from workers.models import model_config_json
 
 
-def check_model(cell: BenchmarkConfig, on_this_host: bool = True) -> None:
+def check_model(cell: CellConfig, on_this_host: bool = True) -> None:
     m = cell.model
     if m.path:
         p = Path(m.path)
@@ -33,7 +34,7 @@ def check_model(cell: BenchmarkConfig, on_this_host: bool = True) -> None:
         )
 
 
-def check_positions(cell: BenchmarkConfig, on_this_host: bool = True) -> None:
+def check_positions(cell: CellConfig, on_this_host: bool = True) -> None:
     try:
         cfg: dict[str, Any] | None = model_config_json(cell.model)[1]
     except (OSError, ValueError):
@@ -50,7 +51,7 @@ def check_positions(cell: BenchmarkConfig, on_this_host: bool = True) -> None:
         )
 
 
-def check_backend(cell: BenchmarkConfig, on_this_host: bool = True) -> None:
+def check_backend(cell: CellConfig, on_this_host: bool = True) -> None:
     name = cell.backend.name
     if name == "sglang" and on_this_host:
         from workers.backends.sglang import check_available
@@ -61,7 +62,7 @@ def check_backend(cell: BenchmarkConfig, on_this_host: bool = True) -> None:
         except BackendUnavailable as exc:
             raise ConfigError(str(exc)) from None
     if name == "sim":
-        from workers.specs import SPECS
+        from bounds.specs import SPECS
 
         if cell.backend.sim.device_spec not in SPECS:
             raise ConfigError(
@@ -72,7 +73,7 @@ def check_backend(cell: BenchmarkConfig, on_this_host: bool = True) -> None:
         raise ConfigError("backend=sglang needs a real model: set model.path=DIR or a model=...")
 
 
-def check_device_here(cell: BenchmarkConfig) -> None:
+def check_device_here(cell: CellConfig) -> None:
     """For a run on this host (no Ray): is the requested device usable here?"""
     if cell.backend.name == "sim":
         return  # the simulator pretends to be the device
@@ -84,14 +85,14 @@ def check_device_here(cell: BenchmarkConfig) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def normalise_paths(cell: BenchmarkConfig) -> BenchmarkConfig:
+def normalise_paths(cell: CellConfig) -> CellConfig:
     """Absolute model paths: Ray workers run in another working directory."""
     if cell.model.path:
         cell.model.path = os.path.abspath(os.path.expanduser(cell.model.path))
     return cell
 
 
-def validate(cell: BenchmarkConfig, *, local: bool, model_on_driver: bool = True) -> None:
+def validate(cell: CellConfig, *, local: bool, model_on_driver: bool = True) -> None:
     """All checks; `local` adds the device check for a run on this host."""
     check_backend(cell, on_this_host=model_on_driver)
     check_model(cell, on_this_host=model_on_driver)

@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from jobs.store import read_record
+from cells.files import RecordError, read_record
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +21,10 @@ def finish_sweep(
 
     records, missing = [], []
     for d in cell_dirs:
-        rec = read_record(d)
-        if rec is None:
+        try:
+            records.append(read_record(d))
+        except RecordError:
             missing.append(d.name)
-        else:
-            records.append(rec)
     if not records:
         print(
             f"sweep {'interrupted' if interrupted else 'ended'}: no cell has a record",

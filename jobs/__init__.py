@@ -1,1 +1,0 @@
-"""Cells, sweeps, placement, the result store and resume: everything but generating tokens."""
