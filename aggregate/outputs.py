@@ -80,12 +80,15 @@ def write_outputs(
     records: Sequence[Record],
     unreadable: Sequence[tuple[str, str]] = (),
     plots: bool = True,
+    jsonl: bool = True,
 ) -> dict[str, str]:
-    """Write every output file into ``sweep_dir``; returns {name relative to it: path}."""
+    """Write every output file into ``sweep_dir``; returns {name relative to it: path}.
+    ``jsonl=False``: the caller writes results.jsonl itself (a sweep streams it)."""
     root = Path(sweep_dir)
     records = sorted(records, key=sort_key)
     out: dict[str, str] = {}
-    out[RESULTS_JSONL] = atomic_write_text(root / RESULTS_JSONL, results_jsonl(records))
+    if jsonl:
+        out[RESULTS_JSONL] = atomic_write_text(root / RESULTS_JSONL, results_jsonl(records))
     out[RESULTS_CSV] = atomic_write_text(root / RESULTS_CSV, results_csv(records))
     figures: dict[str, str] = {}
     if plots:

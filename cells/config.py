@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
+
+from cells.values import ValuesError, build
 
 BACKENDS = ("hf", "sglang", "sim")
 DEVICES = ("auto", "cpu", "cuda", "npu")
@@ -21,6 +24,15 @@ LOAD_FORMATS = ("auto", "dummy")
 
 class ConfigError(ValueError):
     """A setting has a value that is not allowed. The message names the setting."""
+
+
+def from_values(values: dict[str, Any]) -> CellConfig:
+    """A validated cell from plain nested values (a composed config as a dict): every value
+    converted to its field's type, unknown keys refused with the closest known one."""
+    try:
+        return build(CellConfig, values)
+    except ValuesError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _positive_int(name: str, value: object) -> None:

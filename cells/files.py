@@ -49,19 +49,19 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> str:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _clean(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """JSON has no NaN/inf: store them as null."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
 
 
 def record_json(record: dict[str, Any]) -> str:
-    return json.dumps(_clean(record), indent=1, default=str) + "\n"
+    return json.dumps(json_safe(record), indent=1, default=str) + "\n"
 
 
 def write_record(cell_dir: str | os.PathLike[str], record: dict[str, Any]) -> Path:

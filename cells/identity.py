@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from cells.config import CellConfig
@@ -47,7 +47,7 @@ def safe_name(text: str) -> str:
     return name[:48]
 
 
-def cell_dir_name(cell: CellConfig) -> str:
+def cell_dir_name(cell: CellConfig, cid: str | None = None) -> str:
     """Readable and unique: the axes first, then the id for everything else."""
     parts = [
         safe_name(cell.model.name),
@@ -56,6 +56,21 @@ def cell_dir_name(cell: CellConfig) -> str:
         f"b{cell.batch}",
         f"s{cell.seq}",
         f"p{cell.prompt_len}",
-        cell_id(cell)[:8],
+        (cid or cell_id(cell))[:8],
     ]
     return "-".join(parts)
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    """A job turned into its cell, once, on the driver: everything a worker needs."""
+
+    cell: CellConfig
+    cell_id: str
+    cell_dir: str
+    model_key: str
+
+    @classmethod
+    def of(cls, cell: CellConfig) -> PlannedCell:
+        cid = cell_id(cell)
+        return cls(cell, cid, cell_dir_name(cell, cid), model_key(cell))

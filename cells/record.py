@@ -1,9 +1,15 @@
-"""The result record: one flat, versioned JSON object per cell (schema in the README)."""
+"""What a record is: one flat, versioned JSON object per cell (schema in the README).
+
+A worker measures a cell and returns an :class:`Outcome` (what happened, no identity);
+:func:`build_record` is the one place that turns a cell and its outcome into a record, on
+whichever process writes it (the sweep's driver, or the process of a single run).
+"""
 
 from __future__ import annotations
 
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Any
 
 from cells.config import CellConfig
@@ -12,7 +18,35 @@ from cells.identity import cell_dir_name, cell_id
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
 
-STATUSES = ("ok", "failed", "oom")
+
+class Status(str, Enum):
+    OK = "ok"
+    FAILED = "failed"
+    OOM = "oom"
+
+
+STATUSES = tuple(s.value for s in Status)
+
+
+class Flag(str, Enum):
+    """Everything a record can be flagged with; FLAG_MEANINGS says what each means."""
+
+    ABOVE_BOUND = "above_bound"
+    UNSTABLE = "unstable"
+    SHORT_OUTPUT = "short_output"
+    TOO_BRIEF = "too_brief"
+    SIMULATED = "simulated"
+    WORKER_LOST = "worker_lost"
+
+
+FLAG_MEANINGS: dict[str, str] = {
+    Flag.ABOVE_BOUND: "faster than the hardware bound allows; the number cannot be right",
+    Flag.UNSTABLE: "E2E coefficient of variation above bench.unstable_cv",
+    Flag.SHORT_OUTPUT: "fewer tokens generated than batch x seq",
+    Flag.TOO_BRIEF: "fewer iterations or a shorter window than the bench asked for",
+    Flag.SIMULATED: "produced by the simulator, not measured",
+    Flag.WORKER_LOST: "the worker process died (killed, crashed, node lost) and retries ran out",
+}
 
 # Flat top-level keys that tables and other tools rely on (always present, maybe null).
 FLAT_KEYS = (
@@ -29,20 +63,59 @@ FLAT_KEYS = (
     "peak_memory_bytes", "peak_memory_allocated_bytes", "peak_memory_reserved_bytes",
     "peak_rss_bytes",
     "warmup_iterations", "measured_iterations", "measured_s",
-    "model_load_s", "model_reused",
+    "model_load_s", "model_reused", "model_parameters",
     "bound_output_tokens_per_s", "bound_ttft_s", "bound_tpot_s", "bound_fraction", "bound_source",
     "flags", "error", "attempts", "started_at", "finished_at",
 )  # fmt: skip
 
 
-def base_record(cell: CellConfig) -> dict[str, Any]:
-    """A record with the cell's inputs filled in and every metric null."""
+def error_info(exc: BaseException, limit: int = 15) -> dict[str, str]:
+    """{type, message, traceback}: the end of the traceback, for the record."""
+    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    tail = "".join(tb).splitlines()[-limit:]
+    return {"type": type(exc).__name__, "message": str(exc)[:2000], "traceback": "\n".join(tail)}
+
+
+@dataclass
+class Outcome:
+    """What measuring a cell produced, as returned by the worker: plain data, no identity.
+
+    ``fields`` holds the flat record keys the parts returned (metrics, memory, bounds, the
+    backend's own keys); ``details`` the nested ones (``raw``, ``engine``, ``smi`` ...)."""
+
+    status: Status = Status.FAILED
+    error: dict[str, str] | None = None
+    flags: list[str] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    @classmethod
+    def failure(
+        cls, exc: BaseException | dict[str, str], status: Status = Status.FAILED, **kw: Any
+    ) -> Outcome:
+        err = exc if isinstance(exc, dict) else error_info(exc)
+        return cls(status=status, error=err, **kw)
+
+
+def build_record(
+    cell: CellConfig,
+    outcome: Outcome,
+    *,
+    cell_id_: str | None = None,
+    cell_dir: str | None = None,
+    attempts: int = 1,
+    ray_node_id: str | None = None,
+) -> dict[str, Any]:
+    """The record of a cell: its inputs, then what its outcome says. ``cell_id_`` and
+    ``cell_dir`` are taken from a planned cell when the caller has them (else computed)."""
     rec: dict[str, Any] = dict.fromkeys(FLAT_KEYS)
     rec.update(
         schema_version=SCHEMA_VERSION,
-        cell_id=cell_id(cell),
-        cell_dir=cell_dir_name(cell),
-        status="failed",
+        cell_id=cell_id_ or cell_id(cell),
+        cell_dir=cell_dir or cell_dir_name(cell),
         simulated=cell.backend.name == "sim",
         batch=cell.batch,
         seq=cell.seq,
@@ -55,22 +128,23 @@ def base_record(cell: CellConfig) -> dict[str, Any]:
         device=cell.device.name,
         expected_tokens=cell.batch * cell.seq,
         warmup_iterations=cell.bench.warmup,
-        flags=[],
-        attempts=1,
-        config=asdict(cell),
     )
+    rec.update(outcome.fields)
+    rec.update(
+        status=Status(outcome.status).value,
+        flags=list(dict.fromkeys(Flag(f).value for f in outcome.flags)),
+        error=outcome.error,
+        attempts=attempts,
+        ray_node_id=ray_node_id,
+        started_at=outcome.started_at,
+        finished_at=outcome.finished_at,
+    )
+    rec.update(outcome.details)
+    rec["env"] = outcome.env
+    rec["config"] = asdict(cell)
     return rec
 
 
-def error_info(exc: BaseException, limit: int = 15) -> dict[str, str]:
-    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    tail = "".join(tb).splitlines()[-limit:]
-    return {"type": type(exc).__name__, "message": str(exc)[:2000], "traceback": "\n".join(tail)}
-
-
-def failed_record(
-    cell: CellConfig, status: str, error: dict[str, str], **extra: Any
-) -> dict[str, Any]:
-    rec = base_record(cell)
-    rec.update(status=status, error=error, **extra)
-    return rec
+def flat_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The flat keys of a record (what tables and the sweep's summary need)."""
+    return {k: record.get(k) for k in FLAT_KEYS}

@@ -1,53 +1,97 @@
-"""The end of a sweep: gather this sweep's records, write results and reports, summarise."""
+"""A sweep's results as they arrive, and its closing outputs.
+
+Each record is appended to ``results.jsonl`` (a partial file, renamed into place at the end)
+as soon as the driver has it, resumed cells included; only its flat row stays in memory, and
+``results.csv``, ``report.md`` and the plots are written from those rows at the end. The cell
+files are never read back.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from cells.files import RecordError, read_record
+from cells.files import json_safe
+from cells.record import flat_row
 
 log = logging.getLogger(__name__)
 
+RESULTS_JSONL = "results.jsonl"
 
-def finish_sweep(
-    sweep_dir: Path, cell_dirs: list[Path], interrupted: bool = False, plots: bool = True
-) -> list[dict]:
-    """Write results.jsonl (+ csv, report, plots) for the cells of this sweep and print a
-    summary. Cells without a readable record are listed as missing; a sweep that produced no
-    record at all (e.g. it could not start) writes nothing."""
-    from aggregate import summary_table, write_outputs
 
-    records, missing = [], []
-    for d in cell_dirs:
-        try:
-            records.append(read_record(d))
-        except RecordError:
-            missing.append(d.name)
-    if not records:
+def summary_row(record: dict[str, Any], envs: dict[str, dict]) -> dict[str, Any]:
+    """What the reports need of a record: its flat keys, its other top-level scalars, and
+    its environment (one shared dict per distinct environment)."""
+    row = flat_row(record)
+    for key, value in record.items():
+        if key not in row and (value is None or isinstance(value, (str, int, float, bool))):
+            row[key] = value
+    env = record.get("env")
+    if isinstance(env, dict):
+        row["env"] = envs.setdefault(json.dumps(env, sort_keys=True, default=str), env)
+    return row
+
+
+class SweepResults:
+    """The records of this sweep, streamed to results.jsonl; their rows kept for reports."""
+
+    def __init__(self, sweep_dir: str | os.PathLike[str]) -> None:
+        self.dir = Path(sweep_dir)
+        self.partial = self.dir / f".{RESULTS_JSONL}.partial"
+        self.rows: dict[str, dict[str, Any]] = {}  # cell dir -> row
+        self._envs: dict[str, dict] = {}
+        self._file: Any = None
+
+    def add(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Keep one finished record (the latest per cell directory); returns its row."""
+        if self._file is None:
+            self._file = self.partial.open("w", encoding="utf-8")
+        self._file.write(json.dumps(json_safe(record), ensure_ascii=False, default=str) + "\n")
+        row = summary_row(record, self._envs)
+        self.rows[str(record.get("cell_dir"))] = row
+        return row
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+    def finish(
+        self, cell_dirs: list[str], interrupted: bool = False, plots: bool = True
+    ) -> list[dict[str, Any]]:
+        """results.jsonl (+ csv, report, plots) for the cells of this sweep, and a summary.
+        Cells without a record are listed as missing; a sweep that produced no record at
+        all (e.g. it could not start) writes nothing."""
+        from aggregate import summary_table, write_outputs
+
+        self.close()
+        rows = [self.rows[d] for d in cell_dirs if d in self.rows]
+        missing = [d for d in cell_dirs if d not in self.rows]
+        if not rows:
+            self.partial.unlink(missing_ok=True)
+            print(f"sweep {'interrupted' if interrupted else 'ended'}: no cell has a record")
+            return rows
+        os.replace(self.partial, self.dir / RESULTS_JSONL)
+        unreadable = [(str(self.dir / m / "record.json"), "missing or cut short") for m in missing]
+        paths = write_outputs(self.dir, rows, unreadable, plots=plots, jsonl=False)
+        print(summary_table(rows))
+        bad = [r for r in rows if r.get("status") != "ok"]
+        state = "interrupted" if interrupted else "finished"
         print(
-            f"sweep {'interrupted' if interrupted else 'ended'}: no cell has a record",
-            file=sys.stdout,
+            f"sweep {state}: {len(rows) - len(bad)} ok, {len(bad)} not ok, {len(missing)} "
+            f"missing of {len(cell_dirs)} cells; results in {self.dir / RESULTS_JSONL}"
         )
-        return records
-    unreadable = [(str(sweep_dir / m / "record.json"), "missing or cut short") for m in missing]
-    paths = write_outputs(sweep_dir, records, unreadable, plots=plots)
-    out = sys.stdout
-    print(summary_table(records), file=out)
-    bad = [r for r in records if r.get("status") != "ok"]
-    state = "interrupted" if interrupted else "finished"
-    print(
-        f"sweep {state}: {len(records) - len(bad)} ok, {len(bad)} not ok, "
-        f"{len(missing)} missing of {len(cell_dirs)} cells; results in {paths.get('results.jsonl', sweep_dir)}",
-        file=out,
-    )
-    for r in bad:
-        err = r.get("error") or {}
-        print(
-            f"  {r.get('status', '?'):6} {r.get('cell_dir')}: {err.get('message', '')[:160]}",
-            file=out,
-        )
-    for m in missing:
-        print(f"  missing {m}: run the same command again to finish it", file=out)
-    return records
+        for r in bad:
+            err = r.get("error") or {}
+            print(f"  {r.get('status', '?'):6} {r.get('cell_dir')}: {err.get('message', '')[:160]}")
+        for m in missing:
+            print(f"  missing {m}: run the same command again to finish it")
+        sys.stdout.flush()
+        log.debug("wrote %s", ", ".join(paths))
+        return rows

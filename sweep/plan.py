@@ -1,33 +1,37 @@
-"""From a composed Hydra config to the typed cell: done once per job, on the driver."""
+"""From a job to its planned cell, once, on the driver.
+
+A job arrives as Hydra overrides; :func:`plan_cell` turns its task values into a validated
+:class:`~cells.config.CellConfig` (every value converted and checked, unknown keys refused),
+resolves ``device=auto`` to the device the cell will really run on (so the identity is the
+measurement's, not the request's), and wraps it with its id, directory name and model key.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from cells.config import CellConfig, ConfigError
-from cells.identity import cell_dir_name
+from cells.config import CellConfig, ConfigError, from_values
+from cells.identity import PlannedCell, cell_dir_name
 
 
-def to_cell(cfg: DictConfig | CellConfig) -> CellConfig:
-    """Turn a composed config (its task part) into a validated :class:`CellConfig`."""
+def task_values(cfg: DictConfig) -> dict[str, Any]:
+    """The task part of a composed config (no hydra node), resolved, as plain values."""
+    keys = [k for k in cfg if k != "hydra"]
+    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True)  # type: ignore[return-value]
+
+
+def to_cell(cfg: DictConfig | dict[str, Any] | CellConfig) -> CellConfig:
+    """A validated cell from a composed config, its task values, or a cell."""
     if isinstance(cfg, CellConfig):
         return cfg
-    if "hydra" in cfg:
-        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    try:
-        obj = OmegaConf.to_object(cfg)
-    except OmegaConfBaseException as exc:
-        cause = exc.__cause__
-        if isinstance(cause, ConfigError):
-            raise cause from None
-        raise ConfigError(str(exc).splitlines()[0]) from None
-    if not isinstance(obj, CellConfig):  # a config not built on the cell schema
-        obj = CellConfig(**obj)  # type: ignore[arg-type]
-    return normalise_paths(obj)
+    values = task_values(cfg) if isinstance(cfg, DictConfig) else cfg
+    return normalise_paths(from_values(values))
 
 
 def normalise_paths(cell: CellConfig) -> CellConfig:
@@ -37,11 +41,56 @@ def normalise_paths(cell: CellConfig) -> CellConfig:
     return cell
 
 
+@functools.lru_cache(maxsize=1)
+def _local_device() -> str:
+    from workers.devices import resolve_device
+
+    return resolve_device("auto")
+
+
+def auto_device(
+    declared: dict[str, float], num_gpus: float | None, nodes: Callable[[], list] | None
+) -> str:
+    """What ``device=auto`` means for a sweep: the devices of the cluster it joins (``nodes``,
+    when joining one), else those declared for the local Ray, else what this host has."""
+    if nodes is not None:
+        from sweep.placement import resolve_auto
+
+        return resolve_auto(nodes())
+    if declared.get("NPU", 0) > 0:
+        return "npu"
+    if num_gpus:
+        return "cuda"
+    return _local_device()
+
+
+def with_device(cell: CellConfig, device: str) -> CellConfig:
+    """The cell with ``device=auto`` replaced by the device it resolves to."""
+    if cell.device.name != "auto":
+        return cell
+    return dataclasses.replace(cell, device=dataclasses.replace(cell.device, name=device))
+
+
+def plan_cell(values: dict[str, Any] | DictConfig, resolve_auto: Callable[[], str]) -> PlannedCell:
+    """The planned cell of one job; raises ConfigError for bad input."""
+    cell = to_cell(values)
+    if cell.device.name == "auto":
+        cell = with_device(cell, resolve_auto())
+    return PlannedCell.of(cell)
+
+
 def cell_dir_resolver(*, _root_: Any) -> str:
-    """`${cell_dir:}`: the directory name of the cell a config describes."""
+    """`${cell_dir:}`: the directory name of the cell a config describes (device=auto
+    resolved on this host), for single runs and Hydra's basic launcher."""
     try:
-        return cell_dir_name(to_cell(_root_))
+        return cell_dir_name(cell_here(_root_))
     except ConfigError:
         # Invalid configs are rejected with their own message before anything runs;
         # the directory name must not be the place that reports them.
         return "invalid-cell"
+
+
+def cell_here(cfg: Any) -> CellConfig:
+    """The cell of a config run on this host: ``device=auto`` is what this host has."""
+    cell = to_cell(cfg)
+    return with_device(cell, _local_device()) if cell.device.name == "auto" else cell

@@ -6,7 +6,6 @@ before any model is loaded or Ray is started.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -85,17 +84,29 @@ def check_device_here(cell: CellConfig) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def normalise_paths(cell: CellConfig) -> CellConfig:
-    """Absolute model paths: Ray workers run in another working directory."""
-    if cell.model.path:
-        cell.model.path = os.path.abspath(os.path.expanduser(cell.model.path))
-    return cell
+_CHECKED: dict[tuple, str | None] = {}
+
+
+def _key(cell: CellConfig, local: bool, model_on_driver: bool) -> tuple:
+    """What the checks depend on: cells that share it share the verdict."""
+    b = cell.backend
+    return (repr(cell.model), b.name, b.sim.device_spec, cell.prompt_len + cell.seq,
+            cell.device.name, local, model_on_driver)  # fmt: skip
 
 
 def validate(cell: CellConfig, *, local: bool, model_on_driver: bool = True) -> None:
-    """All checks; `local` adds the device check for a run on this host."""
-    check_backend(cell, on_this_host=model_on_driver)
-    check_model(cell, on_this_host=model_on_driver)
-    check_positions(cell, on_this_host=model_on_driver)
-    if local:
-        check_device_here(cell)
+    """All checks; `local` adds the device check for a run on this host. The verdict is
+    remembered for cells that differ only in what the checks do not look at."""
+    key = _key(cell, local, model_on_driver)
+    if key not in _CHECKED:
+        try:
+            check_backend(cell, on_this_host=model_on_driver)
+            check_model(cell, on_this_host=model_on_driver)
+            check_positions(cell, on_this_host=model_on_driver)
+            if local:
+                check_device_here(cell)
+            _CHECKED[key] = None
+        except ConfigError as exc:
+            _CHECKED[key] = str(exc)
+    if _CHECKED[key] is not None:
+        raise ConfigError(_CHECKED[key])

@@ -88,6 +88,6 @@ def test_short_output_and_unstable_flags():
     c = CellConfig(bench=BenchConfig(iterations=2, min_duration_s=5.0, unstable_cv=0.1))
     rec = {"generated_tokens": 5, "expected_tokens": 8, "e2e_cv": 0.5,
            "measured_iterations": 2, "measured_s": 1.0}  # fmt: skip
-    assert measure._flags(rec, c, False) == ["short_output", "unstable", "too_brief"]
+    assert measure.quality_flags(rec, c, False) == ["short_output", "unstable", "too_brief"]
     rec.update(generated_tokens=8, e2e_cv=0.01, measured_s=6.0)
-    assert measure._flags(rec, c, True) == ["simulated"]
+    assert measure.quality_flags(rec, c, True) == ["simulated"]

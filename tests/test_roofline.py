@@ -12,7 +12,7 @@ from bounds.roofline import ModelShape, bounds_for, shipped_model_config
 from cells.config import CellConfig, DeviceConfig
 from tests.conftest import ROOT
 from workers import bandwidth
-from workers.bounding import apply_bounds
+from workers.bounding import bound_fields
 
 L8B = shipped_model_config("llama3_8b")
 L70B = shipped_model_config("llama3_70b")
@@ -121,13 +121,14 @@ def test_every_spec_names_its_source_and_finds_itself():
 
 
 def _rec(tps: float, ttft: float | None = None, tpot: float | None = None) -> dict:
-    return {
-        "cell_dir": "test",
-        "output_tokens_per_s": tps,
-        "ttft_s_mean": ttft,
-        "tpot_s_mean": tpot,
-        "flags": [],
-    }
+    return {"output_tokens_per_s": tps, "ttft_s_mean": ttft, "tpot_s_mean": tpot}
+
+
+def apply_bounds(rec: dict, cell, info, kind: str, name: str) -> None:
+    """The bound fields of `rec`'s metrics, merged into it with the flag they imply."""
+    fields, broken = bound_fields(rec, cell, info, kind, name)
+    rec.update(fields)
+    rec["flags"] = ["above_bound"] if broken else []
 
 
 INFO = {"path": None, "parameters": L8B_PARAMS, "dtype": "float16", "config": L8B}

@@ -1,7 +1,8 @@
 """What runs on a device: backends, device helpers, the measuring loop and the metrics.
 
-Plain Python: ``workers.run_cell(cell)`` takes a validated ``CellConfig`` and returns a
-result record (a dict). No Ray, no Hydra, no files.
+Plain Python: ``workers.run_cell(cell)`` takes a validated ``CellConfig`` and returns its
+result record (a dict); ``workers.measure.measure(cell)`` returns the bare ``Outcome`` that
+a sweep's driver turns into the record. No Ray, no Hydra launcher, no reports.
 """
 
 from __future__ import annotations

@@ -34,6 +34,18 @@ class IterationResult:
     per_sequence_tokens: list[int] = field(default_factory=list)
 
 
+@dataclass
+class BackendReport:
+    """What a backend adds to its cell's record after measuring (every part optional)."""
+
+    engine: dict[str, Any] | None = None  # record["engine"]: what really ran, with its settings
+    flags: list[str] = field(default_factory=list)  # cells.record.Flag values it raises
+    # Peak memory keys (peak_memory_bytes, ...) where the device counters of this process
+    # cannot see the model (an engine in another process); None: use the device's counters.
+    memory: dict[str, int | None] | None = None
+    fields: dict[str, Any] = field(default_factory=dict)  # the backend's own flat record keys
+
+
 class Backend(ABC):
     """One model loaded on one device."""
 
@@ -60,6 +72,10 @@ class Backend(ABC):
     def model_info(self) -> dict[str, Any]:
         """Facts about the loaded model (parameters, config) for records and bounds."""
         return {}
+
+    def report(self) -> BackendReport:
+        """After the measured iterations: what this backend adds to the record."""
+        return BackendReport()
 
     def close(self) -> None:  # noqa: B027  (optional hook: most backends need nothing)
         """Release the device."""

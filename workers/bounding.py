@@ -1,8 +1,10 @@
-"""Applying the roofline bound (bounds/) to a measured cell, on the device it ran on."""
+"""The roofline bound (bounds/) of a measured cell, on the device it ran on."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from bounds.roofline import ModelShape, bounds_for, bytes_per_element, violations
 from bounds.specs import DeviceSpec, lookup
@@ -10,6 +12,8 @@ from cells.config import CellConfig
 from workers.bandwidth import measured_spec
 
 log = logging.getLogger(__name__)
+
+BOUND_KEYS = ("bound_output_tokens_per_s", "bound_ttft_s", "bound_tpot_s", "bound_fraction")
 
 
 def _resolve_spec(device_kind: str, device_name: str, working_set: int) -> DeviceSpec:
@@ -19,14 +23,18 @@ def _resolve_spec(device_kind: str, device_name: str, working_set: int) -> Devic
     return measured_spec(device_kind, working_set)
 
 
-def apply_bounds(
-    rec: dict, cell: CellConfig, model_info: dict, device_kind: str, device_name: str
-) -> None:
-    """Set the bound_* fields of an ok record and flag `above_bound` when a measured number
-    is faster than physics allows (beyond TOLERANCE). Never raises: a record whose model or
-    device has no usable figures gets null bounds and the reason in `bound_source`."""
-    for key in ("bound_output_tokens_per_s", "bound_ttft_s", "bound_tpot_s", "bound_fraction"):
-        rec[key] = None
+def bound_fields(
+    metrics: Mapping[str, Any],
+    cell: CellConfig,
+    model_info: Mapping[str, Any],
+    device_kind: str,
+    device_name: str,
+) -> tuple[dict[str, Any], list[str]]:
+    """(the bound_* fields of a measured cell, what beat the bound by more than TOLERANCE).
+
+    Never raises: a model or device without usable figures gets null bounds and the reason
+    in `bound_source`; a non-empty second item means the record is flagged `above_bound`."""
+    out: dict[str, Any] = dict.fromkeys(BOUND_KEYS)
     n = cell.chips
     try:
         config = model_info.get("config") or {}
@@ -36,22 +44,17 @@ def apply_bounds(
         spec = _resolve_spec(device_kind, device_name, working_set)
         b = bounds_for(config, dtype, spec, cell.batch, cell.seq, cell.prompt_len, n)
     except Exception as exc:  # a bound is a check, never a reason to lose a measurement
-        rec["bound_source"] = f"n/a: {type(exc).__name__}: {exc}"
-        log.warning("[%s] no roofline bound: %s", rec.get("cell_dir"), exc)
-        return
+        out["bound_source"] = f"n/a: {type(exc).__name__}: {exc}"
+        log.warning("no roofline bound: %s", exc)
+        return out, []
     times = f" x{n}" if n > 1 else ""
-    rec["bound_source"] = f"{spec.name}{times}: {spec.source}"
-    rec["bound_output_tokens_per_s"] = b.output_tokens_per_s
-    rec["bound_ttft_s"] = b.ttft_s
-    rec["bound_tpot_s"] = b.tpot_s
-    if rec.get("output_tokens_per_s"):
-        rec["bound_fraction"] = rec["output_tokens_per_s"] / b.output_tokens_per_s
-    broken = violations(rec, b)
+    out["bound_source"] = f"{spec.name}{times}: {spec.source}"
+    out["bound_output_tokens_per_s"] = b.output_tokens_per_s
+    out["bound_ttft_s"] = b.ttft_s
+    out["bound_tpot_s"] = b.tpot_s
+    if metrics.get("output_tokens_per_s"):
+        out["bound_fraction"] = metrics["output_tokens_per_s"] / b.output_tokens_per_s
+    broken = violations(metrics, b)
     if broken:
-        flags = rec.setdefault("flags", [])
-        if "above_bound" not in flags:
-            flags.append("above_bound")
-        log.warning(
-            "[%s] above_bound: %s (bound: %s)", rec.get("cell_dir"), "; ".join(broken),
-            rec["bound_source"],
-        )  # fmt: skip
+        log.warning("above_bound: %s (bound: %s)", "; ".join(broken), out["bound_source"])
+    return out, broken

@@ -1,8 +1,11 @@
 """The measuring loop: warm-up and timed iterations of one cell, through one backend.
 
-``run_cell`` always returns a record; an exception inside the cell becomes a `failed` (or
-`oom`) record with the error and the end of its traceback. Loaded models are kept in a
-per-process cache, so a long-lived worker (one Ray actor per device) loads each model once.
+``measure(cell)`` always returns an :class:`~cells.record.Outcome`; an exception inside the
+cell becomes a `failed` (or `oom`) outcome with the error and the end of its traceback. Each
+part returns its own piece (the metrics, the memory, the bounds, the backend's report) and
+the outcome is assembled here, once; the record is built from it by
+:func:`cells.record.build_record`. Loaded models are kept in a per-process cache, so a
+long-lived worker (one Ray actor per device) loads each model once.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from typing import Any
 
 from cells.config import CellConfig
 from cells.identity import model_key
-from cells.record import base_record, error_info
-from workers.base import Backend, CellOOM, backend_class
-from workers.bounding import apply_bounds
+from cells.record import Flag, Outcome, Status
+from workers.base import Backend, BackendReport, CellOOM, IterationResult, backend_class
+from workers.bounding import bound_fields
 from workers.devices import VISIBLE_ENV, Device, open_device
 from workers.env import environment, utc_now
 from workers.metrics import cell_metrics
@@ -54,7 +57,7 @@ def drop_models() -> None:
     _LOADED.clear()
 
 
-def _measure(backend: Backend, cell: CellConfig, device: Device) -> list:
+def _iterations(backend: Backend, cell: CellConfig, device: Any) -> list[IterationResult]:
     backend.prepare(cell)
     for _ in range(cell.bench.warmup):
         backend.run_iteration()
@@ -78,75 +81,106 @@ def _open(cell: CellConfig) -> Any:
     return open_device(cell.device.name)
 
 
-def _flags(rec: dict[str, Any], cell: CellConfig, simulated: bool) -> list[str]:
+def quality_flags(metrics: dict[str, Any], cell: CellConfig, simulated: bool) -> list[Flag]:
+    """The flags that the metrics alone decide."""
     flags = []
     if simulated:
-        flags.append("simulated")
-    if rec["generated_tokens"] < rec["expected_tokens"]:
-        flags.append("short_output")
-    cv = rec.get("e2e_cv")
+        flags.append(Flag.SIMULATED)
+    if metrics["generated_tokens"] < metrics["expected_tokens"]:
+        flags.append(Flag.SHORT_OUTPUT)
+    cv = metrics.get("e2e_cv")
     if cv is not None and cv > cell.bench.unstable_cv:
-        flags.append("unstable")
-    if rec["measured_iterations"] < cell.bench.iterations or (
-        rec["measured_s"] < cell.bench.min_duration_s
+        flags.append(Flag.UNSTABLE)
+    if metrics["measured_iterations"] < cell.bench.iterations or (
+        metrics["measured_s"] < cell.bench.min_duration_s
     ):
-        flags.append("too_brief")
+        flags.append(Flag.TOO_BRIEF)
     return flags
 
 
-def run_cell(cell: CellConfig) -> dict[str, Any]:
-    """Measure one cell on this process's device and return its record."""
-    rec = base_record(cell)
-    rec["started_at"] = utc_now()
-    rec["env"] = environment()
-    rec["node"] = rec["env"]["host"]
-    device = None
+def memory_fields(device: Any, report: BackendReport) -> dict[str, int | None]:
+    if report.memory is not None:
+        return dict(report.memory)
+    mem = device.peak_memory()
+    return {
+        "peak_memory_allocated_bytes": mem["allocated"],
+        "peak_memory_reserved_bytes": mem["reserved"],
+        "peak_rss_bytes": mem["rss"],
+        "peak_memory_bytes": mem["allocated"] if mem["allocated"] is not None else mem["rss"],
+    }
+
+
+def raw_values(its: list[IterationResult]) -> dict[str, list]:
+    return {
+        "e2e_s": [it.e2e_s for it in its],
+        "ttft_s": [it.ttft_s for it in its],
+        "generated_tokens": [it.generated_tokens for it in its],
+        "step_times_s": [it.step_times_s for it in its],
+    }
+
+
+def _device_snapshot(device: Any, simulated: bool) -> dict[str, Any] | None:
+    if simulated or device.kind not in ("cuda", "npu"):
+        return None
+    try:
+        return snapshot(device.kind)
+    except Exception:  # a snapshot must never fail a cell
+        log.exception("device snapshot failed")
+        return None
+
+
+def _run(cell: CellConfig, device: Any, out: Outcome) -> None:
+    """Load, measure and fill ``out`` (status ok); raises whatever the cell raised."""
+    backend, reused, load_s = get_backend(cell, device)
+    info = backend.model_info()
+    its = _iterations(backend, cell, device)
+    metrics = cell_metrics(its, batch=cell.batch, seq=cell.seq, prompt_len=cell.prompt_len)
+    report = backend.report()
+    bounds, broken = bound_fields(metrics, cell, info, device.kind, out.fields["device_name"])
+    out.fields.update(
+        model_reused=reused,
+        model_load_s=load_s,
+        model_path=info.get("path", cell.model.path),
+        dtype=info.get("dtype", cell.model.dtype),
+        model_parameters=info.get("parameters"),
+        **metrics,
+        **memory_fields(device, report),
+        **bounds,
+        **report.fields,
+    )
+    out.flags = [*quality_flags(metrics, cell, backend.simulated), *report.flags]
+    if broken:
+        out.flags.append(Flag.ABOVE_BOUND)
+    out.details["raw"] = raw_values(its)
+    if report.engine is not None:
+        out.details["engine"] = report.engine
+    smi = _device_snapshot(device, backend.simulated)
+    if smi is not None:
+        out.details["smi"] = smi
+    out.status = Status.OK
+
+
+def measure(cell: CellConfig) -> Outcome:
+    """Measure one cell on this process's device. Never raises for a problem of the cell."""
+    env = environment()
     visible_var = VISIBLE_ENV.get(cell.device.name)
-    rec["visible_devices"] = os.environ.get(visible_var) if visible_var else None
+    out = Outcome(env=env, started_at=utc_now())
+    out.fields.update(
+        node=env["host"], visible_devices=os.environ.get(visible_var) if visible_var else None
+    )
+    device = None
     try:
         device = _open(cell)
-        rec["device"] = device.kind
-        rec["device_name"] = device.name()
-        rec["visible_devices"] = device.visible_devices()
-        log.info(
-            "[%s] start b=%d s=%d p=%d", rec["cell_dir"], cell.batch, cell.seq, cell.prompt_len
+        out.fields.update(
+            device=device.kind, device_name=device.name(), visible_devices=device.visible_devices()
         )
-        backend, reused, load_s = get_backend(cell, device)
-        rec["model_reused"] = reused
-        rec["model_load_s"] = load_s
-        info = backend.model_info()
-        rec["model_path"] = info.get("path", rec["model_path"])
-        rec["dtype"] = info.get("dtype", rec["dtype"])
-        rec["model_parameters"] = info.get("parameters")
-        its = _measure(backend, cell, device)
-        rec.update(cell_metrics(its, batch=cell.batch, seq=cell.seq, prompt_len=cell.prompt_len))
-        mem = device.peak_memory()
-        rec["peak_memory_allocated_bytes"] = mem["allocated"]
-        rec["peak_memory_reserved_bytes"] = mem["reserved"]
-        rec["peak_rss_bytes"] = mem["rss"]
-        rec["peak_memory_bytes"] = mem["allocated"] if mem["allocated"] is not None else mem["rss"]
-        rec["raw"] = {
-            "e2e_s": [it.e2e_s for it in its],
-            "ttft_s": [it.ttft_s for it in its],
-            "generated_tokens": [it.generated_tokens for it in its],
-            "step_times_s": [it.step_times_s for it in its],
-        }
-        rec["flags"] = _flags(rec, cell, backend.simulated)
-        rec["status"] = "ok"
-        apply_bounds(rec, cell, info, device.kind, rec["device_name"])
-        if not backend.simulated and device.kind in ("cuda", "npu"):
-            try:
-                rec["smi"] = snapshot(device.kind)
-            except Exception:  # a snapshot must never fail a cell
-                log.exception("[%s] device snapshot failed", rec["cell_dir"])
-        extra = getattr(backend, "record_extras", None)
-        if callable(extra):
-            rec.update(extra(rec))
+        log.info("[%s] start b=%d s=%d p=%d", cell.model.name, cell.batch, cell.seq, cell.prompt_len)
+        _run(cell, device, out)
     except Exception as exc:  # every failure becomes a record; the sweep goes on
         oom = isinstance(exc, CellOOM) or (device is not None and device.is_oom(exc))
-        rec["status"] = "oom" if oom else "failed"
-        rec["error"] = error_info(exc)
-        log.error("[%s] %s: %s", rec["cell_dir"], rec["status"], exc)
+        failed = Outcome.failure(exc, Status.OOM if oom else Status.FAILED)
+        out.status, out.error = failed.status, failed.error
+        log.error("[%s] %s: %s", cell.model.name, out.status.value, exc)
         # A failed cell may leave the device in a bad state: drop the model, start clean.
         drop_models()
         if device is not None:
@@ -154,13 +188,19 @@ def run_cell(cell: CellConfig) -> dict[str, Any]:
                 device.empty_cache()
             except Exception:
                 log.exception("emptying the device cache failed")
-    rec["finished_at"] = utc_now()
-    if rec["status"] == "ok":
+    out.finished_at = utc_now()
+    if out.status == Status.OK:
+        f = out.fields
         log.info(
-            "[%s] ok: %.1f output tok/s, e2e p50 %.4f s, ttft %.4f s",
-            rec["cell_dir"],
-            rec["output_tokens_per_s"] or 0.0,
-            rec["e2e_s_p50"] or 0.0,
-            rec["ttft_s_mean"] or 0.0,
-        )
-    return rec
+            "[%s] ok b=%d s=%d: %.1f output tok/s, e2e p50 %.4f s, ttft %.4f s",
+            cell.model.name, cell.batch, cell.seq, f["output_tokens_per_s"] or 0.0,
+            f["e2e_s_p50"] or 0.0, f["ttft_s_mean"] or 0.0,
+        )  # fmt: skip
+    return out
+
+
+def run_cell(cell: CellConfig) -> dict[str, Any]:
+    """Measure one cell and return its record (for notebooks, tests and single runs)."""
+    from cells.record import build_record
+
+    return build_record(cell, measure(cell))

@@ -1,23 +1,41 @@
-"""Composing job configs quickly: one Hydra composition per distinct set of group choices.
+"""Job configs: composed by Hydra, or, for planning, a job's task values without composing it.
 
-Hydra composes every job from scratch (tens of ms each: defaults tree, YAML, merges). Jobs
-of a sweep usually differ only in values (batch=1,2,4 ...), so we compose a template once per
-set of config-group choices and apply each job's value overrides to a copy of it, the same
-way Hydra applies them (`_apply_overrides_to_config`), then fill in the fields Hydra derives
-from the overrides. Any job the fast path cannot express exactly (hydra.* overrides, deletions)
-is composed by Hydra itself.
+Hydra composes every job from scratch (tens of ms each: defaults tree, YAML, merges). The jobs
+of a sweep usually differ only in values (batch=1,2,4 ...), so ``task_values`` composes one
+template per set of config-group choices (with Hydra's own ``load_sweep_config``), keeps its
+task part as plain values, and applies each job's value overrides to a copy of them, with
+the value Hydra's override parser gives. Jobs the fast path cannot express exactly (hydra.*
+overrides, deletions, package overrides, interpolations in a value, a template whose
+interpolations are not environment lookups) return None: the caller composes them.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 from typing import Any
 
-from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf
+
+
+def _group_names(loader: Any, parent: str = "") -> set[str]:
+    out: set[str] = set()
+    for name in loader.list_groups(parent):
+        full = f"{parent}/{name}" if parent else name
+        out.add(full.replace("/", "."))
+        out |= _group_names(loader, full)
+    return out
+
+
+def _only_env_interpolations(node: Any) -> bool:
+    if isinstance(node, dict):
+        return all(_only_env_interpolations(v) for v in node.values())
+    if isinstance(node, list):
+        return all(_only_env_interpolations(v) for v in node)
+    if isinstance(node, str) and "${" in node:
+        return node.startswith("${oc.env:") and node.count("${") == 1
+    return True
 
 
 class Composer:
@@ -25,39 +43,46 @@ class Composer:
         self.master = master
         self.loader = config_loader
         self.parser = OverridesParser.create(config_loader=config_loader)
-        self.templates: dict[tuple[str, ...], DictConfig] = {}
-        self.groups: dict[str, bool] = {}
-
-    def _is_group(self, o: Override) -> bool:
-        key = o.key_or_group
-        if key not in self.groups:
-            repo = getattr(self.loader, "repository", None)
-            self.groups[key] = repo is None or repo.group_exists(key.replace(".", "/"))
-        return self.groups[key]
+        self.groups = _group_names(config_loader)
+        self.templates: dict[tuple[str, ...], dict[str, Any] | None] = {}
 
     def compose(self, overrides: list[str]) -> DictConfig:
-        parsed = self.parser.parse_overrides(overrides)
-        slow = any(o.is_hydra_override() or o.is_delete() or o.package is not None for o in parsed)
-        if slow:
-            return self.loader.load_sweep_config(self.master, list(overrides))
-        group_lines = tuple(o.input_line for o in parsed if self._is_group(o))
-        values = [o for o in parsed if not self._is_group(o)]
-        template = self.templates.get(group_lines)
+        """The job's config exactly as Hydra composes it for a sweep."""
+        return self.loader.load_sweep_config(self.master, list(overrides))
+
+    def _template(self, group_lines: tuple[str, ...]) -> dict[str, Any] | None:
+        if group_lines not in self.templates:
+            cfg = self.compose(list(group_lines))
+            task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+            raw = OmegaConf.to_container(task, resolve=False)
+            ok = _only_env_interpolations(raw)
+            self.templates[group_lines] = OmegaConf.to_container(task, resolve=True) if ok else None
+        return self.templates[group_lines]
+
+    def _fast(self, o: Override) -> bool:
+        return not (o.is_hydra_override() or o.is_delete() or o.package is not None)
+
+    def task_values(self, overrides: list[str]) -> dict[str, Any] | None:
+        parsed = self.parser.parse_overrides(list(overrides))
+        if not all(self._fast(o) for o in parsed):
+            return None
+        group_lines = tuple(o.input_line for o in parsed if o.key_or_group in self.groups)
+        template = self._template(group_lines)
         if template is None:
-            template = self.loader.load_sweep_config(self.master, list(group_lines))
-            self.templates[group_lines] = template
-        cfg = copy.deepcopy(template)
-        with read_write(cfg), open_dict(cfg.hydra):
-            ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
-            cfg.hydra.overrides.task = [o.input_line for o in parsed]
-            dirname = cfg.hydra.job.config.override_dirname
-            cfg.hydra.job.override_dirname = get_overrides_dirname(
-                overrides=parsed,
-                kv_sep=dirname.kv_sep,
-                item_sep=dirname.item_sep,
-                exclude_keys=dirname.exclude_keys,
-            )
-            for key in cfg.hydra.job.env_copy:
-                cfg.hydra.job.env_set[key] = os.environ[key]
-        OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
-        return cfg
+            return None
+        values = copy.deepcopy(template)
+        for o in parsed:
+            if o.key_or_group in self.groups:
+                continue
+            value = o.value()
+            if isinstance(value, str) and "${" in value:
+                return None
+            node = values
+            *parents, leaf = o.key_or_group.split(".")
+            for key in parents:
+                child = node.get(key)
+                if not isinstance(child, dict):
+                    child = node[key] = {}
+                node = child
+            node[leaf] = value
+        return values

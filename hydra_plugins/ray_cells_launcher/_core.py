@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -28,8 +27,11 @@ from . import _cluster
 from ._compose import Composer
 from ._progress import Progress
 from ._worker import JobWorker
+from ._app import App, Job
 
 log = logging.getLogger(__name__)
+
+LOST = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError)
 
 
 class Unplaceable(RuntimeError):
@@ -41,52 +43,33 @@ class WorkerLost(RuntimeError):
 
 
 @dataclass
-class Job:
-    idx: int
-    overrides: list[str]
-    config: DictConfig | None  # the sweep config, hydra node included (None when dropped)
-    output_dir: str
-    shape: dict[str, Any] = field(default_factory=dict)
-    affinity: str = ""
-    attempts: int = 0
-    started: float = 0.0
-    ret: JobReturn | None = None
+class Settings:
+    """The launcher's settings (RayCellsLauncherConf), typed."""
+
+    ray: Any = None
+    app: str | None = None
+    app_options: dict[str, Any] = field(default_factory=dict)
+    resume: bool = True
+    max_retries: int = 2
+    job_timeout_s: float = 0.0
+    stall_timeout_s: float = 60.0
+    ship_working_dir: bool = True
+    progress: str = "auto"
+    keep_job_configs: bool = True
+
+    @classmethod
+    def of(cls, params: dict[str, Any]) -> Settings:
+        known = {f for f in cls.__dataclass_fields__ if f in params}
+        s = cls(**{k: params[k] for k in known})
+        s.app_options = dict(s.app_options or {})
+        return s
 
 
-class App:
-    """Default hooks: every job takes one CPU, nothing is skipped or written by the driver."""
-
-    def prepare(self, jobs: list[Job], sweep_dir: str) -> None: ...
-
-    def resources(self, job: Job, nodes: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"num_cpus": 1}
-
-    def describe(self, job: Job) -> str:
-        return " ".join(job.overrides) or f"job {job.idx}"
-
-    def affinity(self, job: Job) -> str:
-        return ""
-
-    def is_done(self, job: Job) -> Any | None:
-        return None
-
-    def on_result(self, job: Job, ret: JobReturn, where: dict[str, Any]) -> bool:
-        """Store a result; return True if the worker should be replaced by a fresh one."""
-        return ret.status != JobStatus.COMPLETED
-
-    def on_lost(self, job: Job, error: BaseException) -> None: ...
-
-    def on_end(self, jobs: list[Job], sweep_dir: str, interrupted: bool) -> None: ...
-
-    def env_vars(self) -> dict[str, str]:
-        return {}
-
-
-def _load_app(path: str | None, options: dict[str, Any] | None = None) -> App:
-    if not path:
+def _load_app(s: Settings) -> App:
+    if not s.app:
         return App()
-    module, _, name = path.replace(":", ".").rpartition(".")
-    return getattr(importlib.import_module(module), name)(**dict(options or {}))
+    module, _, name = s.app.replace(":", ".").rpartition(".")
+    return getattr(importlib.import_module(module), name)(**s.app_options)
 
 
 def _task_dir(task_function: Any) -> str | None:
@@ -108,296 +91,312 @@ def _task_dir(task_function: Any) -> str | None:
     return os.path.dirname(path)
 
 
-def _job_config(composer: Composer, job: Job, sweep_dir: str) -> DictConfig:
-    cfg = composer.compose(job.overrides)
-    with open_dict(cfg):
-        cfg.hydra.job.id = f"{job.idx}"
-        cfg.hydra.job.num = job.idx
-        # Absolute, so workers whose cwd is elsewhere write where the driver reads.
-        cfg.hydra.sweep.dir = sweep_dir
-        # Resolved here, once: a worker needs none of the driver's resolvers to find it.
-        cfg.hydra.sweep.subdir = str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
-    return cfg
+class _Cluster:
+    """Ray for this launch, started (or joined) on first use and stopped at the end."""
+
+    def __init__(self, settings: Settings, work_dir: str | None, env: dict[str, str]) -> None:
+        self.settings, self.work_dir, self.env = settings, work_dir, env
+        self.session: _cluster.Session | None = None
+
+    def nodes(self) -> list[dict[str, Any]]:
+        if self.session is None:
+            self.session = _cluster.start(self.settings.ray, self.work_dir, self.env)
+        return _cluster.alive_nodes()
+
+    def stop(self) -> None:
+        if self.session is not None:
+            _cluster.stop(self.session)
+            self.session = None
 
 
-def _plan(
-    composer: Composer, job_overrides: Sequence[Sequence[str]], start_idx: int, sweep_dir: str
-) -> list[Job]:
-    jobs = []
-    for i, overrides in enumerate(job_overrides):
-        job = Job(start_idx + i, list(overrides), None, "")  # type: ignore[arg-type]
-        job.config = _job_config(composer, job, sweep_dir)
-        HydraConfig.instance().set_config(job.config)
-        job.output_dir = os.path.join(
-            sweep_dir, str(OmegaConf.select(job.config, "hydra.sweep.subdir"))
-        )
-        jobs.append(job)
-    return jobs
+class _Planner:
+    """What an app's ``prepare`` plans with (hydra_plugins.ray_cells_launcher.app.Planner)."""
+
+    def __init__(self, composer: Composer, sweep_dir: str, cluster: _Cluster) -> None:
+        self.composer, self.sweep_dir, self.cluster = composer, sweep_dir, cluster
+        self.config = composer.master
+
+    def compose(self, job: Job) -> DictConfig:
+        cfg = self.composer.compose(job.overrides)
+        with open_dict(cfg):
+            cfg.hydra.job.id = f"{job.idx}"
+            cfg.hydra.job.num = job.idx
+            # Absolute, so workers whose cwd is elsewhere write where the driver reads.
+            cfg.hydra.sweep.dir = self.sweep_dir
+            # Resolved here, once: a worker needs none of the driver's resolvers to find it.
+            cfg.hydra.sweep.subdir = str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+        return cfg
+
+    def task_values(self, overrides: list[str]) -> dict[str, Any] | None:
+        return self.composer.task_values(overrides)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self.cluster.nodes()
 
 
-def _skipped_return(job: Job, value: Any, keep_configs: bool) -> JobReturn:
+def _finished_return(job: Job, value: Any, status: JobStatus = JobStatus.COMPLETED) -> JobReturn:
+    """A JobReturn made by the launcher (a skipped job, a runner's result, a lost job)."""
     ret = JobReturn(overrides=job.overrides, working_dir=job.output_dir)
     ret.task_name = JobRuntime.instance().get("name")
-    if keep_configs and job.config is not None:
+    if job.config is not None:
         ret.cfg = OmegaConf.masked_copy(job.config, [k for k in job.config if k != "hydra"])
         ret.hydra_cfg = job.config
     ret.return_value = value
-    ret.status = JobStatus.COMPLETED
+    ret.status = status
     return ret
 
 
-class _Pool:
-    """Actors per resource shape, created on demand up to what the alive nodes can hold.
-
-    A new actor gets no job until it has answered `where()`: an actor that cannot be placed
-    (its node died, or an idle actor still holds the device) never holds a job hostage.
-    """
-
-    def __init__(self, launcher: Any, singletons: Any) -> None:
-        self.launcher = launcher
-        self.singletons = (
-            singletons  # Hydra's state (resolvers included), as Hydra's launchers ship it
-        )
-        self.actors: dict[str, list[dict[str, Any]]] = {}
-
-    def new(self, key: str, shape: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        opts = {k: v for k, v in shape.items() if v}
-        opts.setdefault("num_cpus", 0)
-        handle = JobWorker.options(**opts).remote(
-            self.launcher.hydra_context, self.launcher.task_function, self.singletons
-        )
-        slot = {"handle": handle, "job": None, "affinity": None, "ready": False}
-        self.actors.setdefault(key, []).append(slot)
-        return handle.where.remote(), slot
-
-    def forget(self, key: str, slot: dict[str, Any]) -> None:
-        if slot in self.actors.get(key, []):
-            self.actors[key].remove(slot)
-
-    def drop(self, key: str, slot: dict[str, Any]) -> None:
-        self.forget(key, slot)
-        ray.kill(slot["handle"], no_restart=True)
-
-    def kill_all(self) -> None:
-        for slots in self.actors.values():
-            for slot in slots:
-                ray.kill(slot["handle"], no_restart=True)
-        self.actors.clear()
-
-
-def launch(
-    launcher: Any, job_overrides: Sequence[Sequence[str]], start_idx: int
-) -> list[JobReturn]:
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], start_idx: int) -> list:
     setup_globals()
-    params = launcher.params
+    s = Settings.of(launcher.params)
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
-    app = _load_app(params.get("app"), params.get("app_options"))
+    app = _load_app(s)
     sweep_dir = os.path.abspath(str(launcher.config.hydra.sweep.dir))
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
-    composer = Composer(launcher.config, launcher.hydra_context.config_loader)
-    jobs = _plan(composer, job_overrides, start_idx, sweep_dir)
-    app.prepare(jobs, sweep_dir)  # validates every job before anything starts
-    keep = bool(params.get("keep_job_configs", True))
-    todo = []
-    for job in jobs:
-        done = app.is_done(job) if params.get("resume", True) else None
-        if done is not None:
-            job.ret = _skipped_return(job, done, keep)
-        else:
-            todo.append(job)
-        if not keep:
-            job.config = None  # composed again when dispatched: the driver's memory stays flat
-    skipped = len(jobs) - len(todo)
-    log.info(
-        "ray_cells: %d jobs, %d already done, %d to run; sweep dir %s",
-        len(jobs), skipped, len(todo), sweep_dir,
-    )  # fmt: skip
+    work_dir = _task_dir(launcher.task_function) if s.ship_working_dir else None
+    cluster = _Cluster(s, work_dir, app.env_vars())
+    jobs = [Job(start_idx + i, list(o)) for i, o in enumerate(job_overrides)]
     interrupted = False
-    session = None
     try:
+        composer = Composer(launcher.config, launcher.hydra_context.config_loader)
+        app.prepare(jobs, sweep_dir, _Planner(composer, sweep_dir, cluster))
+        todo = _skip_done(app, jobs, s)
+        log.info(
+            "ray_cells: %d jobs, %d already done, %d to run; sweep dir %s",
+            len(jobs), len(jobs) - len(todo), len(todo), sweep_dir,
+        )  # fmt: skip
         if todo:
-            work_dir = None
-            if params.get("ship_working_dir", True):
-                work_dir = _task_dir(launcher.task_function)
-            session = _cluster.start(params["ray"], work_dir, app.env_vars())
-            _run(
-                launcher, app, todo, skipped, params, lambda j: _job_config(composer, j, sweep_dir)
-            )
+            progress = Progress(len(jobs), len(jobs) - len(todo), s.progress)
+            Scheduler(launcher, app, s, cluster, progress).run(todo)
     except KeyboardInterrupt:
         interrupted = True
         log.warning("interrupted: running jobs cancelled, finished results kept")
         raise
     finally:
-        if session is not None:
-            _cluster.stop(session)
+        cluster.stop()
         app.on_end(jobs, sweep_dir, interrupted)
     return [job.ret for job in jobs if job.ret is not None]
 
 
-def _run(
-    launcher: Any, app: App, todo: list[Job], skipped: int, params: dict, make_config: Any
-) -> None:
-    nodes = _cluster.alive_nodes()
-    for job in todo:
-        job.shape = app.resources(job, nodes)
-        job.affinity = app.affinity(job)
-        _cluster.check_feasible(job.shape, app.describe(job))
-    pool = _Pool(launcher, Singleton.get_state())
-    job_runtime = JobRuntime.instance().conf
-    pending: dict[str, list[Job]] = {}
-    shapes: dict[str, dict[str, Any]] = {}
-    for job in todo:
-        key = repr(sorted(job.shape.items()))
-        pending.setdefault(key, []).append(job)
-        shapes[key] = job.shape
-    # ref -> (shape key, actor slot, job; None for an actor's readiness probe)
-    in_flight: dict[Any, tuple[str, dict[str, Any], Job | None]] = {}
-    progress = Progress(len(todo) + skipped, skipped, params.get("progress", "auto"))
-    timeout = float(params.get("job_timeout_s") or 0)
-    max_retries = int(params.get("max_retries", 2))
-    keep = bool(params.get("keep_job_configs", True))
-    lost = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError)
-    stalled = 0.0
-    stall_s = float(params.get("stall_timeout_s", 60.0))
-    try:
-        while any(pending.values()) or any(j is not None for _, _, j in in_flight.values()):
-            nodes = _cluster.alive_nodes()
-            room = 0
-            for key, queue in pending.items():
-                cap = _cluster.capacity(shapes[key], nodes)
-                room += cap if queue else 0
-                _dispatch(
-                    pool, key, shapes[key], queue, in_flight, (job_runtime, keep), cap, make_config
-                )
-            running = any(j is not None for _, _, j in in_flight.values())
-            if running or room:
-                stalled = 0.0
-            else:
-                # Nothing runs and nothing can start: the nodes these jobs need are gone.
-                stalled = stalled or time.monotonic()
-                if time.monotonic() - stalled > stall_s:
-                    _give_up(app, pending, progress, keep, stall_s)
-            if not in_flight:
-                time.sleep(0.5)
-                continue
-            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
-            for ref in ready:
-                key, slot, job = in_flight.pop(ref)
-                if job is None:  # an actor answered: it is placed and ready for jobs
-                    try:
-                        ray.get(ref)
-                        slot["ready"] = True
-                    except lost:
-                        pool.forget(key, slot)
-                    continue
-                slot["job"] = None
-                try:
-                    ret, where = ray.get(ref)
-                except lost as exc:
-                    pool.forget(key, slot)
-                    _lost(app, job, exc, max_retries, pending[key], progress, keep)
-                    continue
-                if not keep:
-                    ret.cfg = ret.hydra_cfg = job.config = None
-                job.ret = ret
-                if app.on_result(job, ret, where):
-                    pool.drop(key, slot)  # a failed job may leave the device unusable
-                progress.finished(ret.status == JobStatus.COMPLETED)
-            if timeout:
-                _enforce_timeout(pool, app, in_flight, timeout, pending, progress, keep)
-            progress.update(running=sum(1 for _, _, j in in_flight.values() if j is not None))
-    finally:
-        progress.close()
-        pool.kill_all()
+def _skip_done(app: App, jobs: list[Job], s: Settings) -> list[Job]:
+    todo = []
+    for job in jobs:
+        done = app.is_done(job) if s.resume else None
+        if done is not None:
+            job.ret = _finished_return(job, done)
+        else:
+            todo.append(job)
+        if not s.keep_job_configs:
+            job.config = None  # composed again when dispatched: the driver's memory stays flat
+    return todo
 
 
-def _dispatch(
-    pool: _Pool,
-    key: str,
-    shape: dict,
-    queue: list[Job],
-    in_flight: dict,
-    runtime: Any,
-    cap: int,
-    make_config: Any,
-) -> None:
-    """Give queued jobs to ready, idle actors; start actors while the cluster has room."""
-    slots = pool.actors.get(key, [])
-    starting = sum(1 for s in slots if not s["ready"])
-    idle = [s for s in slots if s["ready"] and s["job"] is None]
-    while len(queue) > len(idle) + starting and len(slots) < cap:
-        probe, slot = pool.new(key, shape)
-        in_flight[probe] = (key, slot, None)
-        slots = pool.actors[key]
-        starting += 1
-    for slot in idle:
-        if not queue:
+@dataclass
+class Slot:
+    """One actor of a pool: placed once it answered its probe; runs one job at a time."""
+
+    handle: Any
+    key: str  # the resource shape it was created with
+    ready: bool = False
+    job: Job | None = None
+    affinity: str | None = None
+
+
+class Scheduler:
+    """Pools of actors per resource shape, fed from per-shape queues of pending jobs."""
+
+    def __init__(
+        self, launcher: Any, app: App, s: Settings, cluster: _Cluster, progress: Progress
+    ) -> None:
+        self.launcher, self.app, self.s, self.cluster = launcher, app, s, cluster
+        self.progress = progress
+        self.runner = app.runner()
+        self.singletons = None if self.runner else Singleton.get_state()
+        self.job_runtime = JobRuntime.instance().conf
+        self.composer: Composer | None = None
+        self.pending: dict[str, list[Job]] = {}
+        self.shapes: dict[str, dict[str, Any]] = {}
+        self.slots: dict[str, list[Slot]] = {}
+        # ref -> (slot, its job; None for the actor's readiness probe)
+        self.in_flight: dict[Any, tuple[Slot, Job | None]] = {}
+        self.stalled_since = 0.0
+
+    # --- setup -------------------------------------------------------------------------
+    def run(self, todo: list[Job]) -> None:
+        nodes = self.cluster.nodes()
+        for job in todo:
+            job.shape = self.app.resources(job, nodes)
+            job.affinity = self.app.affinity(job)
+            _cluster.check_feasible(job.shape, self.app.describe(job))
+            key = repr(sorted(job.shape.items()))
+            self.pending.setdefault(key, []).append(job)
+            self.shapes[key] = job.shape
+        try:
+            while self._busy():
+                self._step()
+        finally:
+            self.progress.close()
+            self._kill_all()
+
+    def _busy(self) -> bool:
+        return any(self.pending.values()) or any(j for _, j in self.in_flight.values())
+
+    def _step(self) -> None:
+        nodes = _cluster.alive_nodes()
+        room = 0
+        for key, queue in self.pending.items():
+            cap = _cluster.capacity(self.shapes[key], nodes)
+            room += cap if queue else 0
+            self._grow(key, queue, cap)
+            self._dispatch(key, queue)
+        self._check_stall(running=any(j for _, j in self.in_flight.values()), room=room)
+        if not self.in_flight:
+            time.sleep(0.5)
             return
-        # Prefer a job for the model this actor already has loaded.
-        job = next((j for j in queue if j.affinity == slot["affinity"]), queue[0])
-        queue.remove(job)
-        job.attempts += 1
-        job.started = time.monotonic()
-        slot["job"], slot["affinity"] = job, job.affinity
-        if job.config is None:
-            job.config = make_config(job)
-        job_runtime, keep = runtime
-        in_flight[slot["handle"].run.remote(job.config, job_runtime, keep)] = (key, slot, job)
+        ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=0.5)
+        for ref in ready:
+            self._collect(ref)
+        if self.s.job_timeout_s:
+            self._enforce_timeout()
+        self.progress.update(running=sum(1 for _, j in self.in_flight.values() if j))
+
+    # --- actors ------------------------------------------------------------------------
+    def _grow(self, key: str, queue: list[Job], cap: int) -> None:
+        """Start actors while jobs wait for more than the idle and starting ones can take."""
+        slots = self.slots.setdefault(key, [])
+        free = sum(1 for s in slots if not s.ready or s.job is None)
+        while len(queue) > free and len(slots) < cap:
+            opts = {k: v for k, v in self.shapes[key].items() if v}
+            opts.setdefault("num_cpus", 0)
+            # A runner needs neither the task function nor Hydra's state in the worker.
+            ctx = (None, None, None) if self.runner else self._hydra_args()
+            handle = JobWorker.options(**opts).remote(*ctx)
+            slot = Slot(handle, key)
+            slots.append(slot)
+            # A new actor gets no job until it answered: one that cannot be placed (its
+            # node died) never holds a job hostage.
+            self.in_flight[handle.where.remote()] = (slot, None)
+            free += 1
+
+    def _hydra_args(self) -> tuple[Any, Any, Any]:
+        return (self.launcher.hydra_context, self.launcher.task_function, self.singletons)
+
+    def _forget(self, slot: Slot) -> None:
+        if slot in self.slots.get(slot.key, []):
+            self.slots[slot.key].remove(slot)
+
+    def _drop(self, slot: Slot) -> None:
+        self._forget(slot)
+        ray.kill(slot.handle, no_restart=True)
+
+    def _kill_all(self) -> None:
+        for slots in self.slots.values():
+            for slot in slots:
+                ray.kill(slot.handle, no_restart=True)
+        self.slots.clear()
+
+    # --- jobs --------------------------------------------------------------------------
+    def _dispatch(self, key: str, queue: list[Job]) -> None:
+        for slot in self.slots.get(key, []):
+            if not queue:
+                return
+            if not slot.ready or slot.job is not None:
+                continue
+            # Prefer a job for the model this actor already has loaded.
+            job = next((j for j in queue if j.affinity == slot.affinity), queue[0])
+            queue.remove(job)
+            job.attempts += 1
+            job.started = time.monotonic()
+            slot.job, slot.affinity = job, job.affinity
+            self.app.on_dispatch(job)
+            if self.runner is not None:
+                ref = slot.handle.run_direct.remote(self.runner, job.payload)
+            else:
+                if job.config is None:
+                    job.config = self._compose(job)
+                keep = self.s.keep_job_configs
+                ref = slot.handle.run.remote(job.config, self.job_runtime, keep)
+            self.in_flight[ref] = (slot, job)
+
+    def _compose(self, job: Job) -> DictConfig:
+        if self.composer is None:
+            self.composer = Composer(self.launcher.config, self.launcher.hydra_context.config_loader)
+        sweep_dir = os.path.dirname(job.output_dir)
+        return _Planner(self.composer, sweep_dir, self.cluster).compose(job)
+
+    def _collect(self, ref: Any) -> None:
+        slot, job = self.in_flight.pop(ref)
+        if job is None:  # an actor answered its probe: it is placed and ready for jobs
+            try:
+                ray.get(ref)
+                slot.ready = True
+            except LOST:
+                self._forget(slot)
+            return
+        slot.job = None
+        try:
+            result, where = ray.get(ref)
+        except LOST as exc:
+            self._forget(slot)
+            self._lost(job, exc, self.s.max_retries)
+            return
+        job.ret = self._job_return(job, result)
+        if not self.s.keep_job_configs:
+            job.config = None
+        if self.app.on_result(job, job.ret, where):
+            self._drop(slot)  # a failed job may leave the device unusable
+        self.progress.finished(job.ret.status == JobStatus.COMPLETED)
+
+    def _job_return(self, job: Job, result: Any) -> JobReturn:
+        if self.runner is None:
+            ret: JobReturn = result
+            if not self.s.keep_job_configs:
+                ret.cfg = ret.hydra_cfg = None
+            return ret
+        ok, value = result
+        return _finished_return(job, value, JobStatus.COMPLETED if ok else JobStatus.FAILED)
+
+    def _lost(self, job: Job, exc: BaseException, retries: int) -> None:
+        if job.attempts <= retries:
+            log.warning(
+                "worker died running %s (attempt %d): retrying", self.app.describe(job), job.attempts
+            )
+            self.pending[repr(sorted(job.shape.items()))].insert(0, job)
+            return
+        what = self.app.describe(job)
+        if isinstance(exc, TimeoutError):
+            err = WorkerLost(f"{what}: {exc}; its worker was killed")
+        elif isinstance(exc, Unplaceable):
+            err = WorkerLost(f"{what}: {exc}")
+        else:
+            err = WorkerLost(f"worker died {job.attempts} times running {what}: {exc}")
+        self.app.on_lost(job, err)
+        job.ret = _finished_return(job, err, JobStatus.FAILED)
+        if not self.s.keep_job_configs:
+            job.config = None
+        self.progress.finished(False)
+
+    def _check_stall(self, running: bool, room: int) -> None:
+        """Jobs whose every possible node is gone fail after stall_timeout_s."""
+        if running or room:
+            self.stalled_since = 0.0
+            return
+        self.stalled_since = self.stalled_since or time.monotonic()
+        if time.monotonic() - self.stalled_since <= self.s.stall_timeout_s:
+            return
+        err = Unplaceable(f"no alive node could run it for {self.s.stall_timeout_s:g} s")
+        for queue in self.pending.values():
+            while queue:
+                self._lost(queue.pop(0), err, -1)  # -1: never re-queued
+
+    def _enforce_timeout(self) -> None:
+        now = time.monotonic()
+        for ref, (slot, job) in list(self.in_flight.items()):
+            if job is not None and now - job.started > self.s.job_timeout_s:
+                self.in_flight.pop(ref)
+                self._drop(slot)
+                err = TimeoutError(f"no result after {self.s.job_timeout_s:g} s")
+                self._lost(job, err, 0)  # 0: never retried
 
 
-def _lost(
-    app: App,
-    job: Job,
-    exc: BaseException,
-    max_retries: int,
-    queue: list[Job],
-    progress: Progress,
-    keep: bool = True,
-) -> None:
-    if job.attempts <= max_retries:
-        log.warning(
-            "worker died running %s (attempt %d): retrying", app.describe(job), job.attempts
-        )
-        queue.insert(0, job)
-        return
-    if isinstance(exc, TimeoutError):
-        err = WorkerLost(f"{app.describe(job)}: {exc}; its worker was killed")
-    elif isinstance(exc, Unplaceable):
-        err = WorkerLost(f"{app.describe(job)}: {exc}")
-    else:
-        err = WorkerLost(f"worker died {job.attempts} times running {app.describe(job)}: {exc}")
-    app.on_lost(job, err)
-    job.ret = _skipped_return(job, None, keep)
-    if not keep:
-        job.config = None
-    job.ret.status = JobStatus.FAILED
-    job.ret.return_value = err
-    progress.finished(False)
-
-
-def _give_up(app: App, pending: dict, progress: Progress, keep: bool, stall_s: float) -> None:
-    err = Unplaceable(f"no alive node could run it for {stall_s:g} s (its nodes are gone)")
-    for queue in pending.values():
-        while queue:
-            _lost(app, queue.pop(0), err, -1, queue, progress, keep)  # -1: never re-queued
-
-
-def _enforce_timeout(
-    pool: _Pool,
-    app: App,
-    in_flight: dict,
-    timeout: float,
-    pending: dict,
-    progress: Progress,
-    keep: bool = True,
-) -> None:
-    now = time.monotonic()
-    for ref, (key, slot, job) in list(in_flight.items()):
-        if job is not None and now - job.started > timeout:
-            in_flight.pop(ref)
-            pool.drop(key, slot)
-            err = TimeoutError(f"no result after {timeout:g} s")
-            _lost(app, job, err, 0, pending[key], progress, keep)  # 0: never retried
-
-
-__all__ = ["App", "Job", "WorkerLost", "launch"]
+__all__ = ["Settings", "Scheduler", "Slot", "WorkerLost", "launch"]

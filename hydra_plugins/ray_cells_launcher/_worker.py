@@ -1,8 +1,9 @@
-"""The Ray actor that runs Hydra jobs, one after another, in one long-lived process."""
+"""The Ray actor that runs jobs, one after another, in one long-lived process."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -13,18 +14,20 @@ VISIBLE_VARS = ("ASCEND_RT_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
 
 @ray.remote(max_restarts=0, max_task_retries=0)
 class JobWorker:
-    """Holds the Hydra context and task function; ``run`` executes one job with ``run_job``."""
+    """Runs a job through Hydra's ``run_job`` (``run``), or an app's runner on the job's
+    payload (``run_direct``); state kept in the process (a loaded model) survives jobs."""
 
     def __init__(self, hydra_context: Any, task_function: Any, singletons: Any) -> None:
-        from hydra.core.singleton import Singleton
-        from hydra.core.utils import setup_globals
-
-        # The driver's Hydra state (its OmegaConf resolvers included), through the public
-        # Singleton API that Hydra's own joblib and ray launchers use.
-        Singleton.set_state(singletons)
-        setup_globals()
         self.hydra_context = hydra_context
         self.task_function = task_function
+        if singletons is not None:  # run_job needs the driver's Hydra state
+            from hydra.core.singleton import Singleton
+            from hydra.core.utils import setup_globals
+
+            # The driver's Hydra state (its OmegaConf resolvers included), through the
+            # public Singleton API that Hydra's own joblib and ray launchers use.
+            Singleton.set_state(singletons)
+            setup_globals()
 
     def where(self) -> dict[str, Any]:
         ctx = ray.get_runtime_context()
@@ -33,6 +36,16 @@ class JobWorker:
             "pid": os.getpid(),
             "visible": {v: os.environ.get(v) for v in VISIBLE_VARS if os.environ.get(v)},
         }
+
+    def run_direct(
+        self, runner: Callable[[Any], Any], payload: Any
+    ) -> tuple[tuple[bool, Any], dict[str, Any]]:
+        """((True, result) or (False, the exception), where it ran)."""
+        try:
+            result: tuple[bool, Any] = (True, runner(payload))
+        except Exception as exc:
+            result = (False, exc)
+        return result, self.where()
 
     def run(
         self, sweep_config: Any, job_runtime: Any, keep: bool = True

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cells.config import CellConfig, HFOptions
-from workers.base import Backend, IterationResult
+from workers.base import Backend, BackendReport, IterationResult
 from workers.models import load_hf_model
 from workers.prompts import prompt_ids
 
@@ -145,15 +145,15 @@ class HFBackend(Backend):
             per_sequence_tokens=per_seq,
         )
 
-    def record_extras(self, rec: dict[str, Any]) -> dict[str, Any]:
+    def report(self) -> BackendReport:
         """What the speed switch really did, next to the numbers it produced."""
         opts = self.cell.backend.hf
-        return {
-            "engine": {
+        return BackendReport(
+            engine={
                 "kv_cache": "static" if (opts.static_cache or opts.compile) else "dynamic",
                 "compiled": bool(opts.compile),
             }
-        }
+        )
 
     def close(self) -> None:
         self.model = None

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cells.config import CellConfig
-from workers.base import Backend, BackendUnavailable, IterationResult
+from workers.base import Backend, BackendReport, BackendUnavailable, IterationResult
 from workers.models import resolve_model_path
 from workers.prompts import prompt_ids
 
@@ -172,7 +172,7 @@ class SGLangBackend(Backend):
             per_sequence_tokens=counts,
         )
 
-    def record_extras(self, rec: dict[str, Any]) -> dict[str, Any]:
+    def report(self) -> BackendReport:
         """The engine's arguments and version next to the numbers they produced."""
         try:
             from importlib.metadata import version
@@ -180,14 +180,14 @@ class SGLangBackend(Backend):
             sglang_version: str | None = version("sglang")
         except Exception:
             sglang_version = None
-        return {
-            "engine": {
+        return BackendReport(
+            engine={
                 "name": "sglang.Engine",
                 "sglang": sglang_version,
                 "server_args": dict(self.kwargs),
                 "timing": "stream",
             }
-        }
+        )
 
     def close(self) -> None:
         engine, self.engine = getattr(self, "engine", None), None

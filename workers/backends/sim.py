@@ -34,7 +34,7 @@ from typing import Any
 from bounds.roofline import Bounds, ModelShape, bounds_for, bytes_per_element
 from bounds.specs import SPECS, DeviceSpec, lookup
 from cells.config import CellConfig
-from workers.base import Backend, CellOOM, IterationResult
+from workers.base import Backend, BackendReport, CellOOM, IterationResult
 from workers.devices import VISIBLE_ENV
 from workers.models import model_config_json
 
@@ -185,13 +185,16 @@ class SimBackend(Backend):
             per_sequence_tokens=[cell.seq] * cell.batch,
         )
 
-    def record_extras(self, rec: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "sim_device_spec": self.spec.key,
-            "sim_efficiency": self.opts.efficiency,
-            "sim_noise": self.opts.noise,
-            "sim_fault": self.opts.fault if self._faulty(self.cell, self.opts.fault) else "none",
-        }
+    def report(self) -> BackendReport:
+        fault = self.opts.fault if self._faulty(self.cell, self.opts.fault) else "none"
+        return BackendReport(
+            fields={
+                "sim_device_spec": self.spec.key,
+                "sim_efficiency": self.opts.efficiency,
+                "sim_noise": self.opts.noise,
+                "sim_fault": fault,
+            }
+        )
 
     def close(self) -> None:
         self._set_allocated(0)

@@ -1,0 +1,130 @@
+"""Typed dataclasses from plain nested values, with OmegaConf's conversions and strict keys.
+
+``build(CellConfig, {"batch": "4", "model": {...}})`` converts each value to its field's type
+the way OmegaConf does for a structured config (``"4"`` -> 4 for an int, ``1`` -> 1.0 for a
+float, ``"true"`` -> True for a bool, numbers -> text for a str), refuses values it cannot
+convert and keys the dataclass does not have (naming the closest known key), then lets each
+dataclass's ``__post_init__`` check ranges. The planner and single runs both go through it,
+so a setting is checked the same way however it arrived.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from typing import Any, TypeVar, Union
+
+T = TypeVar("T")
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+_KIND = {int: "Integer", float: "Float", bool: "Boolean", str: "String"}
+
+
+class ValuesError(ValueError):
+    """A value or key that the dataclass cannot take; the message names the setting."""
+
+
+def _optional(tp: Any) -> tuple[Any, bool]:
+    """(the type inside Optional[...], whether None is allowed)."""
+    origin = typing.get_origin(tp)
+    if origin is Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def _bad(name: str, value: Any, tp: Any) -> ValuesError:
+    kind = _KIND.get(tp, getattr(tp, "__name__", str(tp)))
+    return ValuesError(
+        f"{name}={value!r} is not allowed: Value '{value}' of type "
+        f"'{type(value).__name__}' could not be converted to {kind}"
+    )
+
+
+def _scalar(name: str, value: Any, tp: Any) -> Any:
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise _bad(name, value, tp)
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise _bad(name, value, tp)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise _bad(name, value, tp)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float, bool)):
+            return str(value)
+        raise _bad(name, value, tp)
+    return value  # Any and other annotations: taken as given
+
+
+def _convert(name: str, value: Any, tp: Any) -> Any:
+    tp, nullable = _optional(tp)
+    if value is None:
+        if nullable:
+            return None
+        raise ValuesError(f"{name}=None is not allowed: a value is required")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ValuesError(f"{name}={value!r} is not allowed: expected a group of settings")
+        return build(tp, value, prefix=f"{name}.")
+    origin = typing.get_origin(tp)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValuesError(f"{name}={value!r} is not allowed: expected a mapping")
+        _, vt = typing.get_args(tp) or (str, Any)
+        return {str(k): _convert(f"{name}.{k}", v, vt) for k, v in value.items()}
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ValuesError(f"{name}={value!r} is not allowed: expected a list")
+        (it,) = typing.get_args(tp)[:1] or (Any,)
+        return [_convert(f"{name}[{i}]", v, it) for i, v in enumerate(value)]
+    return _scalar(name, value, tp)
+
+
+def closest(key: str, known: list[str]) -> str:
+    """' (did you mean X?)' for the closest known key, or ''."""
+    match = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f" (did you mean {match[0]}?)" if match else ""
+
+
+def build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
+    """An instance of the dataclass ``cls`` from nested plain values (see the module doc)."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    unknown = [k for k in values if k not in fields]
+    if unknown:
+        key = unknown[0]
+        known = [f"{prefix}{k}" for k in fields]
+        raise ValuesError(
+            f"{prefix}{key} is not a known setting{closest(prefix + key, known)}; "
+            f"known here: {', '.join(known)}"
+        )
+    kwargs = {k: _convert(f"{prefix}{k}", v, hints[k]) for k, v in values.items()}
+    return cls(**kwargs)
