@@ -94,9 +94,7 @@ def run_task(cfg: Any) -> dict[str, Any]:
         die(str(exc))
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     done = None if single else finished_record(out_dir, planned.cell_id)
-    record = done or build_record(
-        planned.cell, measure(planned.cell), cell_id_=planned.cell_id
-    )
+    record = done or build_record(planned.cell, measure(planned.cell), cell_id_=planned.cell_id)
     if done is None:
         path = write_record(out_dir, record)
     if record["status"] != "ok":

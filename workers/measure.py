@@ -174,7 +174,9 @@ def measure(cell: CellConfig) -> Outcome:
         out.fields.update(
             device=device.kind, device_name=device.name(), visible_devices=device.visible_devices()
         )
-        log.info("[%s] start b=%d s=%d p=%d", cell.model.name, cell.batch, cell.seq, cell.prompt_len)
+        log.info(
+            "[%s] start b=%d s=%d p=%d", cell.model.name, cell.batch, cell.seq, cell.prompt_len
+        )
         _run(cell, device, out)
     except Exception as exc:  # every failure becomes a record; the sweep goes on
         oom = isinstance(exc, CellOOM) or (device is not None and device.is_oom(exc))

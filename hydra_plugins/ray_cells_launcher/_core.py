@@ -24,10 +24,10 @@ from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, se
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import _cluster
+from ._app import App, Job
 from ._compose import Composer
 from ._progress import Progress
 from ._worker import JobWorker
-from ._app import App, Job
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +320,9 @@ class Scheduler:
 
     def _compose(self, job: Job) -> DictConfig:
         if self.composer is None:
-            self.composer = Composer(self.launcher.config, self.launcher.hydra_context.config_loader)
+            self.composer = Composer(
+                self.launcher.config, self.launcher.hydra_context.config_loader
+            )
         sweep_dir = os.path.dirname(job.output_dir)
         return _Planner(self.composer, sweep_dir, self.cluster).compose(job)
 
@@ -359,7 +361,9 @@ class Scheduler:
     def _lost(self, job: Job, exc: BaseException, retries: int) -> None:
         if job.attempts <= retries:
             log.warning(
-                "worker died running %s (attempt %d): retrying", self.app.describe(job), job.attempts
+                "worker died running %s (attempt %d): retrying",
+                self.app.describe(job),
+                job.attempts,
             )
             self.pending[repr(sorted(job.shape.items()))].insert(0, job)
             return
