@@ -1,7 +1,9 @@
-"""`python -m aggregate SWEEP_DIR [--baseline OLD_DIR]`: rebuild a sweep's outputs.
+"""`python -m aggregate SWEEP_DIR [--baseline OLD_DIR] [--slo-tpot-ms MS ...]`: rebuild a
+sweep's outputs (results, report.md, report.html, plots; slo.csv with an SLO).
 
-Exit codes: 0 every cell ok; 1 a cell not ok or a record unreadable; 2 usage error;
-3 a regression against --baseline (checked last, so it wins over 1).
+Exit codes: 0 every cell ok; 1 a cell not ok or a record unreadable; 2 usage error (also:
+--baseline ran on other hardware, without --allow-env-diff); 3 a regression against
+--baseline (checked last, so it wins over 1).
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from aggregate import envdiff
+from aggregate.answers import slo_lines
 from aggregate.compare import compare, compare_markdown
 from aggregate.load import load_records
 from aggregate.outputs import write_outputs
+from aggregate.slo import Slo, SloError
 from aggregate.summary import summary_table
 from cells.files import atomic_write_text
 
@@ -45,6 +50,20 @@ def _parser() -> argparse.ArgumentParser:
         help="smallest change in %% that counts as a regression (default 5; the cells' own "
         "noise, 2 x max(E2E CV), widens it)",
     )
+    p.add_argument(
+        "--allow-env-diff",
+        action="store_true",
+        help="compare with --baseline even when it ran on another device (software version "
+        "differences only warn)",
+    )
+    for name, what in (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e", "E2E latency")):
+        p.add_argument(
+            f"--slo-{name}-ms",
+            type=float,
+            metavar="MS",
+            help=f"SLO: budget on the p99 {what} in ms; the report answers, per group and "
+            "seq, the largest batch (serving: load) meeting every budget given (+ slo.csv)",
+        )
     p.add_argument("--quiet", action="store_true", help="do not print the summary tables")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -65,15 +84,15 @@ def _check_dir(path: str, what: str) -> str | None:
     return None
 
 
-def _baseline(args: argparse.Namespace, records: list) -> int | None:
-    """Compare with --baseline; None when its records are missing (a usage error)."""
-    old, old_unreadable = load_records(args.baseline)
-    if not old:
-        return None
+def _baseline(args: argparse.Namespace, records: list, old: list, old_unreadable: list) -> int:
+    """Compare with --baseline: write compare.md; returns the number of regressions."""
     for path, reason in old_unreadable:
         print(f"baseline record unreadable, not compared: {path}: {reason}", file=sys.stderr)
+    diffs = envdiff.environment_diff(records, old)
+    for d in diffs:
+        print(f"warning: environments differ: {d.text()}", file=sys.stderr)
     rows, n_regressions = compare(records, old, args.threshold)
-    text = compare_markdown(rows)
+    text = compare_markdown(rows, envdiff.markdown_lines(diffs, args.allow_env_diff))
     path = atomic_write_text(Path(args.sweep_dir) / COMPARE_MD, text)
     if not args.quiet:
         print()
@@ -86,6 +105,20 @@ def _baseline(args: argparse.Namespace, records: list) -> int | None:
         f"against {args.baseline} -> {path}"
     )
     return n_regressions
+
+
+def _refused_baseline(args: argparse.Namespace, records: list, old: list) -> str | None:
+    """Why --baseline cannot be compared; None when it can."""
+    if not old:
+        return f"no readable record.json files under {args.baseline!r}"
+    refused = envdiff.refused(envdiff.environment_diff(records, old))
+    if not refused or args.allow_env_diff:
+        return None
+    what = "; ".join(d.text() for d in refused)
+    return (
+        f"--baseline {args.baseline!r} ran on other hardware ({what}); "
+        "pass --allow-env-diff to compare anyway"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,11 +134,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _usage_error(problem)
     if args.threshold < 0:
         return _usage_error(f"--threshold {args.threshold:g} must be >= 0")
+    try:
+        slo = Slo(ttft_ms=args.slo_ttft_ms, tpot_ms=args.slo_tpot_ms, e2e_ms=args.slo_e2e_ms)
+    except SloError as exc:
+        return _usage_error(str(exc).replace("slo.", "--slo-").replace("_ms=", "-ms="))
 
     records, unreadable = load_records(args.sweep_dir)
     if not records and not unreadable:
         return _usage_error(f"no record.json files under {args.sweep_dir!r}")
-    written = write_outputs(args.sweep_dir, records, unreadable, plots=not args.no_plots)
+    old, old_unreadable = load_records(args.baseline) if args.baseline else ([], [])
+    if args.baseline is not None:
+        problem = _refused_baseline(args, records, old)
+        if problem:
+            return _usage_error(problem)
+    written = write_outputs(
+        args.sweep_dir,
+        records,
+        unreadable,
+        plots=not args.no_plots,
+        slo_ttft_ms=slo.ttft_ms,
+        slo_tpot_ms=slo.tpot_ms,
+        slo_e2e_ms=slo.e2e_ms,
+    )
     not_ok = [r for r in records if r.get("status") != "ok"]
     if not args.quiet:
         print(summary_table(records))
@@ -113,13 +163,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"UNREADABLE {path}: {reason}")
         print(f"\n{len(records)} cells, {len(not_ok)} not ok, {len(unreadable)} unreadable")
         print(f"wrote {written['report.md']} (+ {len(written) - 1} files)")
+        if "slo.csv" in written:
+            print(f"\nSLO {slo.text()}:")
+            print("\n".join(slo_lines(records, slo)))
+            print(f"-> {written['slo.csv']}")
     code = EXIT_NOT_OK if not_ok or unreadable else EXIT_OK
 
     if args.baseline is not None:
-        n_regressions = _baseline(args, records)
-        if n_regressions is None:
-            return _usage_error(f"no readable record.json files under {args.baseline!r}")
-        if n_regressions:
+        if _baseline(args, records, old, old_unreadable):
             code = EXIT_REGRESSION
     return code
 

@@ -11,6 +11,12 @@ A change counts only beyond the band: a regression is tokens/s down by more than
 E2E p50 up by more than band_pct; an improvement is the reverse (and no regression). A cell
 that was ok in the baseline and is failed/oom now is a regression too. Cells only in one of
 the sweeps are listed but not counted.
+
+Repeats (records with ``repeat_of``) are folded into one summary per cell first
+(aggregate/confidence.py). When a matched pair has 95% confidence intervals, on one side or
+both, the intervals decide instead of the CV band: a change counts only when it lies outside
+them (no overlap; or a single value outside the other side's interval) and is larger than
+threshold_pct; a change within the intervals is noise.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aggregate.confidence import ci_call, fold_repeats
 from aggregate.tables import (
     MISSING,
     Table,
@@ -60,6 +67,7 @@ class CompareRow:
     band_pct: float
     verdict: str
     simulated: bool
+    method: str = "CV"  # what judged the change: "CV" (the noise band) or "95% CI"
 
     @property
     def regression(self) -> bool:
@@ -143,9 +151,16 @@ def _row(new: Record | None, old: Record | None, how: str, threshold_pct: float)
     assert rec is not None
     both_ok = new is not None and old is not None and "ok" == new["status"] == old["status"]
     noise = 2.0 * max(_cv(new), _cv(old)) * 100.0 if both_ok else None  # type: ignore[arg-type]
+    ci = ci_call(new, old, threshold_pct) if both_ok else None  # type: ignore[arg-type]
+    if ci is not None:
+        noise = None
     band = max(threshold_pct, noise or 0.0)
     tps = _delta(ok_number(new, "output_tokens_per_s"), ok_number(old, "output_tokens_per_s"))
     e2e = _delta(ok_number(new, "e2e_s_p50"), ok_number(old, "e2e_s_p50"))
+    if ci is None:
+        verdict = _verdict(new, old, tps, e2e, band)
+    else:
+        verdict = REGRESSION if ci.worse else IMPROVED if ci.better else WITHIN_NOISE
     return CompareRow(
         label=" · ".join(str(rec.get(k)) for k in ("model", "backend", "device", "dtype")),
         batch=rec["batch"],
@@ -162,8 +177,9 @@ def _row(new: Record | None, old: Record | None, how: str, threshold_pct: float)
         e2e_s_p50_delta_pct=e2e,
         noise_pct=noise,
         band_pct=band,
-        verdict=_verdict(new, old, tps, e2e, band),
+        verdict=verdict,
         simulated=any(is_simulated(r) for r in (new, old) if r is not None),
+        method="CV" if ci is None else "95% CI",
     )
 
 
@@ -173,7 +189,8 @@ def compare(
     """(one row per cell of either sweep, number of regressions)."""
     if threshold_pct < 0:
         raise ValueError(f"threshold_pct={threshold_pct!r} must be >= 0")
-    rows = [_row(n, o, how, threshold_pct) for n, o, how in match_records(new_records, old_records)]
+    pairs = match_records(fold_repeats(new_records), fold_repeats(old_records))
+    rows = [_row(n, o, how, threshold_pct) for n, o, how in pairs]
     rows.sort(key=lambda r: (r.label, str(r.prompt_len), r.batch, r.seq))
     return rows, sum(r.regression for r in rows)
 
@@ -190,8 +207,15 @@ def _val(v: float | None, status: str | None, fmt: Any) -> str:
     return "n/a" if v is None else fmt(v)
 
 
-def compare_markdown(rows: Sequence[CompareRow]) -> str:
-    """compare.md: counts, the rule used, and one table row per cell."""
+def _noise(r: CompareRow) -> str:
+    if r.method != "CV":
+        return r.method
+    return MISSING if r.noise_pct is None else f"{r.noise_pct:.1f}%"
+
+
+def compare_markdown(rows: Sequence[CompareRow], preamble: Sequence[str] = ()) -> str:
+    """compare.md: counts, the rule used, and one table row per cell; ``preamble``:
+    Markdown lines put first (e.g. how the two environments differ)."""
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.verdict] = counts.get(r.verdict, 0) + 1
@@ -200,12 +224,15 @@ def compare_markdown(rows: Sequence[CompareRow]) -> str:
     lines = ["# Sweep comparison: new vs baseline" + (" — SIMULATED" if sim else ""), ""]
     if sim:
         lines += ["> **SIMULATED**: some cells come from the simulator, not measurements.", ""]
+    lines += list(preamble)
     lines += [
         f"**{n_reg} regression(s)**; " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
         "",
         "A change counts only beyond band = max(threshold, noise), noise = "
         "2 x max(E2E CV new, old). Regression: output tokens/s down, or E2E p50 up, by more "
-        "than the band; or a cell ok in the baseline that is not ok now.",
+        "than the band; or a cell ok in the baseline that is not ok now. Cells with repeats "
+        "are judged by their 95% confidence intervals instead (noise = 95% CI): a change "
+        "counts only outside the intervals and beyond the threshold.",
         "",
     ]
     regressions = [r for r in rows if r.regression]
@@ -238,7 +265,7 @@ def compare_markdown(rows: Sequence[CompareRow]) -> str:
                 _val(r.old_e2e_s_p50, r.old_status, fmt_s),
                 _val(r.new_e2e_s_p50, r.new_status, fmt_s),
                 _pct(r.e2e_s_p50_delta_pct),
-                MISSING if r.noise_pct is None else f"{r.noise_pct:.1f}%",
+                _noise(r),
                 f"{r.band_pct:.1f}%",
                 r.verdict,
             ]

@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aggregate.answers import PARETO_CSV, SLO_CSV, answer_files, answer_sections
+from aggregate.confidence import fold_repeats
+from aggregate.html import REPORT_HTML, build_html
 from aggregate.load import sort_key
 from aggregate.report import build_report
 from aggregate.tables import error_text
@@ -81,11 +84,22 @@ def write_outputs(
     unreadable: Sequence[tuple[str, str]] = (),
     plots: bool = True,
     jsonl: bool = True,
+    *,
+    slo_ttft_ms: float | None = None,
+    slo_tpot_ms: float | None = None,
+    slo_e2e_ms: float | None = None,
 ) -> dict[str, str]:
     """Write every output file into ``sweep_dir``; returns {name relative to it: path}.
-    ``jsonl=False``: the caller writes results.jsonl itself (a sweep streams it)."""
+    ``jsonl=False``: the caller writes results.jsonl itself (a sweep streams it).
+    ``slo_*_ms``: p99 budgets in ms (None or 0: none); with one set, slo.csv is written.
+    results.* keep every record; the report, plots and answers see repeats folded into one
+    summary per cell. Raises aggregate.slo.SloError for a budget that is not a number >= 0
+    (before anything is written)."""
     root = Path(sweep_dir)
     records = sorted(records, key=sort_key)
+    slo = {"slo_ttft_ms": slo_ttft_ms, "slo_tpot_ms": slo_tpot_ms, "slo_e2e_ms": slo_e2e_ms}
+    shown = fold_repeats(records)
+    extra = answer_files(shown, **slo)
     out: dict[str, str] = {}
     if jsonl:
         out[RESULTS_JSONL] = atomic_write_text(root / RESULTS_JSONL, results_jsonl(records))
@@ -94,9 +108,15 @@ def write_outputs(
     if plots:
         from aggregate.plots import write_plots  # matplotlib only when plots are asked for
 
-        figures = write_plots(root, records)
-    report = build_report(root, records, unreadable, figures)
+        figures = write_plots(root, shown)
+    answers = answer_sections(shown, figures, **slo)
+    report = build_report(root, shown, unreadable, figures, answers)
     out[REPORT_MD] = atomic_write_text(root / REPORT_MD, report)
+    out[REPORT_HTML] = atomic_write_text(root / REPORT_HTML, build_html(report, root))
+    for name, text in extra.items():
+        out[name] = atomic_write_text(root / name, text)
+    for stale in {SLO_CSV, PARETO_CSV} - set(extra):  # answers of an earlier run
+        (root / stale).unlink(missing_ok=True)
     out.update(figures)
     log.info("%s: wrote %s", root, ", ".join(out))
     return out

@@ -5,7 +5,9 @@ Per group, with one line per seq and batch on a log2 axis:
   <slug>-e2e.png         E2E latency p50, band up to p99
   <slug>-ttft-tpot.png   TTFT mean and TPOT mean
   <slug>-memory.png      peak memory
-and, when the sweep has two or more groups, compare-throughput.png (one panel per seq).
+and, when the sweep has two or more groups, compare-throughput.png (one panel per seq);
+pareto.png and oom-frontier.png come from aggregate/answer_plots.py. Where the bound is more
+than LOG_BOUND_RATIO x the measured tokens/s (a CPU), the throughput axis is logarithmic.
 Only ok cells are drawn; titles say how many cells are left out and carry SIMULATED when
 any cell of the figure is simulated.
 """
@@ -85,13 +87,23 @@ def _save(fig: Any, path: Path) -> str:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+# A bound this many times above the measured tokens/s puts the measured curves on a log axis.
+LOG_BOUND_RATIO = 5.0
+
+
 def _throughput(ax: Any, recs: Sequence[Record]) -> bool:
     drawn = _draw(ax, recs, "output_tokens_per_s", 1.0, "output tokens/s")
     seqs = sorted({r["seq"] for r in recs})
-    for seq, points in _series(recs, "bound_output_tokens_per_s").items():
+    bounds = _series(recs, "bound_output_tokens_per_s")
+    for seq, points in bounds.items():
         xs, ys = zip(*points, strict=True)
         color = f"C{seqs.index(seq) % 10}"
         ax.plot(xs, ys, linestyle="--", color=color, alpha=0.6, label=f"bound, seq {seq}")
+    measured = [v for pts in _series(recs, "output_tokens_per_s").values() for _, v in pts]
+    top = max((v for pts in bounds.values() for _, v in pts), default=0.0)
+    if drawn and measured and min(measured) > 0 and top > LOG_BOUND_RATIO * max(measured):
+        ax.set_yscale("log")  # else the measured curves are flat lines at the bottom
+        ax.set_ylabel(f"output tokens/s (log scale: bound up to {top / max(measured):.0f}x)")
     return drawn
 
 
@@ -137,7 +149,8 @@ def group_plots(key: GroupKey, recs: Sequence[Record], plot_dir: Path) -> dict[s
         for ax, (what, draw) in zip(axes, specs, strict=True):
             if draw(ax, recs):
                 drawn = True
-                ax.set_ylim(bottom=0)  # after every line, so the top still fits them all
+                if ax.get_yscale() == "linear":
+                    ax.set_ylim(bottom=0)  # after every line, so the top still fits them all
             ax.set_title(_title(label, what, recs), fontsize=10)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
@@ -189,6 +202,9 @@ def write_plots(sweep_dir: str | os.PathLike[str], records: Sequence[Record]) ->
     for key, recs in groups.items():
         out.update(group_plots(key, recs, plot_dir))
     out.update(compare_plot(groups, plot_dir))
+    from aggregate.answer_plots import answer_plots  # the answers' figures (Pareto, OOM)
+
+    out.update(answer_plots(records, plot_dir))
     kept = {Path(p).name for p in out.values()}
     for stale in plot_dir.glob("*.png"):
         if stale.name not in kept:

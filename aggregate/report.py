@@ -185,8 +185,10 @@ def build_report(
     records: Sequence[Record],
     unreadable: Sequence[tuple[str, str]] = (),
     plots: Mapping[str, str] | None = None,
+    answers: Sequence[str] = (),
 ) -> str:
-    """The whole report.md text; ``plots`` maps relative PNG paths (as linked) to files."""
+    """The whole report.md text; ``plots`` maps relative PNG paths (as linked) to files;
+    ``answers``: the lines of the Answers part (aggregate/answers.py), after the overview."""
     plots = plots or {}
     groups = group_records(records)
     lines = _header(str(sweep_dir), records, unreadable)
@@ -195,6 +197,7 @@ def build_report(
     flag_lines = legend(records)
     if flag_lines:
         lines += ["Flags:", ""] + [f"- {line}" for line in flag_lines] + [""]
+    lines += answers
     for key, recs in groups.items():
         lines += _group(key, recs, plots)
     lines += _side_by_side(records, plots)

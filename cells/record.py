@@ -52,7 +52,7 @@ FLAG_MEANINGS: dict[str, str] = {
 FLAT_KEYS = (
     "schema_version", "cell_id", "cell_dir", "status", "simulated",
     "batch", "seq", "prompt_len", "backend", "model", "model_path", "dtype", "load_format",
-    "device", "device_name", "visible_devices", "node", "ray_node_id",
+    "device", "device_name", "visible_devices", "devices_per_cell", "node", "ray_node_id",
     "output_tokens_per_s", "total_tokens_per_s", "samples_per_s",
     "e2e_s_mean", "e2e_s_p50", "e2e_s_p90", "e2e_s_p99", "e2e_s_stdev", "e2e_s_min", "e2e_s_max",
     "e2e_cv",
@@ -126,6 +126,7 @@ def build_record(
         dtype=cell.model.dtype,
         load_format=cell.model.load_format,
         device=cell.device.name,
+        devices_per_cell=cell.chips,
         expected_tokens=cell.batch * cell.seq,
         warmup_iterations=cell.bench.warmup,
     )
