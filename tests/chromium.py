@@ -7,6 +7,7 @@ Chromium reads NUL-terminated JSON commands on fd 3 and writes replies and event
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
@@ -27,6 +28,14 @@ FLAGS = (
 REPLY_TIMEOUT_S = 120.0
 
 
+def _high_pipe() -> tuple[int, int]:
+    r, w = os.pipe()
+    high = fcntl.fcntl(r, fcntl.F_DUPFD_CLOEXEC, 10), fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(r)
+    os.close(w)
+    return high
+
+
 def find_chromium() -> str | None:
     for name in CHROMIUM_NAMES:
         path = shutil.which(name)
@@ -40,15 +49,17 @@ class Chromium:
 
     def __init__(self, binary: str, width: int = 1400, height: int = 1000) -> None:
         self.profile = tempfile.mkdtemp(prefix="chromium-profile-")
-        to_child_r, self._w = os.pipe()
-        self._r, from_child_w = os.pipe()
+        # Both child ends above fd 9, so the shell's `3<&N 4>&M` cannot overwrite one
+        # with the other.
+        to_child_r, self._w = _high_pipe()
+        self._r, from_child_w = _high_pipe()
         argv = [binary, *FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-pipe",
                 f"--window-size={width},{height}", "about:blank"]  # fmt: skip
-        # The child gets our pipe ends as its fds 3 (commands in) and 4 (replies out): the
-        # shell's redirections do it, so no Python code runs between fork and exec.
+        # The child gets our pipe ends as its fds 3 (commands in) and 4 (replies out): bash's
+        # redirections do it (dash takes one-digit fds only), no Python between fork and exec.
         shell = f'exec "$0" "$@" 3<&{to_child_r} 4>&{from_child_w}'
         self.proc = subprocess.Popen(
-            ["/bin/sh", "-c", shell, *argv],
+            [shutil.which("bash") or "/bin/bash", "-c", shell, *argv],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -129,7 +140,9 @@ class Chromium:
         for e in self.events:
             p = e.get("params", {})
             if e["method"] == "Runtime.exceptionThrown":
-                out.append(f"exception: {p['exceptionDetails'].get('text')}")
+                details = p["exceptionDetails"]
+                thrown = details.get("exception", {}).get("description", "")
+                out.append(f"exception: {details.get('text')} {thrown}")
             elif e["method"] == "Runtime.consoleAPICalled" and p.get("type") in (
                 "error",
                 "warning",
