@@ -104,8 +104,8 @@ def pareto_plot(records: Sequence[Record], plot_dir: Path) -> dict[str, str]:
     fig, axes = _grid(len(keys), 6.5, 4.8)
     more = f" (first {MAX_PANELS} of {len(panels)} panels)" if len(panels) > MAX_PANELS else ""
     sim = f" — {SIMULATED}" if any(k[3] for k in keys) else ""
-    fig.suptitle(f"Pareto front: output tokens/s per card vs tokens/s per sequence{sim}{more}\n"
-                 "filled: on the front; hollow: dominated by another point")  # fmt: skip
+    fig.suptitle(f"Pareto front{sim}{more}\noutput tokens/s per card vs tokens/s per sequence\n"
+                 "filled: on the front, hollow: dominated")  # fmt: skip
     for ax, key in zip(axes, keys, strict=True):
         model, prompt, workload, simulated = key
         title = f"{model} · prompt {prompt}" + (f" · workload {workload}" if workload else "")
@@ -151,7 +151,7 @@ def frontier_plot(records: Sequence[Record], plot_dir: Path) -> dict[str, str]:
     groups = sorted(by_group)[:MAX_PANELS]
     fig, axes = _grid(len(groups), 6.5, 4.6)
     sim = f" — {SIMULATED}" if any(r.simulated for r in rows) else ""
-    fig.suptitle(f"Out-of-memory frontier: largest batch that ran vs smallest OOM{sim}")
+    fig.suptitle(f"Out-of-memory frontier{sim}\nlargest batch that ran vs smallest batch OOM")
     for ax, group in zip(axes, groups, strict=True):
         group_sim = any(r.simulated for r in by_group[group])
         ax.set_title(group.label() + (f" — {SIMULATED}" if group_sim else ""), fontsize=10)

@@ -76,11 +76,11 @@ def slo_csv(answers: Sequence[SloAnswer], slo: Slo) -> str:
 
 def _answer_cells(ans: SloAnswer) -> list[str]:
     if ans.best is None:
-        return ["none", MISSING, MISSING, MISSING, MISSING, MISSING]
+        return [f"no {ans.axis}", MISSING, MISSING, MISSING, MISSING, MISSING]
     load, rec = ans.best
     tps = per_card(rec)
     return [
-        load_text(load) + marks(rec),
+        f"{ans.axis} {load_text(load)}{marks(rec)}",
         *(_fmt(_ms(rec, k)) or MISSING for k in ("ttft_s_p99", "tpot_s_p99", "e2e_s_p99")),
         MISSING if tps is None else f"{tps:.1f}",
         str(devices_per_cell(rec)),
@@ -101,7 +101,7 @@ def slo_section(answers: Sequence[SloAnswer], slo: Slo) -> list[str]:
     ]
     if not answers:
         return lines + ["No cell to judge.", ""]
-    table = Table(["group", "seq", "load", "answer", "TTFT p99 ms", "TPOT p99 ms",
+    table = Table(["group", "seq", "answer", "TTFT p99 ms", "TPOT p99 ms",
                    "E2E p99 ms", "out tok/s per card", "devices", "meet / judged", "note"])  # fmt: skip
     for ans in answers:
         sim = f" ({SIMULATED})" if any(is_simulated(r) for _, r in ans.cells) else ""
@@ -110,7 +110,6 @@ def slo_section(answers: Sequence[SloAnswer], slo: Slo) -> list[str]:
             [
                 label,
                 str(ans.seq),
-                ans.axis,
                 *_answer_cells(ans),
                 f"{ans.meeting} / {ans.judged}",
                 ans.note(slo) or MISSING,

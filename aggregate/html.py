@@ -65,7 +65,7 @@ def _td_class(text: str) -> str:
     if plain and plain[-1] in _FLAG_MARKS and re.search(r"\d", plain):
         classes.append("flag")
     if not re.match(r"^[-+]?\d", plain) and plain not in ("—", "n/a"):
-        classes.append("txt")  # words read better left-aligned
+        classes.append("txt" if len(plain) <= 40 else "txt long")  # words: left, long: wrap
     return f' class="{" ".join(classes)}"' if classes else ""
 
 
@@ -78,7 +78,7 @@ def table_html(lines: list[str], n: int) -> str:
             f'<input class="filter" type="search" data-table="{tid}" '
             f'placeholder="filter {len(body)} rows" aria-label="filter rows">'
         )
-    out.append(f'<table class="sortable" id="{tid}"><thead><tr>')
+    out.append(f'<div class="scroll"><table class="sortable" id="{tid}"><thead><tr>')
     out += [f'<th title="click to sort">{inline(h)}</th>' for h in head]
     out.append("</tr></thead><tbody>")
     for row in body:
@@ -86,7 +86,7 @@ def table_html(lines: list[str], n: int) -> str:
         out.append('<tr class="sim">' if sim else "<tr>")
         out += [f"<td{_td_class(c)}>{inline(c)}</td>" for c in row]
         out.append("</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 

@@ -32,6 +32,8 @@ blockquote.sim{border-left-color:#a21caf;background:#fbf0fd}
 table{border-collapse:collapse;margin:6px 0 14px;font-size:12px}
 th,td{border:1px solid #d0d0d7;padding:3px 7px;text-align:right;white-space:nowrap}
 th:first-child,td:first-child,td.txt{text-align:left}
+td.long{white-space:normal;min-width:18em;max-width:36em}td:first-child{white-space:nowrap}
+div.scroll{overflow-x:auto}
 th{background:#eef0f4;cursor:pointer;position:sticky;top:0}
 th[data-dir=asc]::after{content:" \\25B2"}th[data-dir=desc]::after{content:" \\25BC"}
 tbody tr:nth-child(even){background:#fafafc}tr.sim td:first-child{color:#a21caf}

@@ -109,7 +109,7 @@ class SloAnswer:
             reason = "; ".join(why) if why else _not_judged(self.first_over[1])
             notes.append(f"{self.axis} {load_text(self.first_over[0])} misses it: {reason}")
         elif self.best[0] == self.cells[-1][0]:
-            notes.append(f"the highest {self.axis} of the sweep meets it: the limit lies above")
+            notes.append(f"the sweep's highest {self.axis} meets it: the limit lies above")
         top = self.top_throughput
         if top is not None and top[1] is not self.best[1]:
             notes.append(f"more tok/s per card at {self.axis} {load_text(top[0])}")

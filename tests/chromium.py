@@ -161,14 +161,15 @@ class Chromium:
                 )
         return out
 
-    def screenshot(self, path: Path) -> None:
-        height = self.evaluate("document.documentElement.scrollHeight")
-        width = self.evaluate("document.documentElement.scrollWidth")
-        shot = self.send(
-            "Page.captureScreenshot",
-            {"format": "png", "captureBeyondViewport": True,
-             "clip": {"x": 0, "y": 0, "width": width, "height": min(height, 4000), "scale": 1}},
-        )  # fmt: skip
+    def screenshot(self, path: Path, full: bool = True) -> None:
+        """PNG of the viewport, or of the whole page (up to 4000 px) with ``full``."""
+        params: dict[str, Any] = {"format": "png"}
+        if full:
+            height = self.evaluate("document.documentElement.scrollHeight")
+            width = self.evaluate("document.documentElement.scrollWidth")
+            clip = {"x": 0, "y": 0, "width": width, "height": min(height, 4000), "scale": 1}
+            params.update(captureBeyondViewport=True, clip=clip)
+        shot = self.send("Page.captureScreenshot", params)
         path.write_bytes(base64.b64decode(shot["data"]))
 
     def close(self) -> None:
@@ -193,3 +194,26 @@ class Chromium:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.chromium REPORT.html OUT.png [HEIGHT]`: a screenshot of the page's
+    top (HEIGHT px, default 2400), and its console errors on stderr (exit 1 if any)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    binary = find_chromium()
+    if len(args) not in (2, 3) or binary is None:
+        print(main.__doc__ if binary else "no chromium on PATH", file=sys.stderr)
+        return 2
+    with Chromium(binary, height=int(args[2]) if len(args) == 3 else 2400) as browser:
+        browser.open(Path(args[0]).resolve().as_uri())
+        browser.screenshot(Path(args[1]), full=False)
+        errors = browser.console_errors()
+    for e in errors:
+        print(e, file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -215,7 +215,9 @@ def test_write_outputs_report_csv_jsonl_plots(tmp_path: Path) -> None:
     assert "## Environment" in report and "`aa5e4c9`" in report
 
     pngs = [p for name, p in out.items() if name.endswith(".png")]
-    assert len(pngs) == 3 * 4 + 1  # four figures per group + the cross-group figure
+    # four figures per group + the cross-group figure + the Pareto front and the OOM map
+    assert len(pngs) == 3 * 4 + 1 + 2
+    assert {"plots/pareto.png", "plots/oom-frontier.png"} <= set(out)
     for p in pngs:
         data = Path(p).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
@@ -231,7 +233,7 @@ def test_stale_plots_removed_and_no_plots(tmp_path: Path) -> None:
     write_outputs(tmp_path, records)
     assert not (tmp_path / "plots" / "old-group-throughput.png").exists()
     out = write_outputs(tmp_path, records, plots=False)
-    assert set(out) == {"results.jsonl", "results.csv", "report.md"}
+    assert set(out) == {"results.jsonl", "results.csv", "report.md", "report.html", "pareto.csv"}
     assert ".png" not in (tmp_path / "report.md").read_text()
 
 
