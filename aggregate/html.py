@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from aggregate.html_assets import CSP, SCRIPT, STYLE
+from aggregate.tables import FLAG_MARKS, FLAG_MEANINGS
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,17 @@ def _cells(line: str) -> list[str]:
     return [c.strip() for c in _CELL_SPLIT.split(line.strip().strip("|"))]
 
 
+def _flag_title(plain: str) -> str:
+    """The meanings of the flag marks at the end of a number, for a tooltip."""
+    marks = re.search(r"[" + re.escape(_FLAG_MARKS) + r"]+$", plain)
+    by_mark = {mark: FLAG_MEANINGS.get(flag, flag) for flag, mark in FLAG_MARKS.items()}
+    names = [by_mark.get(m, "unknown flag") for m in (marks.group(0) if marks else "")]
+    return html.escape("; ".join(dict.fromkeys(names)), quote=True)
+
+
 def _td_class(text: str) -> str:
     classes = []
+    title = ""
     if re.search(r"\b(FAILED|OOM|REGRESSION)\b", text):
         classes.append("bad")
     if "SIMULATED" in text or text.rstrip().endswith("°"):
@@ -64,9 +74,10 @@ def _td_class(text: str) -> str:
     plain = text.replace("\\*", "*").rstrip()
     if plain and plain[-1] in _FLAG_MARKS and re.search(r"\d", plain):
         classes.append("flag")
+        title = f' title="{_flag_title(plain)}"'
     if not re.match(r"^[-+]?\d", plain) and plain not in ("—", "n/a"):
         classes.append("txt" if len(plain) <= 40 else "txt long")  # words: left, long: wrap
-    return f' class="{" ".join(classes)}"' if classes else ""
+    return (f' class="{" ".join(classes)}"' if classes else "") + title
 
 
 def table_html(lines: list[str], n: int) -> str:

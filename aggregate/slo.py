@@ -9,7 +9,8 @@ Static sweeps: per (group, seq) (a group fixes model, backend, device, dtype and
 length) the answer is the largest batch that meets the SLO, with its output tokens/s per
 card (divided by the devices one cell used). Serving sweeps (records with ``request_rate`` or
 ``concurrency``): per (group, workload, seq) the highest load that meets it; the load is the
-request rate when the sweep varies it (per concurrency), else the concurrency.
+request rate when the sweep varies it (per concurrency), else the concurrency. A cell
+measured several times is judged on the means over its repeats (aggregate/confidence.py).
 """
 
 from __future__ import annotations

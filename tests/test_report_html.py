@@ -52,7 +52,9 @@ def test_html_has_every_table_and_plot_inline_and_nothing_remote(tmp_path: Path)
     assert "default-src 'none'" in page and "http" not in page.replace("http-equiv", "")
     assert '<section class="sim">' in page and 'class="banner"' in page
     assert re.search(r'<td class="bad[^"]*">OOM \[\d\]</td>', page)
-    assert re.search(r'<td class="flag[^"]*">[\d.]+\*</td>', page)
+    assert re.search(
+        r'<td class="flag[^"]*" title="unstable: E2E coefficient[^"]*">[\d.]+\*</td>', page
+    )
 
 
 def test_missing_or_outside_plot_is_shown_not_read(tmp_path: Path) -> None:
