@@ -15,27 +15,25 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cells.record import FLAG_MEANINGS as _MEANINGS
+
 Record = dict[str, Any]
 
 MISSING = "—"
 NOT_REPORTED = "n/a"
 SIMULATED = "SIMULATED"
 
-# Flag -> mark appended to a cell's numbers, and what the flag means (for the legend).
+# Flag -> mark appended to a cell's numbers; what each flag means is cells.record's.
 FLAG_MARKS = {
     "unstable": "*",
     "above_bound": "†",
     "short_output": "‡",
     "too_brief": "§",
     "simulated": "°",
+    "worker_lost": "!",
+    "host_busy": "¤",
 }
-FLAG_MEANINGS = {
-    "unstable": "unstable: E2E coefficient of variation above bench.unstable_cv",
-    "above_bound": "above_bound: faster than the hardware bound allows; the number cannot be right",
-    "short_output": "short_output: fewer tokens generated than batch x seq",
-    "too_brief": "too_brief: fewer iterations or a shorter window than the bench asked for",
-    "simulated": "simulated: produced by the simulator, not measured",
-}
+FLAG_MEANINGS = {str(flag.value): f"{flag.value}: {text}" for flag, text in _MEANINGS.items()}
 UNKNOWN_FLAG_MARK = "?"
 
 

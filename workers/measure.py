@@ -22,7 +22,9 @@ from workers.base import Backend, BackendReport, CellOOM, IterationResult, backe
 from workers.bounding import bound_fields
 from workers.devices import VISIBLE_ENV, Device, open_device
 from workers.env import environment, utc_now
+from workers.host import HostLoad, LoadWindow, check_fits, check_model_here, host_busy
 from workers.metrics import cell_metrics
+from workers.models import model_config_json
 from workers.smi import snapshot
 
 log = logging.getLogger(__name__)
@@ -57,19 +59,40 @@ def drop_models() -> None:
     _LOADED.clear()
 
 
-def _iterations(backend: Backend, cell: CellConfig, device: Any) -> list[IterationResult]:
+def _iterations(
+    backend: Backend, cell: CellConfig, device: Any
+) -> tuple[list[IterationResult], LoadWindow | None]:
+    """Warm-up, then the measured window (and the host's load during it)."""
     backend.prepare(cell)
     for _ in range(cell.bench.warmup):
         backend.run_iteration()
     device.reset_peak_memory()
     its = []
+    load = HostLoad()
+    load.start()
     t0 = time.perf_counter()
     b = cell.bench
     while len(its) < b.iterations or (
         time.perf_counter() - t0 < b.min_duration_s and len(its) < b.max_iterations
     ):
         its.append(backend.run_iteration())
-    return its
+    return its, load.stop()
+
+
+def _check_fits(cell: CellConfig, device: Any) -> int | None:
+    """Refuse a cell that cannot fit before loading or allocating anything (hf only: the
+    simulator has its own memory model, an engine manages its own pool)."""
+    if cell.backend.name != "hf":
+        return None
+    try:
+        config = model_config_json(cell.model)[1]
+    except (OSError, ValueError):
+        return None
+    dtype = cell.model.dtype
+    if dtype == "auto":
+        dtype = "float32" if device.kind == "cpu" else "float16"
+    loaded = (model_key(cell), device.kind) in _LOADED
+    return check_fits(cell, config, dtype, loaded, device.available_memory())
 
 
 def _open(cell: CellConfig) -> Any:
@@ -131,9 +154,10 @@ def _device_snapshot(device: Any, simulated: bool) -> dict[str, Any] | None:
 
 def _run(cell: CellConfig, device: Any, out: Outcome) -> None:
     """Load, measure and fill ``out`` (status ok); raises whatever the cell raised."""
+    floor = _check_fits(cell, device)
     backend, reused, load_s = get_backend(cell, device)
     info = backend.model_info()
-    its = _iterations(backend, cell, device)
+    its, load = _iterations(backend, cell, device)
     metrics = cell_metrics(its, batch=cell.batch, seq=cell.seq, prompt_len=cell.prompt_len)
     report = backend.report()
     bounds, broken = bound_fields(metrics, cell, info, device.kind, out.fields["device_name"])
@@ -147,10 +171,14 @@ def _run(cell: CellConfig, device: Any, out: Outcome) -> None:
         **memory_fields(device, report),
         **bounds,
         **report.fields,
+        memory_floor_bytes=floor,
+        host_others_cores=None if load is None else round(load.others_cores, 3),
     )
     out.flags = [*quality_flags(metrics, cell, backend.simulated), *report.flags]
     if broken:
         out.flags.append(Flag.ABOVE_BOUND)
+    if not backend.simulated and host_busy(load, cell, device.kind):
+        out.flags.append(Flag.HOST_BUSY)
     out.details["raw"] = raw_values(its)
     if report.engine is not None:
         out.details["engine"] = report.engine
@@ -170,6 +198,7 @@ def measure(cell: CellConfig) -> Outcome:
     )
     device = None
     try:
+        check_model_here(cell)
         device = _open(cell)
         out.fields.update(
             device=device.kind, device_name=device.name(), visible_devices=device.visible_devices()
