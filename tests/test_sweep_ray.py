@@ -217,12 +217,14 @@ def test_second_launch_into_live_sweep_is_refused_and_ctrl_c_keeps_records(tmp_p
     sweep = tmp_path / "multirun" / "sweep"
     first = start(args, tmp_path, tiny_cache)
     wait_for(lambda: len(records(sweep)) >= 1, 120, "a finished cell")
+    live_multirun = (sweep / "multirun.yaml").read_bytes()
     second = subprocess.run(
-        [sys.executable, str(ROOT / "launch.py"), *args], cwd=tmp_path,
+        [sys.executable, str(ROOT / "launch.py"), *args, "backend.sim.efficiency=0.5"], cwd=tmp_path,
         env=launch_env(tiny_cache), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert second.returncode != 0
     assert "in use by a live sweep" in second.stderr
+    assert (sweep / "multirun.yaml").read_bytes() == live_multirun  # refused before any write
     # Ctrl-C on the first: it stops, finished records stay whole
     os.kill(first.pid, signal.SIGINT)
     out, _ = first.communicate(timeout=120)

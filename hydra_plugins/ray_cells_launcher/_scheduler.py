@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 LOST = (ray.exceptions.RayError,)
 
 
+STILL_RUNNING_EVERY_S = 120.0
+
+
 class Unplaceable(RuntimeError):
     """No alive node has the resources a job needs any more."""
 
@@ -67,6 +70,7 @@ class Scheduler:
         # ref -> (slot, its job; None for the actor's readiness probe)
         self.in_flight: dict[Any, tuple[Slot, Job | None]] = {}
         self.stalled_since = 0.0
+        self.announced: dict[int, int] = {}  # job idx -> still-running lines printed
 
     # --- setup -------------------------------------------------------------------------
     def run(self, todo: list[Job]) -> None:
@@ -108,6 +112,7 @@ class Scheduler:
         self._show_progress()
 
     def _show_progress(self) -> None:
+        """The live line, and for logs (no terminal) a line per long job every few minutes."""
         running = [j for _, j in self.in_flight.values() if j is not None]
         longest = ""
         if running:
@@ -116,6 +121,12 @@ class Scheduler:
             if age > 10:
                 longest = f"{self.app.describe(job)} for {elapsed_text(age)}"
         self.progress.update(running=len(running), longest=longest)
+        now = time.monotonic()
+        for job in running:
+            mark = int((now - job.started) // STILL_RUNNING_EVERY_S)
+            if mark > self.announced.get(job.idx, 0):
+                self.announced[job.idx] = mark
+                print(f"running  {self.app.describe(job)} for {elapsed_text(now - job.started)}")
 
     # --- actors ------------------------------------------------------------------------
     def _grow(self, key: str, queue: list[Job], cap: int) -> None:
