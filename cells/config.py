@@ -182,8 +182,14 @@ class BenchConfig:
     seed: int = 1234
     # E2E coefficient of variation above which a cell is flagged `unstable`.
     unstable_cv: float = 0.10
+    # Measure every cell this many times, each a record of its own (repeat 0, 1, ...);
+    # reports give their mean with a 95% confidence interval.
+    repeats: int = 1
+    # Each measurement (each repeat) in a fresh worker process: the model loaded anew.
+    fresh_worker: bool = False
 
     def __post_init__(self) -> None:
+        _positive_int("bench.repeats", self.repeats)
         if isinstance(self.warmup, bool) or self.warmup < 0:
             raise ConfigError(f"bench.warmup={self.warmup!r} is not allowed: must be >= 0")
         _positive_int("bench.iterations", self.iterations)

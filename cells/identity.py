@@ -15,6 +15,7 @@ def identity(cell: CellConfig) -> dict[str, Any]:
     """The part of a cell's config that defines what is measured."""
     d = asdict(cell)
     d["model"].pop("cache_dir", None)
+    d["bench"].pop("repeats", None)  # how many times, not what: repeat k has its own id
     # Options of backends the cell does not use do not matter.
     backend = d["backend"]
     d["backend"] = {"name": backend["name"], **{backend["name"]: backend.get(backend["name"], {})}}
@@ -63,14 +64,29 @@ def cell_dir_name(cell: CellConfig, cid: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class PlannedCell:
-    """A job turned into its cell, once, on the driver: everything a worker needs."""
+    """A job turned into its cell, once, on the driver: everything a worker needs.
+
+    With ``bench.repeats`` > 1 a cell is measured as repeats 0..N-1, each its own planned
+    cell: its id hashes the repeat index too, its directory ends in ``-rK``, and
+    ``repeat_of`` is the id the cell has without repeats (what the repeats summarise)."""
 
     cell: CellConfig
     cell_id: str
     cell_dir: str
     model_key: str
+    repeat: int | None = None
+    repeat_of: str | None = None
 
     @classmethod
-    def of(cls, cell: CellConfig) -> PlannedCell:
-        cid = cell_id(cell)
-        return cls(cell, cid, cell_dir_name(cell, cid), model_key(cell))
+    def of(cls, cell: CellConfig, repeat: int | None = None) -> PlannedCell:
+        base = cell_id(cell)
+        if repeat is None:
+            return cls(cell, base, cell_dir_name(cell, base), model_key(cell))
+        cid = hashlib.sha256(f"{base}|repeat={repeat}".encode()).hexdigest()[:16]
+        name = f"{cell_dir_name(cell, cid)}-r{repeat}"
+        return cls(cell, cid, name, model_key(cell), repeat, base)
+
+    def repeats(self) -> list[PlannedCell]:
+        """This cell as its repeats (itself when bench.repeats is 1)."""
+        n = self.cell.bench.repeats
+        return [self] if n <= 1 else [PlannedCell.of(self.cell, k) for k in range(n)]

@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Any
 
 from cells.config import CellConfig
-from cells.identity import cell_dir_name, cell_id
+from cells.identity import PlannedCell
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
@@ -67,7 +67,7 @@ FLAT_KEYS = (
     "warmup_iterations", "measured_iterations", "measured_s",
     "model_load_s", "model_reused", "model_parameters", "memory_floor_bytes", "host_others_cores",
     "bound_output_tokens_per_s", "bound_ttft_s", "bound_tpot_s", "bound_fraction", "bound_source",
-    "flags", "error", "attempts", "started_at", "finished_at",
+    "flags", "error", "attempts", "started_at", "finished_at", "repeat", "repeat_of",
 )  # fmt: skip
 
 
@@ -103,23 +103,23 @@ class Outcome:
 
 
 def build_record(
-    cell: CellConfig,
+    planned: PlannedCell | CellConfig,
     outcome: Outcome,
     *,
-    cell_id_: str | None = None,
-    cell_dir: str | None = None,
     attempts: int = 1,
     ray_node_id: str | None = None,
     code: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The record of a cell: its inputs, then what its outcome says. ``cell_id_`` and
-    ``cell_dir`` are taken from a planned cell when the caller has them (else computed);
-    ``code`` (git_commit, git_dirty) is the driver's checkout, which workers may not see."""
+    """The record of a cell (planned on the driver, or a bare cell config): its inputs,
+    then what its outcome says. ``code`` (git_commit, git_dirty) is the driver's checkout,
+    which workers may not see."""
+    p = planned if isinstance(planned, PlannedCell) else PlannedCell.of(planned)
+    cell = p.cell
     rec: dict[str, Any] = dict.fromkeys(FLAT_KEYS)
     rec.update(
         schema_version=SCHEMA_VERSION,
-        cell_id=cell_id_ or cell_id(cell),
-        cell_dir=cell_dir or cell_dir_name(cell),
+        cell_id=p.cell_id,
+        cell_dir=p.cell_dir,
         simulated=cell.backend.name == "sim",
         batch=cell.batch,
         seq=cell.seq,
@@ -142,6 +142,8 @@ def build_record(
         ray_node_id=ray_node_id,
         started_at=outcome.started_at,
         finished_at=outcome.finished_at,
+        repeat=p.repeat,
+        repeat_of=p.repeat_of,
     )
     rec.update(outcome.details)
     rec["env"] = {**outcome.env, **(code or {})}

@@ -89,11 +89,11 @@ def run_planned(planned: PlannedCell) -> Outcome:
     return measure(planned.cell)
 
 
-def run_task(cfg: Any) -> dict[str, Any]:
+def run_task(cfg: Any) -> list[dict[str, Any]]:
     """The task of a single run, or of one job under Hydra's basic launcher: measure in this
-    process and write the record into the job's output directory."""
+    process and write the record into the job's output directory (with bench.repeats > 1,
+    one record per repeat, in rK/ below it)."""
     from aggregate import summary_table
-    from workers.measure import measure
 
     single = HydraConfig.get().mode == RunMode.RUN
     try:
@@ -103,17 +103,29 @@ def run_task(cfg: Any) -> dict[str, Any]:
     except ConfigError as exc:
         die(str(exc))
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    done = None if single else finished_record(out_dir, planned.cell_id)
-    record = done or build_record(planned.cell, measure(planned.cell), cell_id_=planned.cell_id)
+    repeats = planned.repeats()
+    records = []
+    for p in repeats:
+        where = out_dir if len(repeats) == 1 else out_dir / f"r{p.repeat}"
+        records.append(_measure_here(p, where, resume=not single))
+    if single:
+        print(summary_table(records))
+        print(f"record{'s' if len(records) > 1 else ''} in: {out_dir}")
+    return records
+
+
+def _measure_here(planned: PlannedCell, where: Path, resume: bool) -> dict[str, Any]:
+    from workers.measure import drop_models, measure
+
+    done = finished_record(where, planned.cell_id) if resume else None
+    record = done or build_record(planned, measure(planned.cell))
     if done is None:
-        path = write_record(out_dir, record)
+        write_record(where, record)
     if record["status"] != "ok":
         STATUS.not_ok += 1
-    if single:
-        print(summary_table([record]))
-        print(f"record: {path}")
-    else:
-        print(f"{'skipped, already done' if done else record['status']}: {planned.cell_dir}")
+    print(_cell_line(record, skipped=done is not None), flush=True)
+    if planned.cell.bench.fresh_worker:
+        drop_models()  # the next repeat loads the model anew (the same process here)
     return record
 
 
@@ -138,6 +150,24 @@ def _drop_duplicates(jobs: list[Job]) -> None:
         n = len(jobs) - len(kept)
         print(f"{n} job(s) repeat a cell of this sweep: each cell runs once ({len(kept)} cells)")
         jobs[:] = kept
+
+
+def _expand_repeats(jobs: list[Job], sweep_dir: str) -> None:
+    """A cell with bench.repeats = N becomes N jobs, one per repeat (each its own record)."""
+    out: list[Job] = []
+    next_idx = max((j.idx for j in jobs), default=-1) + 1
+    for job in jobs:
+        repeats = job.payload.repeats()
+        for k, planned in enumerate(repeats):
+            if k == 0:
+                twin = job
+            else:
+                twin = Job(next_idx, list(job.overrides))
+                next_idx += 1
+            twin.payload = planned
+            twin.output_dir = os.path.join(sweep_dir, planned.cell_dir)
+            out.append(twin)
+    jobs[:] = out
 
 
 def _cell_line(rec: dict[str, Any], skipped: bool = False) -> str:
@@ -190,7 +220,9 @@ class CellSweepApp(App):
             more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
             die("; ".join(problems[:3]) + more)
         _drop_duplicates(jobs)
-        self.results = SweepResults(sweep_dir)
+        _expand_repeats(jobs, sweep_dir)
+        self.results = SweepResults.for_dir(sweep_dir)
+        self.results.register([job.payload.cell_dir for job in jobs])
         self.code = git_state()  # the workers get the code without .git
 
     def runner(self) -> Any:
@@ -235,7 +267,7 @@ class CellSweepApp(App):
         ret.status = JobStatus.COMPLETED
         ret.return_value = self._keep(rec)
         # A cell that did not end ok may leave the device in a bad state: fresh worker.
-        return outcome.status != Status.OK
+        return outcome.status != Status.OK or job.payload.cell.bench.fresh_worker
 
     def on_lost(self, job: Job, error: BaseException) -> dict[str, Any]:
         status = Status.OOM if isinstance(error, HostOutOfMemory) else Status.FAILED
@@ -248,10 +280,7 @@ class CellSweepApp(App):
 
     def _record(self, job: Job, outcome: Outcome, node: str | None) -> dict[str, Any]:
         p: PlannedCell = job.payload
-        rec = build_record(
-            p.cell, outcome, cell_id_=p.cell_id, cell_dir=p.cell_dir,
-            attempts=job.attempts, ray_node_id=node, code=self.code,
-        )  # fmt: skip
+        rec = build_record(p, outcome, attempts=job.attempts, ray_node_id=node, code=self.code)
         write_record(job.output_dir, rec)
         return rec
 
@@ -267,7 +296,7 @@ class CellSweepApp(App):
             dirs = [j.payload.cell_dir for j in jobs if j.payload is not None]
             missing = sum(1 for d in dirs if d not in self.results.rows)
             STATUS.not_ok += missing
-            self.results.finish(dirs, interrupted, plots=self.plots)
+            self.results.finish(interrupted, plots=self.plots)
 
 
 __all__ = ["CellSweepApp", "ValidateOnRun", "exit_code", "run_task"]

@@ -14,6 +14,7 @@ def register() -> None:
     resolver that names a cell's directory and `${sweep_name:}` that names a sweep's.
     Idempotent."""
     ConfigStore.instance().store(name="cell_schema", node=CellConfig)
+
     if not OmegaConf.has_resolver("cell_dir"):
         OmegaConf.register_new_resolver("cell_dir", cell_dir_resolver, use_cache=False)
     if not OmegaConf.has_resolver("sweep_name"):

@@ -211,7 +211,7 @@ def measure(cell: CellConfig) -> Outcome:
         oom = isinstance(exc, CellOOM) or (device is not None and device.is_oom(exc))
         failed = Outcome.failure(exc, Status.OOM if oom else Status.FAILED)
         out.status, out.error = failed.status, failed.error
-        log.error("[%s] %s: %s", cell.model.name, out.status.value, exc)
+        log.info("[%s] %s: %s", cell.model.name, out.status.value, exc)  # the driver says it
         # A failed cell may leave the device in a bad state: drop the model, start clean.
         drop_models()
         if device is not None:

@@ -62,9 +62,13 @@ class CellsSweeper(BasicSweeper):
         except SweepBusy as exc:
             _stop(str(exc))
         try:
-            return super().sweep(arguments)
+            return self.run_sweep(arguments)
         finally:
             lock.release()
+
+    def run_sweep(self, arguments: List[str]) -> Any:
+        """The sweep itself, once the directory is ours (subclasses plan their own rounds)."""
+        return super().sweep(arguments)
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         from .ray_cells_launcher import RayCellsLauncher
