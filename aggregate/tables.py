@@ -5,7 +5,8 @@ Markdown is :func:`markdown`. Text conventions, used by every table and the repo
   —          the (batch, seq) cell is not in the sweep
   n/a        the cell ran but did not report this metric
   FAILED [n] / OOM [n]   the cell did not finish; reason n is listed below the table
-  * † ‡ § °  flags of the cell (see FLAG_MARKS)
+  * † ‡ § ° ¶ ^  flags of the cell (see FLAG_MARKS)
+  invalid    the cell reported an energy figure whose validity rules failed (never shown)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ Record = dict[str, Any]
 MISSING = "—"
 NOT_REPORTED = "n/a"
 SIMULATED = "SIMULATED"
+NOT_VALID = "invalid"
 
 # Flag -> mark appended to a cell's numbers, and what the flag means (for the legend).
 FLAG_MARKS = {
@@ -28,6 +30,8 @@ FLAG_MARKS = {
     "short_output": "‡",
     "too_brief": "§",
     "simulated": "°",
+    "dirty_start": "¶",
+    "throttled": "^",
 }
 FLAG_MEANINGS = {
     "unstable": "unstable: E2E coefficient of variation above bench.unstable_cv",
@@ -35,6 +39,8 @@ FLAG_MEANINGS = {
     "short_output": "short_output: fewer tokens generated than batch x seq",
     "too_brief": "too_brief: fewer iterations or a shorter window than the bench asked for",
     "simulated": "simulated: produced by the simulator, not measured",
+    "dirty_start": "dirty_start: started on device memory an earlier cell left behind",
+    "throttled": "throttled: the device throttled during the measured window",
 }
 UNKNOWN_FLAG_MARK = "?"
 
@@ -70,6 +76,7 @@ class Metric:
     title: str  # with its unit, e.g. "TTFT mean (ms)"
     key: str  # record key
     fmt: Callable[[float], str]
+    valid: str | None = None  # record key that must be true for the value to be shown
 
 
 # The batch x seq pivots of every group, in report order.
@@ -207,7 +214,11 @@ def value_text(rec: Record | None, metric: Metric, notes: FailureNotes) -> str:
     if rec.get("status") != "ok":
         return notes.ref(rec)
     value = rec.get(metric.key)
+    if metric.valid is not None and rec.get(metric.valid) is False:
+        return NOT_VALID
     if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return NOT_REPORTED
+    if metric.valid is not None and rec.get(metric.valid) is not True:
         return NOT_REPORTED
     return metric.fmt(value) + marks(rec)
 

@@ -190,8 +190,9 @@ class CellSweepApp(App):
         rec = self._record(job, outcome, where.get("ray_node_id"))
         ret.status = JobStatus.COMPLETED
         ret.return_value = self._keep(rec)
-        # A cell that did not end ok may leave the device in a bad state: fresh worker.
-        return outcome.status != Status.OK
+        # A cell that did not end ok may leave the device in a bad state, and one that started
+        # on memory left behind (dirty_start) ran on such a device: fresh worker.
+        return outcome.status != Status.OK or Flag.DIRTY_START in outcome.flags
 
     def on_lost(self, job: Job, error: BaseException) -> None:
         outcome = Outcome.failure(error, flags=[Flag.WORKER_LOST])

@@ -10,6 +10,7 @@ long-lived worker (one Ray actor per device) loads each model once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -18,9 +19,11 @@ from typing import Any
 from cells.config import CellConfig
 from cells.identity import model_key
 from cells.record import Flag, Outcome, Status
+from workers import health
 from workers.base import Backend, BackendReport, CellOOM, IterationResult, backend_class
 from workers.bounding import bound_fields
 from workers.devices import VISIBLE_ENV, Device, open_device
+from workers.energy import EnergyMeter, simulated_result
 from workers.env import environment, utc_now
 from workers.metrics import cell_metrics
 from workers.smi import snapshot
@@ -40,7 +43,8 @@ def get_backend(cell: CellConfig, device: Device) -> tuple[Backend, bool, float]
     drop_models()
     backend = backend_class(cell.backend.name)(cell, device)
     t0 = time.perf_counter()
-    backend.load()
+    with health.loading(device.kind, backend.simulated):
+        backend.load()
     load_s = time.perf_counter() - t0
     LOAD_COUNT["loads"] += 1
     _LOADED[key] = backend
@@ -57,19 +61,32 @@ def drop_models() -> None:
     _LOADED.clear()
 
 
-def _iterations(backend: Backend, cell: CellConfig, device: Any) -> list[IterationResult]:
+def _iterations(
+    backend: Backend, cell: CellConfig, device: Any, meter: EnergyMeter | None = None
+) -> list[IterationResult]:
+    """Warm-up, then the measured iterations; ``meter`` samples energy during the latter only."""
     backend.prepare(cell)
     for _ in range(cell.bench.warmup):
         backend.run_iteration()
     device.reset_peak_memory()
-    its = []
-    t0 = time.perf_counter()
+    its: list[IterationResult] = []
     b = cell.bench
-    while len(its) < b.iterations or (
-        time.perf_counter() - t0 < b.min_duration_s and len(its) < b.max_iterations
-    ):
-        its.append(backend.run_iteration())
+    with meter.window() if meter is not None else contextlib.nullcontext():
+        t0 = time.perf_counter()
+        while len(its) < b.iterations or (
+            time.perf_counter() - t0 < b.min_duration_s and len(its) < b.max_iterations
+        ):
+            if meter is not None:
+                meter.iteration()
+            its.append(backend.run_iteration())
     return its
+
+
+def _energy(
+    backend: Backend, meter: EnergyMeter | None, its: list[IterationResult]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The energy keys: the meter's samples, or the simulator's power model."""
+    return meter.result(its) if meter is not None else simulated_result(backend, its)
 
 
 def _open(cell: CellConfig) -> Any:
@@ -131,9 +148,16 @@ def _device_snapshot(device: Any, simulated: bool) -> dict[str, Any] | None:
 
 def _run(cell: CellConfig, device: Any, out: Outcome) -> None:
     """Load, measure and fill ``out`` (status ok); raises whatever the cell raised."""
+    simulated = cell.backend.name == "sim"
+    watch = health.CellHealth(device.kind, cell.chips, simulated)
+    watch.before()
     backend, reused, load_s = get_backend(cell, device)
     info = backend.model_info()
-    its = _iterations(backend, cell, device)
+    meter = None if simulated else EnergyMeter(device.kind, cell.chips)
+    with meter if meter is not None else contextlib.nullcontext():
+        its = _iterations(backend, cell, device, meter)
+    energy, energy_block = _energy(backend, meter, its)
+    health_fields, health_flags, health_block = watch.after(meter.events() if meter else [])
     metrics = cell_metrics(its, batch=cell.batch, seq=cell.seq, prompt_len=cell.prompt_len)
     report = backend.report()
     bounds, broken = bound_fields(metrics, cell, info, device.kind, out.fields["device_name"])
@@ -146,12 +170,17 @@ def _run(cell: CellConfig, device: Any, out: Outcome) -> None:
         **metrics,
         **memory_fields(device, report),
         **bounds,
+        **energy,
+        **health_fields,
         **report.fields,
     )
-    out.flags = [*quality_flags(metrics, cell, backend.simulated), *report.flags]
+    out.flags = [*quality_flags(metrics, cell, backend.simulated), *report.flags, *health_flags]
     if broken:
         out.flags.append(Flag.ABOVE_BOUND)
     out.details["raw"] = raw_values(its)
+    out.details["energy"] = energy_block
+    if health_block is not None:
+        out.details["health"] = health_block
     if report.engine is not None:
         out.details["engine"] = report.engine
     smi = _device_snapshot(device, backend.simulated)
