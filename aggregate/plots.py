@@ -122,7 +122,7 @@ def _energy_panels(recs: Sequence[Record]) -> list:
         ),
         (
             "Energy per output token vs batch" + note,
-            lambda ax, r: _draw(ax, valid, "energy_j_per_output_token", 1e3, "mJ per output token"),
+            lambda ax, r: _draw(ax, valid, "energy_j_per_output_token", 1.0, "J per output token"),
         ),
     ]
 

@@ -55,8 +55,9 @@ class Sampler:
 
     def _read(self) -> None:
         try:
+            before = self.clock()
             values = tuple(self.source.read())
-            t = self.clock()
+            t = (before + self.clock()) / 2  # a slow read (npu-smi) is stamped at its middle
             self.samples.append(Sample(t, values))
             events = self.source.events()
             if events is not None:

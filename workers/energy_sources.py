@@ -10,9 +10,7 @@ bitmasks or None, and ``close()``. Sources and their documented behaviour (docs/
                 newer), a 64-bit counter updated about every 100 ms
   nvml_power    nvmlDeviceGetPowerUsage (mW) where the counter is not supported; on Ampere
                 and newer (but GA100) it is a 1 s average, so 1 s is taken as its resolution
-  npu_smi_power `npu-smi info -t power -i NPU -c CHIP` ("NPU Real-time Power(W) : 93.4"), run
-                as an argv list, one call per chip per read; logical ids of
-                ASCEND_RT_VISIBLE_DEVICES mapped to (NPU, chip) by `npu-smi info -m`
+  npu_smi_power `npu-smi info -t power -i NPU -c CHIP` (workers/energy_npu.py)
   rapl          /sys/class/powercap/intel-rapl:N (package) and their `dram` sub-zones:
                 energy_uj, wrapping at max_energy_range_uj (AMD Zen exposes the same files)
 pynvml (package nvidia-ml-py, extra `cuda`) is imported only for a cuda cell.
@@ -24,8 +22,6 @@ import importlib
 import logging
 import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +30,6 @@ from workers.energy_integrate import SourceInfo
 log = logging.getLogger(__name__)
 
 POWERCAP = Path("/sys/class/powercap")
-NPU_SMI_TIMEOUT_S = 3.0
 VISIBLE_ENV = {"npu": "ASCEND_RT_VISIBLE_DEVICES", "cuda": "CUDA_VISIBLE_DEVICES"}
 _ZONE = re.compile(r"^intel-rapl:\d+(:\d+)?$")
 
@@ -205,111 +200,6 @@ class NvmlSource:
             log.debug("nvmlShutdown failed", exc_info=True)
 
 
-# --- npu-smi ----------------------------------------------------------------------------
-
-
-def run_npu_smi(args: list[str], timeout: float = NPU_SMI_TIMEOUT_S) -> str:
-    """stdout of `npu-smi ARGS` (argv list, never a shell); raises Unavailable on failure."""
-    if shutil.which("npu-smi") is None:
-        raise Unavailable("npu-smi is not on PATH")
-    try:
-        proc = subprocess.run(
-            ["npu-smi", *args], capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise Unavailable(f"npu-smi {' '.join(args)}: {type(exc).__name__}") from None
-    if proc.returncode != 0:
-        msg = (proc.stderr or proc.stdout).strip()[-200:]
-        raise Unavailable(f"npu-smi {' '.join(args)} exited {proc.returncode}: {msg}")
-    return proc.stdout
-
-
-def parse_kv(text: str) -> dict[str, str]:
-    """'        NPU Real-time Power(W)         : 93.4' lines -> {'NPU Real-time Power(W)': '93.4'}."""
-    out = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip():
-            out.setdefault(key.strip(), value.strip())
-    return out
-
-
-def parse_chip_map(text: str) -> dict[int, tuple[int, int]]:
-    """`npu-smi info -m`: chip logic id -> (NPU ID, Chip ID); rows without a logic id (the
-    Mcu) are skipped."""
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[0].isdigit() and parts[1].isdigit() and parts[2].isdigit():
-            out[int(parts[2])] = (int(parts[0]), int(parts[1]))
-    return out
-
-
-POWER_KEYS = ("NPU Real-time Power(W)", "Power Dissipation(W)")
-
-
-def parse_power(text: str) -> float | None:
-    kv = parse_kv(text)
-    for key in POWER_KEYS:
-        try:
-            return float(kv[key])
-        except (KeyError, ValueError):
-            continue
-    return None
-
-
-def npu_chips(per_cell: int) -> list[tuple[int, int]]:
-    """(NPU ID, Chip ID) of the cell's chips. ASCEND_RT_VISIBLE_DEVICES counts chip logic ids:
-    `npu-smi info -m` maps them; without that map, logic id = NPU ID, chip 0 (the one-chip-per-
-    NPU layout of the Atlas 800T A2, as workers/smi.py assumes)."""
-    ids = visible("npu", per_cell)
-    if not all(v.isdigit() for v in ids):
-        raise Unavailable(f"ASCEND_RT_VISIBLE_DEVICES={','.join(ids)} holds non-integer ids")
-    try:
-        chip_map = parse_chip_map(run_npu_smi(["info", "-m"]))
-    except Unavailable as exc:
-        log.warning("npu-smi info -m failed (%s): assuming logic id = NPU ID, chip 0", exc)
-        chip_map = {}
-    return [chip_map.get(int(v), (int(v), 0)) for v in ids]
-
-
-class NpuSmiSource:
-    """Real-time power of each chip from npu-smi, one call per chip per read."""
-
-    def __init__(self, per_cell: int) -> None:
-        self.chips = npu_chips(per_cell)
-        first = [self._read_one(n, c) for n, c in self.chips]
-        if any(v is None for v in first):
-            raise Unavailable(
-                "npu-smi info -t power gives no reading for "
-                + ", ".join(
-                    f"NPU {n} chip {c}"
-                    for (n, c), v in zip(self.chips, first, strict=True)
-                    if v is None
-                )
-            )
-        labels = tuple(f"npu {n} chip {c}" for n, c in self.chips)
-        self.info = SourceInfo("npu_smi_power", "power", 0.2, 1.0, labels)
-
-    def _read_one(self, npu: int, chip: int) -> float | None:
-        try:
-            return parse_power(
-                run_npu_smi(["info", "-t", "power", "-i", str(npu), "-c", str(chip)])
-            )
-        except Unavailable as exc:
-            log.debug("%s", exc)
-            return None
-
-    def read(self) -> list[float | None]:
-        return [self._read_one(n, c) for n, c in self.chips]
-
-    def events(self) -> None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-
 SOURCE_NAMES = {"cuda": "nvml", "npu": "npu_smi_power", "cpu": "rapl"}  # what open_source tries
 
 
@@ -318,6 +208,8 @@ def open_source(kind: str, per_cell: int) -> Any:
     if kind == "cuda":
         return NvmlSource(per_cell)
     if kind == "npu":
+        from workers.energy_npu import NpuSmiSource
+
         return NpuSmiSource(per_cell)
     if kind == "cpu":
         return RaplSource()

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cells.record import Flag
+from workers import energy_npu as npu_smi
 from workers import energy_sources as src
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,8 @@ def loading_finished(kind: str) -> None:
 
 
 def memory_check(kind: str) -> dict[str, Any]:
-    """Before a cell: in use now against baseline + the loaded model's footprint."""
+    """Before a cell's iterations (its model loaded): in use now against baseline + the
+    model's footprint, and whatever loading found left behind."""
     state, now = _WORKER.setdefault(kind, WorkerMemory()), PROBE["memory"](kind)
     if now is None:
         return {"checked": False}
@@ -177,11 +179,11 @@ def _num(text: str | None) -> float | None:
 
 def npu_telemetry(per_cell: int) -> list[dict[str, Any]]:
     out = []
-    for npu, chip in src.npu_chips(per_cell):
+    for npu, chip in npu_smi.npu_chips(per_cell):
         ids = ["-i", str(npu), "-c", str(chip)]
         row: dict[str, Any] = {"device": f"npu {npu} chip {chip}"}
         try:
-            kv = src.parse_kv(src.run_npu_smi(["info", "-t", "common", *ids]))
+            kv = npu_smi.parse_kv(npu_smi.run_npu_smi(["info", "-t", "common", *ids]))
             row.update(
                 temp_c=_num(kv.get("Temperature(C)") or kv.get("NPU Temperature (C)")),
                 aicore_freq_mhz=_num(kv.get("Aicore Freq(MHZ)")),
@@ -191,7 +193,7 @@ def npu_telemetry(per_cell: int) -> list[dict[str, Any]]:
         except src.Unavailable as exc:
             row.setdefault("errors", []).append(str(exc))
         try:
-            kv = src.parse_kv(src.run_npu_smi(["info", "-t", "health", *ids]))
+            kv = npu_smi.parse_kv(npu_smi.run_npu_smi(["info", "-t", "health", *ids]))
             row["health"] = kv.get("Health Status") or kv.get("Health")
             row["error_code"] = kv.get("Error Code")
         except src.Unavailable as exc:

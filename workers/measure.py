@@ -149,9 +149,9 @@ def _device_snapshot(device: Any, simulated: bool) -> dict[str, Any] | None:
 def _run(cell: CellConfig, device: Any, out: Outcome) -> None:
     """Load, measure and fill ``out`` (status ok); raises whatever the cell raised."""
     simulated = cell.backend.name == "sim"
-    watch = health.CellHealth(device.kind, cell.chips, simulated)
-    watch.before()
     backend, reused, load_s = get_backend(cell, device)
+    watch = health.CellHealth(device.kind, cell.chips, simulated)
+    watch.before()  # after any load: in use = the worker's baseline + its model, or dirty
     info = backend.model_info()
     meter = None if simulated else EnergyMeter(device.kind, cell.chips)
     with meter if meter is not None else contextlib.nullcontext():
