@@ -253,3 +253,18 @@ def test_rapl_missing_or_unreadable(tmp_path, monkeypatch):
     monkeypatch.setattr(es.os, "access", lambda path, mode: False)  # as a non-root user sees it
     with pytest.raises(es.Unavailable, match="CVE-2020-8694"):
         es.RaplSource(root)
+
+
+def test_torch_uuids_get_nvidia_prefix(monkeypatch):
+    import torch
+
+    class Props:
+        def __init__(self, uuid: str) -> None:
+            self.uuid = uuid
+
+    uuids = ["5d4e2c1a-0000-4000-8000-000000000001", "GPU-5d4e2c1a-0000-4000-8000-000000000002"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: Props(uuids[i]))
+    assert es._torch_uuids(2) == [f"GPU-{uuids[0]}", uuids[1]]
+    assert es._torch_uuids(3) == []  # fewer GPUs than the cell holds: use the env ids

@@ -130,9 +130,11 @@ def _torch_uuids(per_cell: int) -> list[str]:
 
         if not torch.cuda.is_available() or torch.cuda.device_count() < per_cell:
             return []
-        return [f"GPU-{torch.cuda.get_device_properties(i).uuid}" for i in range(per_cell)]
+        uuids = [str(torch.cuda.get_device_properties(i).uuid) for i in range(per_cell)]
     except Exception:  # no torch, no CUDA, an old torch without .uuid: use the env ids
         return []
+    # torch prints the bare UUID; NVML wants NVIDIA's "GPU-" form
+    return [u if u.startswith(("GPU-", "MIG-")) else f"GPU-{u}" for u in uuids]
 
 
 class NvmlSource:

@@ -115,15 +115,9 @@ def memory_check(kind: str) -> dict[str, Any]:
     if state.baseline is None:
         state.baseline = now[0]
     leftover = now[0] - state.baseline - state.footprint
-    dirty, state.dirty = (
-        state.dirty
-        + (
-            [f"{leftover / MIB:.0f} MiB in use beyond baseline + model"]
-            if leftover > tolerance(now[1])
-            else []
-        ),
-        [],
-    )
+    dirty, state.dirty = state.dirty, []  # what loading found is reported once, with this cell
+    if leftover > tolerance(now[1]):
+        dirty.append(f"{leftover / MIB:.0f} MiB in use beyond baseline + model")
     return {
         "checked": True,
         "in_use_bytes": now[0],

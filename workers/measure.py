@@ -82,11 +82,24 @@ def _iterations(
     return its
 
 
-def _energy(
-    backend: Backend, meter: EnergyMeter | None, its: list[IterationResult]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The energy keys: the meter's samples, or the simulator's power model."""
-    return meter.result(its) if meter is not None else simulated_result(backend, its)
+def _measured(
+    backend: Backend, cell: CellConfig, device: Any
+) -> tuple[list[IterationResult], dict[str, Any], dict[str, Any], list[Flag]]:
+    """The measured iterations, with their energy and the device's health around them:
+    (iterations, flat record keys, nested record keys, flags). Called after the model is
+    loaded, so the memory check compares the worker's baseline + its model with what is in
+    use; the simulator's energy comes from its power model instead of a sampler."""
+    watch = health.CellHealth(device.kind, cell.chips, backend.simulated)
+    watch.before()
+    meter = None if backend.simulated else EnergyMeter(device.kind, cell.chips)
+    with meter if meter is not None else contextlib.nullcontext():
+        its = _iterations(backend, cell, device, meter)
+    energy, energy_block = meter.result(its) if meter else simulated_result(backend, its)
+    health_fields, flags, health_block = watch.after(meter.events() if meter else [])
+    details = {"energy": energy_block}
+    if health_block is not None:
+        details["health"] = health_block
+    return its, {**energy, **health_fields}, details, flags
 
 
 def _open(cell: CellConfig) -> Any:
@@ -148,16 +161,9 @@ def _device_snapshot(device: Any, simulated: bool) -> dict[str, Any] | None:
 
 def _run(cell: CellConfig, device: Any, out: Outcome) -> None:
     """Load, measure and fill ``out`` (status ok); raises whatever the cell raised."""
-    simulated = cell.backend.name == "sim"
     backend, reused, load_s = get_backend(cell, device)
-    watch = health.CellHealth(device.kind, cell.chips, simulated)
-    watch.before()  # after any load: in use = the worker's baseline + its model, or dirty
     info = backend.model_info()
-    meter = None if simulated else EnergyMeter(device.kind, cell.chips)
-    with meter if meter is not None else contextlib.nullcontext():
-        its = _iterations(backend, cell, device, meter)
-    energy, energy_block = _energy(backend, meter, its)
-    health_fields, health_flags, health_block = watch.after(meter.events() if meter else [])
+    its, window_fields, window_details, window_flags = _measured(backend, cell, device)
     metrics = cell_metrics(its, batch=cell.batch, seq=cell.seq, prompt_len=cell.prompt_len)
     report = backend.report()
     bounds, broken = bound_fields(metrics, cell, info, device.kind, out.fields["device_name"])
@@ -170,17 +176,14 @@ def _run(cell: CellConfig, device: Any, out: Outcome) -> None:
         **metrics,
         **memory_fields(device, report),
         **bounds,
-        **energy,
-        **health_fields,
+        **window_fields,
         **report.fields,
     )
-    out.flags = [*quality_flags(metrics, cell, backend.simulated), *report.flags, *health_flags]
+    out.flags = [*quality_flags(metrics, cell, backend.simulated), *report.flags, *window_flags]
     if broken:
         out.flags.append(Flag.ABOVE_BOUND)
     out.details["raw"] = raw_values(its)
-    out.details["energy"] = energy_block
-    if health_block is not None:
-        out.details["health"] = health_block
+    out.details.update(window_details)
     if report.engine is not None:
         out.details["engine"] = report.engine
     smi = _device_snapshot(device, backend.simulated)
