@@ -1,14 +1,15 @@
 """Energy of a cell's measured window: a sampler thread around the window, and the record keys.
 
-The measuring loop opens an :class:`EnergyMeter` after warm-up and wraps the measured
-iterations in ``meter.window()``: the source is read once right before the first measured
-iteration, then every ``period_s`` on a daemon thread, then once right after the last
-iteration; the thread is stopped and the source closed in a ``finally``. Nothing here may fail
-a cell: a source that cannot be opened or read gives ``energy_valid: false`` with the reason.
+The measuring loop enters an :class:`EnergyMeter` (the source is opened) before warm-up and
+wraps only the measured iterations in ``meter.window()``: the source is read once right before
+the first measured iteration, then every ``period_s`` on a daemon thread, then once right
+after the last iteration; the thread is stopped in a ``finally`` and the source closed when
+the meter is left (also when the cell failed). Nothing here may fail a cell: a source that
+cannot be opened, read or closed gives ``energy_valid: false`` with the reason.
 
 Record keys (docs/energy.md): energy_j, power_w_mean, power_w_peak, energy_j_per_output_token,
 output_tokens_per_j, energy_source, energy_samples, energy_valid, energy_invalid_reasons
-(reason codes of workers/energy_integrate.py), prefill_energy_j and decode_energy_j (the
+(reason codes: cells.record.EnergyReason), prefill_energy_j and decode_energy_j (the
 spans [submit, first token] and [first token, last token] of every measured iteration; only
 when the total is valid and every span lasts SPLIT_MIN_PERIODS update periods of the
 source), and the nested ``energy`` block (devices, period, wraps, details).
