@@ -1,7 +1,8 @@
 """`python -m aggregate SWEEP_DIR [--baseline OLD_DIR]`: rebuild a sweep's outputs.
 
 Exit codes: 0 every cell ok; 1 a cell not ok or a record unreadable; 2 usage error;
-3 a regression against --baseline (checked last, so it wins over 1).
+3 a regression against --baseline, or cells of the baseline missing from the new sweep;
+4 --baseline compared nothing (no cell matched). 3 and 4 are checked last and win over 1.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aggregate.compare import compare, compare_markdown
+from aggregate.compare import OLD_ONLY, compare, compare_markdown
 from aggregate.load import load_records
 from aggregate.outputs import write_outputs
 from aggregate.summary import summary_table
@@ -24,6 +25,7 @@ EXIT_OK = 0
 EXIT_NOT_OK = 1
 EXIT_USAGE = 2
 EXIT_REGRESSION = 3
+EXIT_NOTHING_COMPARED = 4
 COMPARE_MD = "compare.md"
 
 
@@ -33,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Rebuild results.jsonl, results.csv, report.md and plots/ from the "
         "record.json files under SWEEP_DIR, and print a summary.",
         epilog="exit codes: 0 all cells ok; 1 a cell not ok or a record unreadable; "
-        "2 usage error; 3 a regression against --baseline",
+        "2 usage error; 3 a regression against --baseline or baseline cells missing; "
+        "4 --baseline compared nothing",
     )
     p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="directory searched for record.json")
     p.add_argument("--baseline", metavar="OLD_DIR", help="compare cell by cell with this sweep")
@@ -66,7 +69,8 @@ def _check_dir(path: str, what: str) -> str | None:
 
 
 def _baseline(args: argparse.Namespace, records: list) -> int | None:
-    """Compare with --baseline; None when its records are missing (a usage error)."""
+    """Compare with --baseline: the exit code it asks for (0 when the gate passes), None
+    when the baseline has no records (a usage error)."""
     old, old_unreadable = load_records(args.baseline)
     if not old:
         return None
@@ -79,13 +83,22 @@ def _baseline(args: argparse.Namespace, records: list) -> int | None:
         print()
         print(text)
     matched = sum(bool(r.match) for r in rows)
-    if not matched:
-        print(f"warning: no cell of {args.sweep_dir} matches {args.baseline}", file=sys.stderr)
+    gone = [r for r in rows if r.verdict == OLD_ONLY]
     print(
-        f"compare: {matched} matched cell(s), {n_regressions} regression(s) beyond max({args.threshold:g}%, noise) "
+        f"compare: {matched} matched cell(s), {n_regressions} regression(s) beyond "
+        f"max({args.threshold:g}%, noise), {len(gone)} baseline cell(s) missing, "
         f"against {args.baseline} -> {path}"
     )
-    return n_regressions
+    for r in gone:
+        print(f"  missing in new: {r.label} batch {r.batch} seq {r.seq} prompt {r.prompt_len}")
+    if not matched:
+        print(
+            f"error: no cell of {args.sweep_dir} matches a cell of {args.baseline}: "
+            "the comparison checked nothing",
+            file=sys.stderr,
+        )
+        return EXIT_NOTHING_COMPARED
+    return EXIT_REGRESSION if n_regressions or gone else EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,11 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = EXIT_NOT_OK if not_ok or unreadable else EXIT_OK
 
     if args.baseline is not None:
-        n_regressions = _baseline(args, records)
-        if n_regressions is None:
+        gate = _baseline(args, records)
+        if gate is None:
             return _usage_error(f"no readable record.json files under {args.baseline!r}")
-        if n_regressions:
-            code = EXIT_REGRESSION
+        code = gate or code
     return code
 
 

@@ -101,5 +101,5 @@ def write_outputs(
     report = build_report(root, records, unreadable, figures)
     out[REPORT_MD] = atomic_write_text(root / REPORT_MD, report)
     out.update(figures)
-    log.info("%s: wrote %s", root, ", ".join(out))
+    log.debug("%s: wrote %s", root, ", ".join(out))
     return out

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cells.record import FLAG_MEANINGS as _MEANINGS
+
 Record = dict[str, Any]
 
 MISSING = "—"
@@ -23,25 +25,19 @@ NOT_REPORTED = "n/a"
 SIMULATED = "SIMULATED"
 NOT_VALID = "invalid"
 
-# Flag -> mark appended to a cell's numbers, and what the flag means (for the legend).
+# Flag -> mark appended to a cell's numbers; what each flag means is cells.record's.
 FLAG_MARKS = {
     "unstable": "*",
     "above_bound": "†",
     "short_output": "‡",
     "too_brief": "§",
     "simulated": "°",
+    "worker_lost": "!",
+    "host_busy": "¤",
     "dirty_start": "¶",
     "throttled": "^",
 }
-FLAG_MEANINGS = {
-    "unstable": "unstable: E2E coefficient of variation above bench.unstable_cv",
-    "above_bound": "above_bound: faster than the hardware bound allows; the number cannot be right",
-    "short_output": "short_output: fewer tokens generated than batch x seq",
-    "too_brief": "too_brief: fewer iterations or a shorter window than the bench asked for",
-    "simulated": "simulated: produced by the simulator, not measured",
-    "dirty_start": "dirty_start: started on device memory an earlier cell left behind",
-    "throttled": "throttled: the device throttled during the measured window",
-}
+FLAG_MEANINGS = {str(flag.value): f"{flag.value}: {text}" for flag, text in _MEANINGS.items()}
 UNKNOWN_FLAG_MARK = "?"
 
 

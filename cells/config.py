@@ -191,6 +191,11 @@ class BenchConfig:
             raise ConfigError("bench.max_iterations must be >= bench.iterations")
         if self.min_duration_s < 0:
             raise ConfigError("bench.min_duration_s must be >= 0")
+        if not 0 < self.unstable_cv:
+            raise ConfigError(
+                f"bench.unstable_cv={self.unstable_cv!r} is not allowed: a coefficient of "
+                "variation > 0 (e.g. 0.10)"
+            )
 
 
 @dataclass

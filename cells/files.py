@@ -119,6 +119,15 @@ def is_newer_schema(rec: dict[str, Any]) -> bool:
     return rec.get("schema_version", 0) > SCHEMA_VERSION
 
 
+def newer_record(cell_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The cell's record when a newer version of this tool wrote it (never overwrite it)."""
+    try:
+        rec = read_record(Path(cell_dir) / RECORD_FILE)
+    except RecordError:
+        return None
+    return rec if is_newer_schema(rec) else None
+
+
 def finished_record(cell_dir: str | os.PathLike[str], cell_id: str) -> dict[str, Any] | None:
     """A record that lets resume skip the cell: ok, current schema, same cell; else None."""
     try:

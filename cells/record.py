@@ -37,6 +37,7 @@ class Flag(str, Enum):
     TOO_BRIEF = "too_brief"
     SIMULATED = "simulated"
     WORKER_LOST = "worker_lost"
+    HOST_BUSY = "host_busy"
     DIRTY_START = "dirty_start"
     THROTTLED = "throttled"
 
@@ -48,6 +49,7 @@ FLAG_MEANINGS: dict[str, str] = {
     Flag.TOO_BRIEF: "fewer iterations or a shorter window than the bench asked for",
     Flag.SIMULATED: "produced by the simulator, not measured",
     Flag.WORKER_LOST: "the worker process died (killed, crashed, node lost) and retries ran out",
+    Flag.HOST_BUSY: "other processes used more of the host than the cell left them while measuring",
     Flag.DIRTY_START: "the cell started on device memory an earlier cell or process left behind",
     Flag.THROTTLED: "the device throttled (clock-event reasons, or an unhealthy npu) in the window",
 }
@@ -92,7 +94,7 @@ FLAT_KEYS = (
     "peak_memory_bytes", "peak_memory_allocated_bytes", "peak_memory_reserved_bytes",
     "peak_rss_bytes",
     "warmup_iterations", "measured_iterations", "measured_s",
-    "model_load_s", "model_reused", "model_parameters",
+    "model_load_s", "model_reused", "model_parameters", "memory_floor_bytes", "host_others_cores",
     "bound_output_tokens_per_s", "bound_ttft_s", "bound_tpot_s", "bound_fraction", "bound_source",
     "energy_j", "power_w_mean", "power_w_peak", "prefill_energy_j", "decode_energy_j",
     "energy_source", "energy_samples", "energy_invalid_reasons",
@@ -140,9 +142,11 @@ def build_record(
     cell_dir: str | None = None,
     attempts: int = 1,
     ray_node_id: str | None = None,
+    code: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record of a cell: its inputs, then what its outcome says. ``cell_id_`` and
-    ``cell_dir`` are taken from a planned cell when the caller has them (else computed)."""
+    ``cell_dir`` are taken from a planned cell when the caller has them (else computed);
+    ``code`` (git_commit, git_dirty) is the driver's checkout, which workers may not see."""
     rec: dict[str, Any] = dict.fromkeys(FLAT_KEYS)
     rec.update(
         schema_version=SCHEMA_VERSION,
@@ -172,7 +176,7 @@ def build_record(
         finished_at=outcome.finished_at,
     )
     rec.update(outcome.details)
-    rec["env"] = outcome.env
+    rec["env"] = {**outcome.env, **(code or {})}
     rec["config"] = asdict(cell)
     return rec
 

@@ -25,17 +25,27 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 
 from cells.config import ConfigError
-from cells.files import finished_record, write_record
+from cells.files import finished_record, newer_record, write_record
 from cells.identity import PlannedCell
-from cells.record import Flag, Outcome, Status, build_record
-from hydra_plugins.ray_cells_launcher.app import App, Job, Planner
+from cells.record import SCHEMA_VERSION, Flag, Outcome, Status, build_record
+from hydra_plugins.ray_cells_launcher.app import App, HostOutOfMemory, Job, Planner
 from sweep.finish import SweepResults
-from sweep.lock import SweepBusy, SweepLock
 from sweep.placement import cell_resources
 from sweep.plan import auto_device, cell_here, plan_cell, task_values
 from sweep.validate import validate
+from workers.env import git_state
 
 log = logging.getLogger(__name__)
+
+# Workers and single runs: offline, and no foreign progress bars or advisories in the logs.
+QUIET_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TQDM_DISABLE": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 class _Status:
@@ -116,13 +126,41 @@ def _write_job_files(job: Job) -> None:
     (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump(list(job.overrides)))
 
 
+def _drop_duplicates(jobs: list[Job]) -> None:
+    """Identical cells (e.g. -m batch=1,1,2) run once: later copies leave the sweep."""
+    seen: set[str] = set()
+    kept = []
+    for job in jobs:
+        if job.payload.cell_dir not in seen:
+            seen.add(job.payload.cell_dir)
+            kept.append(job)
+    if len(kept) < len(jobs):
+        n = len(jobs) - len(kept)
+        print(f"{n} job(s) repeat a cell of this sweep: each cell runs once ({len(kept)} cells)")
+        jobs[:] = kept
+
+
+def _cell_line(rec: dict[str, Any], skipped: bool = False) -> str:
+    """The one console line of a finished cell."""
+    status = str(rec.get("status"))
+    head = f"{'skipped' if skipped else status:<8} {rec.get('cell_dir')}"
+    if status != "ok":
+        err = rec.get("error") or {}
+        first = (str(err.get("message") or "").strip().splitlines() or [""])[0]
+        return f"{head}  {err.get('type', '')}: {first[:200]}"
+    tps, e2e = rec.get("output_tokens_per_s"), rec.get("e2e_s_p50")
+    flags = ",".join(rec.get("flags") or [])
+    nums = f"{tps:.1f} tok/s, e2e p50 {e2e:.4f} s" if tps and e2e else ""
+    return f"{head}  {nums}{'  [' + flags + ']' if flags else ''}"
+
+
 class CellSweepApp(App):
     """The launcher hooks (hydra_plugins.ray_cells_launcher.app.App) of this benchmark."""
 
     def __init__(self, plots: bool = True) -> None:
-        self.lock: SweepLock | None = None
         self.plots = plots
         self.results: SweepResults | None = None
+        self.code: dict[str, Any] = {}
 
     # --- before anything starts ---
     def prepare(self, jobs: list[Job], sweep_dir: str, planner: Planner) -> None:
@@ -151,12 +189,9 @@ class CellSweepApp(App):
         if problems:
             more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
             die("; ".join(problems[:3]) + more)
-        self.lock = SweepLock(sweep_dir)
-        try:
-            self.lock.acquire()
-        except SweepBusy as exc:
-            die(str(exc))
+        _drop_duplicates(jobs)
         self.results = SweepResults(sweep_dir)
+        self.code = git_state()  # the workers get the code without .git
 
     def runner(self) -> Any:
         return run_planned
@@ -171,12 +206,20 @@ class CellSweepApp(App):
         return job.payload.cell_dir
 
     def env_vars(self) -> dict[str, str]:
-        return {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+        return dict(QUIET_ENV)
 
     # --- resume ---
     def is_done(self, job: Job) -> dict[str, Any] | None:
+        newer = newer_record(job.output_dir)
+        if newer is not None:  # never overwritten by an older version of this tool
+            log.warning(
+                "%s: its record has schema_version %s, newer than this tool's %d: kept, not "
+                "re-run (run it with the newer version)",
+                job.payload.cell_dir, newer.get("schema_version"), SCHEMA_VERSION,
+            )  # fmt: skip
+            return self._keep(newer, new=False)
         rec = finished_record(job.output_dir, job.payload.cell_id)
-        return None if rec is None else self._keep(rec)
+        return None if rec is None else self._keep(rec, new=False)
 
     # --- results come back to the driver, which writes them (no shared filesystem) ---
     def on_dispatch(self, job: Job) -> None:
@@ -188,42 +231,44 @@ class CellSweepApp(App):
         except Exception as exc:  # the runner itself failed (not the cell: that is an Outcome)
             outcome = Outcome.failure(exc)
         rec = self._record(job, outcome, where.get("ray_node_id"))
+        print(_cell_line(rec), flush=True)
         ret.status = JobStatus.COMPLETED
         ret.return_value = self._keep(rec)
         # A cell that did not end ok may leave the device in a bad state, and one that started
         # on memory left behind (dirty_start) ran on such a device: fresh worker.
         return outcome.status != Status.OK or Flag.DIRTY_START in outcome.flags
 
-    def on_lost(self, job: Job, error: BaseException) -> None:
-        outcome = Outcome.failure(error, flags=[Flag.WORKER_LOST])
-        self._keep(self._record(job, outcome, None))
+    def on_lost(self, job: Job, error: BaseException) -> dict[str, Any]:
+        status = Status.OOM if isinstance(error, HostOutOfMemory) else Status.FAILED
+        outcome = Outcome.failure(error, status, flags=[Flag.WORKER_LOST])
+        if job.payload.cell.backend.name == "sim":
+            outcome.flags.append(Flag.SIMULATED)
+        rec = self._record(job, outcome, None)
+        print(_cell_line(rec), flush=True)
+        return self._keep(rec)  # recorded: the job completes with its record's row
 
     def _record(self, job: Job, outcome: Outcome, node: str | None) -> dict[str, Any]:
         p: PlannedCell = job.payload
         rec = build_record(
             p.cell, outcome, cell_id_=p.cell_id, cell_dir=p.cell_dir,
-            attempts=job.attempts, ray_node_id=node,
+            attempts=job.attempts, ray_node_id=node, code=self.code,
         )  # fmt: skip
         write_record(job.output_dir, rec)
         return rec
 
-    def _keep(self, rec: dict[str, Any]) -> dict[str, Any]:
+    def _keep(self, rec: dict[str, Any], new: bool = True) -> dict[str, Any]:
         assert self.results is not None
         if rec.get("status") != "ok":
             STATUS.not_ok += 1
-        return self.results.add(rec)
+        return self.results.add(rec, new)
 
     # --- the end ---
     def on_end(self, jobs: list[Job], sweep_dir: str, interrupted: bool) -> None:
-        try:
-            if self.results is not None:
-                dirs = [j.payload.cell_dir for j in jobs if j.payload is not None]
-                missing = sum(1 for d in dirs if d not in self.results.rows)
-                STATUS.not_ok += missing
-                self.results.finish(dirs, interrupted, plots=self.plots)
-        finally:
-            if self.lock is not None:
-                self.lock.release()
+        if self.results is not None:
+            dirs = [j.payload.cell_dir for j in jobs if j.payload is not None]
+            missing = sum(1 for d in dirs if d not in self.results.rows)
+            STATUS.not_ok += missing
+            self.results.finish(dirs, interrupted, plots=self.plots)
 
 
 __all__ = ["CellSweepApp", "ValidateOnRun", "exit_code", "run_task"]

@@ -8,6 +8,7 @@ files are never read back.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from cells.record import flat_row
 log = logging.getLogger(__name__)
 
 RESULTS_JSONL = "results.jsonl"
+MANIFEST = ".results.manifest"  # what the outputs were last written from
 
 
 def summary_row(record: dict[str, Any], envs: dict[str, dict]) -> dict[str, Any]:
@@ -45,9 +47,11 @@ class SweepResults:
         self.rows: dict[str, dict[str, Any]] = {}  # cell dir -> row
         self._envs: dict[str, dict] = {}
         self._file: Any = None
+        self.new = 0  # records made by this launch (not read back by resume)
 
-    def add(self, record: dict[str, Any]) -> dict[str, Any]:
+    def add(self, record: dict[str, Any], new: bool = True) -> dict[str, Any]:
         """Keep one finished record (the latest per cell directory); returns its row."""
+        self.new += bool(new)
         if self._file is None:
             self._file = self.partial.open("w", encoding="utf-8")
         self._file.write(json.dumps(json_safe(record), ensure_ascii=False, default=str) + "\n")
@@ -77,9 +81,18 @@ class SweepResults:
             self.partial.unlink(missing_ok=True)
             print(f"sweep {'interrupted' if interrupted else 'ended'}: no cell has a record")
             return rows
-        os.replace(self.partial, self.dir / RESULTS_JSONL)
-        unreadable = [(str(self.dir / m / "record.json"), "missing or cut short") for m in missing]
-        paths = write_outputs(self.dir, rows, unreadable, plots=plots, jsonl=False)
+        manifest = _manifest(rows, missing, plots)
+        if self._up_to_date(manifest):
+            self.partial.unlink(missing_ok=True)
+            print(f"nothing ran: the outputs in {self.dir} are up to date")
+        else:
+            os.replace(self.partial, self.dir / RESULTS_JSONL)
+            unreadable = [
+                (str(self.dir / m / "record.json"), "missing or cut short") for m in missing
+            ]
+            paths = write_outputs(self.dir, rows, unreadable, plots=plots, jsonl=False)
+            (self.dir / MANIFEST).write_text(manifest)
+            log.debug("wrote %s", ", ".join(paths))
         print(summary_table(rows))
         bad = [r for r in rows if r.get("status") != "ok"]
         state = "interrupted" if interrupted else "finished"
@@ -93,5 +106,22 @@ class SweepResults:
         for m in missing:
             print(f"  missing {m}: run the same command again to finish it")
         sys.stdout.flush()
-        log.debug("wrote %s", ", ".join(paths))
         return rows
+
+    def _up_to_date(self, manifest: str) -> bool:
+        """Nothing ran in this launch and the outputs were written from these very records."""
+        if self.new or not (self.dir / RESULTS_JSONL).is_file():
+            return False
+        try:
+            return (self.dir / MANIFEST).read_text() == manifest
+        except OSError:
+            return False
+
+
+def _manifest(rows: list[dict[str, Any]], missing: list[str], plots: bool) -> str:
+    h = hashlib.sha256()
+    for r in sorted(rows, key=lambda r: str(r.get("cell_dir"))):
+        h.update(f"{r.get('cell_dir')}|{r.get('cell_id')}|{r.get('finished_at')}\n".encode())
+    for m in sorted(missing):
+        h.update(f"missing {m}\n".encode())
+    return f"{h.hexdigest()} plots={plots}\n"

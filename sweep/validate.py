@@ -7,11 +7,10 @@ before any model is loaded or Ray is started.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from bounds.roofline import SHIPPED_CONFIGS
 from cells.config import CellConfig, ConfigError
-from workers.models import model_config_json
+from workers.models import causal_lm_problem, model_config_json, position_limit
 
 
 def check_model(cell: CellConfig, on_this_host: bool = True) -> None:
@@ -33,16 +32,27 @@ def check_model(cell: CellConfig, on_this_host: bool = True) -> None:
         )
 
 
-def check_positions(cell: CellConfig, on_this_host: bool = True) -> None:
+def check_model_config(cell: CellConfig, on_this_host: bool = True) -> None:
+    """The model's config.json: readable, a causal LM, and long enough for the cell."""
     try:
-        cfg: dict[str, Any] | None = model_config_json(cell.model)[1]
-    except (OSError, ValueError):
-        cfg = None
-    if cfg is None:
+        config = model_config_json(cell.model)[1]
+    except (OSError, ValueError) as exc:
         if on_this_host:
-            raise ConfigError(f"model.path={cell.model.path!r}: config.json cannot be read")
+            raise ConfigError(
+                f"model.path={cell.model.path!r}: config.json cannot be used: {exc}"
+            ) from None
         return
-    limit = cfg.get("max_position_embeddings")
+    if cell.model.path:
+        problem = causal_lm_problem(config)
+        if problem:
+            raise ConfigError(
+                f"model.path={cell.model.path!r} is not allowed: {problem}; only causal "
+                "language models are measured"
+            )
+    try:
+        limit = position_limit(cell.model)
+    except ValueError as exc:
+        raise ConfigError(f"model.path={cell.model.path!r} is not allowed: {exc}") from None
     if limit and cell.prompt_len + cell.seq > limit:
         raise ConfigError(
             f"prompt_len + seq = {cell.prompt_len} + {cell.seq} = {cell.prompt_len + cell.seq} "
@@ -94,19 +104,35 @@ def _key(cell: CellConfig, local: bool, model_on_driver: bool) -> tuple:
             cell.device.name, local, model_on_driver)  # fmt: skip
 
 
+def _run_checks(cell: CellConfig, local: bool, model_on_driver: bool) -> None:
+    """Every check runs; the first problem is reported."""
+    problems = []
+    checks = [check_backend, check_model, check_model_config]
+    for check in checks:
+        try:
+            check(cell, on_this_host=model_on_driver)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if local:
+        try:
+            check_device_here(cell)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("; ".join(dict.fromkeys(problems)))
+
+
 def validate(cell: CellConfig, *, local: bool, model_on_driver: bool = True) -> None:
     """All checks; `local` adds the device check for a run on this host. The verdict is
     remembered for cells that differ only in what the checks do not look at."""
     key = _key(cell, local, model_on_driver)
     if key not in _CHECKED:
         try:
-            check_backend(cell, on_this_host=model_on_driver)
-            check_model(cell, on_this_host=model_on_driver)
-            check_positions(cell, on_this_host=model_on_driver)
-            if local:
-                check_device_here(cell)
+            _run_checks(cell, local, model_on_driver)
             _CHECKED[key] = None
         except ConfigError as exc:
             _CHECKED[key] = str(exc)
+        except Exception as exc:  # a check that broke still ends in one line
+            _CHECKED[key] = f"checking the cell failed: {type(exc).__name__}: {exc}"
     if _CHECKED[key] is not None:
         raise ConfigError(_CHECKED[key])
