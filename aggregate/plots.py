@@ -5,6 +5,7 @@ Per group, with one line per seq and batch on a log2 axis:
   <slug>-e2e.png         E2E latency p50, band up to p99
   <slug>-ttft-tpot.png   TTFT mean and TPOT mean
   <slug>-memory.png      peak memory
+  <slug>-energy.png      output tokens per joule and energy per output token (valid only)
 and, when the sweep has two or more groups, compare-throughput.png (one panel per seq).
 Only ok cells are drawn; titles say how many cells are left out and carry SIMULATED when
 any cell of the figure is simulated.
@@ -28,7 +29,7 @@ Record = dict[str, Any]
 PLOT_DIR = "plots"
 MIB = 2**20
 # The figures of one group, in report order (file name suffixes).
-GROUP_FIGURES = ("throughput", "e2e", "ttft-tpot", "memory")
+GROUP_FIGURES = ("throughput", "e2e", "ttft-tpot", "memory", "energy")
 COMPARE_FIGURE = f"{PLOT_DIR}/compare-throughput.png"
 
 
@@ -109,8 +110,25 @@ def _e2e(ax: Any, recs: Sequence[Record]) -> bool:
     return drawn
 
 
+def _energy_panels(recs: Sequence[Record]) -> list:
+    """Energy per token vs batch, drawn from cells whose energy figure is valid only."""
+    valid = [r for r in recs if r.get("energy_valid") is True]
+    left_out = sum(r.get("status") == "ok" and r.get("energy_valid") is not True for r in recs)
+    note = f" ({left_out} ok cell(s) without valid energy, not drawn)" if left_out else ""
+    return [
+        (
+            "Output tokens per joule vs batch" + note,
+            lambda ax, r: _draw(ax, valid, "output_tokens_per_j", 1.0, "output tokens/J"),
+        ),
+        (
+            "Energy per output token vs batch" + note,
+            lambda ax, r: _draw(ax, valid, "energy_j_per_output_token", 1.0, "J per output token"),
+        ),
+    ]
+
+
 def group_plots(key: GroupKey, recs: Sequence[Record], plot_dir: Path) -> dict[str, str]:
-    """The four figures of one group; {} when the group has no ok cell to draw."""
+    """The figures of one group; {} when the group has no ok cell to draw."""
     from matplotlib.figure import Figure
 
     label = key.label()
@@ -128,6 +146,7 @@ def group_plots(key: GroupKey, recs: Sequence[Record], plot_dir: Path) -> dict[s
                 lambda ax, r: _draw(ax, r, "peak_memory_bytes", 1 / MIB, "peak memory (MiB)"),
             )
         ],
+        "energy": _energy_panels(recs),
     }
     for name in GROUP_FIGURES:
         specs = panels[name]

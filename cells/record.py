@@ -38,6 +38,8 @@ class Flag(str, Enum):
     SIMULATED = "simulated"
     WORKER_LOST = "worker_lost"
     HOST_BUSY = "host_busy"
+    DIRTY_START = "dirty_start"
+    THROTTLED = "throttled"
 
 
 FLAG_MEANINGS: dict[str, str] = {
@@ -48,6 +50,32 @@ FLAG_MEANINGS: dict[str, str] = {
     Flag.SIMULATED: "produced by the simulator, not measured",
     Flag.WORKER_LOST: "the worker process died (killed, crashed, node lost) and retries ran out",
     Flag.HOST_BUSY: "other processes used more of the host than the cell left them while measuring",
+    Flag.DIRTY_START: "the cell started on device memory an earlier cell or process left behind",
+    Flag.THROTTLED: "the device throttled (clock-event reasons, or an unhealthy npu) in the window",
+}
+
+
+class EnergyReason(str, Enum):
+    """Why a record's energy figure is not valid (``energy_invalid_reasons``; docs/energy.md)."""
+
+    SOURCE_MISSING = "source_missing"
+    SAMPLER_ERROR = "sampler_error"
+    TOO_FEW_SAMPLES = "too_few_samples"
+    WINDOW_SHORTER_THAN_PERIOD = "window_shorter_than_period"
+    SAMPLE_GAP = "sample_gap"
+    COUNTER_RESET = "counter_reset"
+    COUNTER_WRAP = "counter_wrap"
+
+
+ENERGY_REASON_MEANINGS: dict[str, str] = {
+    EnergyReason.SOURCE_MISSING: "no energy or power source is readable for this device",
+    EnergyReason.SAMPLER_ERROR: "the source failed to open or the sampler did not stop cleanly",
+    EnergyReason.TOO_FEW_SAMPLES: "too few good readings inside the measured window",
+    EnergyReason.WINDOW_SHORTER_THAN_PERIOD: "the window is too short for the source's update "
+    "period",
+    EnergyReason.SAMPLE_GAP: "readings missing for a stretch of the window (failed or late reads)",
+    EnergyReason.COUNTER_RESET: "the energy counter went backwards (driver reload or reset)",
+    EnergyReason.COUNTER_WRAP: "the counter may have wrapped more than once between two reads",
 }
 
 # Flat top-level keys that tables and other tools rely on (always present, maybe null).
@@ -56,6 +84,7 @@ FLAT_KEYS = (
     "batch", "seq", "prompt_len", "backend", "model", "model_path", "dtype", "load_format",
     "device", "device_name", "visible_devices", "node", "ray_node_id",
     "output_tokens_per_s", "total_tokens_per_s", "samples_per_s",
+    "output_tokens_per_j", "energy_j_per_output_token", "energy_valid",
     "e2e_s_mean", "e2e_s_p50", "e2e_s_p90", "e2e_s_p99", "e2e_s_stdev", "e2e_s_min", "e2e_s_max",
     "e2e_cv",
     "ttft_s_mean", "ttft_s_p50", "ttft_s_p99",
@@ -67,6 +96,9 @@ FLAT_KEYS = (
     "warmup_iterations", "measured_iterations", "measured_s",
     "model_load_s", "model_reused", "model_parameters", "memory_floor_bytes", "host_others_cores",
     "bound_output_tokens_per_s", "bound_ttft_s", "bound_tpot_s", "bound_fraction", "bound_source",
+    "energy_j", "power_w_mean", "power_w_peak", "prefill_energy_j", "decode_energy_j",
+    "energy_source", "energy_samples", "energy_invalid_reasons",
+    "memory_leftover_bytes", "temp_c_start", "temp_c_end", "throttle_reasons",
     "flags", "error", "attempts", "started_at", "finished_at", "repeat", "repeat_of",
 )  # fmt: skip
 

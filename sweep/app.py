@@ -266,8 +266,11 @@ class CellSweepApp(App):
         print(_cell_line(rec), flush=True)
         ret.status = JobStatus.COMPLETED
         ret.return_value = self._keep(rec)
-        # A cell that did not end ok may leave the device in a bad state: fresh worker.
-        return outcome.status != Status.OK or job.payload.cell.bench.fresh_worker
+        # A cell that did not end ok may leave the device in a bad state, and one that started
+        # on memory left behind (dirty_start) ran on such a device: fresh worker. So does
+        # every cell of bench.fresh_worker=true.
+        dirty = Flag.DIRTY_START in outcome.flags
+        return outcome.status != Status.OK or dirty or job.payload.cell.bench.fresh_worker
 
     def on_lost(self, job: Job, error: BaseException) -> dict[str, Any]:
         status = Status.OOM if isinstance(error, HostOutOfMemory) else Status.FAILED

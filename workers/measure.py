@@ -10,17 +10,21 @@ long-lived worker (one Ray actor per device) loads each model once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from cells.config import CellConfig
 from cells.identity import model_key
 from cells.record import Flag, Outcome, Status
+from workers import health
 from workers.base import Backend, BackendReport, CellOOM, IterationResult, backend_class
 from workers.bounding import bound_fields
 from workers.devices import VISIBLE_ENV, Device, open_device
+from workers.energy import EnergyMeter, simulated_result
 from workers.env import environment, utc_now
 from workers.host import HostLoad, LoadWindow, check_fits, check_model_here, host_busy
 from workers.metrics import cell_metrics
@@ -42,7 +46,8 @@ def get_backend(cell: CellConfig, device: Device) -> tuple[Backend, bool, float]
     drop_models()
     backend = backend_class(cell.backend.name)(cell, device)
     t0 = time.perf_counter()
-    backend.load()
+    with health.loading(device.kind, backend.simulated):
+        backend.load()
     load_s = time.perf_counter() - t0
     LOAD_COUNT["loads"] += 1
     _LOADED[key] = backend
@@ -60,23 +65,28 @@ def drop_models() -> None:
 
 
 def _iterations(
-    backend: Backend, cell: CellConfig, device: Any
+    backend: Backend, cell: CellConfig, device: Any, meter: EnergyMeter | None = None
 ) -> tuple[list[IterationResult], LoadWindow | None]:
-    """Warm-up, then the measured window (and the host's load during it)."""
+    """Warm-up, then the measured window (and the host's load during it); ``meter`` samples
+    energy during the measured iterations only."""
     backend.prepare(cell)
     for _ in range(cell.bench.warmup):
         backend.run_iteration()
     device.reset_peak_memory()
-    its = []
+    its: list[IterationResult] = []
     load = HostLoad()
-    load.start()
-    t0 = time.perf_counter()
     b = cell.bench
-    while len(its) < b.iterations or (
-        time.perf_counter() - t0 < b.min_duration_s and len(its) < b.max_iterations
-    ):
-        its.append(backend.run_iteration())
-    return its, load.stop()
+    with meter.window() if meter is not None else contextlib.nullcontext():
+        load.start()
+        t0 = time.perf_counter()
+        while len(its) < b.iterations or (
+            time.perf_counter() - t0 < b.min_duration_s and len(its) < b.max_iterations
+        ):
+            if meter is not None:
+                meter.iteration()
+            its.append(backend.run_iteration())
+        window = load.stop()
+    return its, window
 
 
 def _check_fits(cell: CellConfig, device: Any) -> int | None:
@@ -93,6 +103,32 @@ def _check_fits(cell: CellConfig, device: Any) -> int | None:
         dtype = "float32" if device.kind == "cpu" else "float16"
     loaded = (model_key(cell), device.kind) in _LOADED
     return check_fits(cell, config, dtype, loaded, device.available_memory())
+
+
+@dataclass
+class _Measured:
+    its: list[IterationResult]
+    load: LoadWindow | None  # the host's load during the window
+    fields: dict[str, Any]  # flat record keys: energy, health
+    details: dict[str, Any]  # nested record keys: energy, health
+    flags: list[Flag]
+
+
+def _measured(backend: Backend, cell: CellConfig, device: Any) -> _Measured:
+    """The measured iterations, with their energy and the device's health around them.
+    Called after the model is loaded, so the memory check compares the worker's baseline +
+    its model with what is in use; the simulator's energy comes from its power model."""
+    watch = health.CellHealth(device.kind, cell.chips, backend.simulated)
+    watch.before()
+    meter = None if backend.simulated else EnergyMeter(device.kind, cell.chips)
+    with meter if meter is not None else contextlib.nullcontext():
+        its, load = _iterations(backend, cell, device, meter)
+    energy, energy_block = meter.result(its) if meter else simulated_result(backend, its)
+    health_fields, flags, health_block = watch.after(meter.events() if meter else [])
+    details = {"energy": energy_block}
+    if health_block is not None:
+        details["health"] = health_block
+    return _Measured(its, load, {**energy, **health_fields}, details, flags)
 
 
 def _open(cell: CellConfig) -> Any:
@@ -157,7 +193,8 @@ def _run(cell: CellConfig, device: Any, out: Outcome) -> None:
     floor = _check_fits(cell, device)
     backend, reused, load_s = get_backend(cell, device)
     info = backend.model_info()
-    its, load = _iterations(backend, cell, device)
+    m = _measured(backend, cell, device)
+    its, load = m.its, m.load
     metrics = cell_metrics(its, batch=cell.batch, seq=cell.seq, prompt_len=cell.prompt_len)
     report = backend.report()
     bounds, broken = bound_fields(metrics, cell, info, device.kind, out.fields["device_name"])
@@ -170,16 +207,18 @@ def _run(cell: CellConfig, device: Any, out: Outcome) -> None:
         **metrics,
         **memory_fields(device, report),
         **bounds,
+        **m.fields,
         **report.fields,
         memory_floor_bytes=floor,
         host_others_cores=None if load is None else round(load.others_cores, 3),
     )
-    out.flags = [*quality_flags(metrics, cell, backend.simulated), *report.flags]
+    out.flags = [*quality_flags(metrics, cell, backend.simulated), *report.flags, *m.flags]
     if broken:
         out.flags.append(Flag.ABOVE_BOUND)
     if not backend.simulated and host_busy(load, cell, device.kind):
         out.flags.append(Flag.HOST_BUSY)
     out.details["raw"] = raw_values(its)
+    out.details.update(m.details)
     if report.engine is not None:
         out.details["engine"] = report.engine
     smi = _device_snapshot(device, backend.simulated)
