@@ -131,12 +131,19 @@ def _measured(backend: Backend, cell: CellConfig, device: Any) -> _Measured:
     return _Measured(its, load, {**energy, **health_fields}, details, flags)
 
 
+_SIM_DEVICES: dict[tuple[str, str], Any] = {}
+
+
 def _open(cell: CellConfig) -> Any:
-    """The device of this process; the simulator stands in for the requested device."""
+    """The device of this process; the simulator stands in for the requested device (one
+    per process and spec, like a real device: the loaded model's memory stays on it)."""
     if cell.backend.name == "sim":
         from workers.backends.sim import SimDevice
 
-        return SimDevice(cell.device.name, cell.backend.sim.device_spec)
+        key = (cell.device.name, cell.backend.sim.device_spec)
+        if key not in _SIM_DEVICES:
+            _SIM_DEVICES[key] = SimDevice(*key)
+        return _SIM_DEVICES[key]
     return open_device(cell.device.name)
 
 
