@@ -70,6 +70,16 @@ def write_record(cell_dir: str | os.PathLike[str], record: dict[str, Any]) -> Pa
     return path
 
 
+def write_cell_files(cell_dir: str | os.PathLike[str], files: dict[str, str]) -> list[str]:
+    """Text files an outcome brought for its cell's directory (e.g. server.log), beside
+    record.json; names are kept inside the directory."""
+    written = []
+    for name, text in files.items():
+        safe = os.path.basename(name).lstrip(".") or "file.txt"
+        written.append(atomic_write_text(Path(cell_dir) / safe, text))
+    return written
+
+
 def _check(rec: Any) -> dict[str, Any]:
     if not isinstance(rec, dict):
         raise RecordError(f"not a JSON object (got {type(rec).__name__})")

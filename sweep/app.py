@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 
 from cells.config import ConfigError
-from cells.files import finished_record, write_record
+from cells.files import finished_record, write_cell_files, write_record
 from cells.identity import PlannedCell
 from cells.record import Flag, Outcome, Status, build_record
 from hydra_plugins.ray_cells_launcher.app import App, Job, Planner
@@ -94,9 +94,11 @@ def run_task(cfg: Any) -> dict[str, Any]:
         die(str(exc))
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     done = None if single else finished_record(out_dir, planned.cell_id)
-    record = done or build_record(planned.cell, measure(planned.cell), cell_id_=planned.cell_id)
-    if done is None:
+    outcome = None if done else measure(planned.cell)
+    record = done or build_record(planned.cell, outcome, cell_id_=planned.cell_id)
+    if outcome is not None:
         path = write_record(out_dir, record)
+        write_cell_files(out_dir, outcome.files)
     if record["status"] != "ok":
         STATUS.not_ok += 1
     if single:
@@ -204,6 +206,7 @@ class CellSweepApp(App):
             attempts=job.attempts, ray_node_id=node,
         )  # fmt: skip
         write_record(job.output_dir, rec)
+        write_cell_files(job.output_dir, outcome.files)
         return rec
 
     def _keep(self, rec: dict[str, Any]) -> dict[str, Any]:
