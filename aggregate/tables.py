@@ -28,6 +28,8 @@ FLAG_MARKS = {
     "short_output": "‡",
     "too_brief": "§",
     "simulated": "°",
+    "usage_mismatch": "≠",
+    "too_many_errors": "!",
 }
 FLAG_MEANINGS = {
     "unstable": "unstable: E2E coefficient of variation above bench.unstable_cv",
@@ -35,6 +37,9 @@ FLAG_MEANINGS = {
     "short_output": "short_output: fewer tokens generated than batch x seq",
     "too_brief": "too_brief: fewer iterations or a shorter window than the bench asked for",
     "simulated": "simulated: produced by the simulator, not measured",
+    "usage_mismatch": "usage_mismatch: the server's completion token count differs from the "
+    "client's count of streamed chunks",
+    "too_many_errors": "too_many_errors: more failed requests than workload.max_failed_fraction",
 }
 UNKNOWN_FLAG_MARK = "?"
 

@@ -190,8 +190,9 @@ class ServerConfig:
     @property
     def options(self) -> dict[str, Any]:
         """The options of this kind of server (for identities and records)."""
-        sub = getattr(self, self.kind, None)
-        return asdict(sub) if sub is not None else {}
+        if self.kind not in ("transformers", "sglang", "vllm"):
+            return {}
+        return asdict(getattr(self, self.kind))
 
 
 def _check_url(url: str | None) -> None:

@@ -110,7 +110,7 @@ def _measure(cell: CellConfig, device: Device, out: Outcome) -> None:
         res: LoadResult = backend.run_load(cell)
     finally:
         if backend.process is not None:
-            out.files[LOG_FILE] = backend.process.log_text(start)
+            out.files[LOG_FILE] = backend.process.cell_log(start)
     m = serving_metrics(
         res.outputs, res.duration_s, cards=cell.chips if backend.process else None,
         ttft_ms=cell.slo.ttft_ms, tpot_ms=cell.slo.tpot_ms,

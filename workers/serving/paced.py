@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ttft-ms", type=float, default=20.0)
     p.add_argument("--itl-ms", type=float, default=10.0)
     p.add_argument("--model", default="paced")
+    p.add_argument("--tag", default="", help="a label, to tell server settings apart")
     p.add_argument("--fail-start", action="store_true")
     p.add_argument("--die-after", type=int, default=0)
     p.add_argument("--error-every", type=int, default=0)

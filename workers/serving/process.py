@@ -71,7 +71,7 @@ class ServerProcess:
         self.log_path = Path(path)
         self.proc: subprocess.Popen | None = None
 
-    def start(self, env: dict[str, str]) -> None:
+    def start(self, env: dict[str, str] | None = None) -> None:
         log.info("starting server: %s (log %s)", " ".join(self.argv), self.log_path)
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -128,6 +128,19 @@ class ServerProcess:
                 return f.read().decode("utf-8", errors="replace")
         except OSError:
             return ""
+
+    def cell_log(self, start: int, head_lines: int = 50) -> str:
+        """The log of one cell: the server's first lines (how it started, what it saw),
+        then what it wrote from byte ``start`` on."""
+        if start == 0:
+            return self.log_text()
+        try:
+            with self.log_path.open("rb") as f:
+                head = f.read(64 * 1024).decode("utf-8", errors="replace")
+        except OSError:
+            head = ""
+        first = "\n".join(head.splitlines()[:head_lines])
+        return f"{first}\n[... earlier cells' log left out ...]\n{self.log_text(start)}"
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text(limit=64 * 1024).splitlines()[-lines:])
