@@ -77,7 +77,10 @@ class WorkloadConfig:
             )
         at_least("workload.warmup_requests", self.warmup_requests, 0)
         if self.burstiness <= 0:
-            raise ConfigError(f"workload.burstiness={self.burstiness!r} is not allowed: > 0")
+            raise ConfigError(
+                f"workload.burstiness={self.burstiness!r} is not allowed: must be > 0 "
+                "(1 = Poisson arrivals, < 1 burstier)"
+            )
         at_least("workload.prefix_len", self.prefix_len, 0)
         self.prompt_len_dist.check("workload.prompt_len_dist")
         self.seq_dist.check("workload.seq_dist")

@@ -68,3 +68,14 @@ def test_report_plots_and_summary(tmp_path):
     assert (tmp_path / "plots" / "serve-pareto.png").stat().st_size > 1000
     text = summary_table(recs)
     assert "    c4     64  ok" in text and "     2     64  ok" in text
+
+
+def test_serving_records_are_readable_and_finished(tmp_path):
+    from aggregate.load import load_records
+    from cells.files import finished_record, write_record
+
+    rec = records()[0]
+    write_record(tmp_path / rec["cell_dir"], rec)
+    assert finished_record(tmp_path / rec["cell_dir"], rec["cell_id"]) is not None
+    loaded = load_records(tmp_path)
+    assert len(loaded[0]) == 1 and not loaded[1], loaded[1]

@@ -3,7 +3,9 @@ the engines' command lines against their real argument parsers where they import
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 
 import pytest
 
@@ -160,3 +162,34 @@ def test_command_and_url_servers_have_identities():
     assert a.server.label() == "command command=['x', '{port}'] extra_args=['--a']"
     url = serve(server={"url": "http://127.0.0.1:9000"})
     assert url.server.label() == "url http://127.0.0.1:9000" and cell_id(url)
+
+
+def test_missing_engines_give_their_install_hint():
+    from sweep.validate import check_serving
+
+    for kind, hint in (("sglang", "pip install '.[sglang]'"), ("vllm", "pip install vllm")):
+        if importlib.util.find_spec(kind) is not None:
+            continue
+        with pytest.raises(ConfigError, match=re.escape(hint)):
+            check_serving(serve(server={"kind": kind}))
+    with pytest.raises(ConfigError, match="model.path=DIR"):
+        check_serving(serve(model={"name": "llama3_8b", "load_format": "dummy"}))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["concurrency=2"], "error: concurrency and request_rate are serving axes"),
+        (["workload=serve", "server=vllm"], "error: server=vllm needs vLLM"),
+        (["workload=serve", "workload.burstiness=0"], "error: workload.burstiness=0.0"),
+        (["workload=serve", "server.url=ftp://x"], "error: server.url='ftp://x'"),
+    ],
+)
+def test_bad_serving_input_exits_with_one_line_and_writes_nothing(launch, tmp_path, args, message):
+    if "server=vllm" in args and importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    proc = launch("-m", *args, "concurrency=1,2" if "concurrency=2" not in args else "seq=8")
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message.removeprefix("error: ") in lines[0], proc.stderr[-2000:]
+    assert not list(tmp_path.rglob("record.json"))

@@ -53,12 +53,14 @@ def _errors_text(m: dict[str, Any]) -> str:
 def _check(cell: CellConfig, m: dict[str, Any], backend: Any) -> list[Flag]:
     """Flags of the measured requests; raises what makes the cell not ok."""
     proc = backend.process
-    if proc is not None and not proc.alive():
+    failed = m["failed_requests"]
+    too_many = failed and failed > cell.workload.max_failed_fraction * m["num_requests"]
+    # A server that died drops its connections a moment before its exit can be seen.
+    if proc is not None and (not proc.alive() or (too_many and proc.exited_within(10.0))):
         raise ServerFailed(
             "died mid-cell", f"{proc.exit_text()}; {_errors_text(m)}", proc.log_tail()
         )
-    failed = m["failed_requests"]
-    if failed and failed > cell.workload.max_failed_fraction * m["num_requests"]:
+    if too_many:
         if proc is not None and not proc.healthy(10.0):
             raise ServerFailed("hung", f"health check fails; {_errors_text(m)}", proc.log_tail())
         raise TooManyErrors(

@@ -86,6 +86,16 @@ class ServerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def exited_within(self, timeout_s: float) -> bool:
+        """Whether the server exits within ``timeout_s`` (True at once if it has)."""
+        if self.proc is None:
+            return False
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def exit_text(self) -> str:
         code = self.proc.poll() if self.proc is not None else None
         if code is None:
