@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import psutil
@@ -108,6 +109,8 @@ def _servers_of(cache: Path) -> list[psutil.Process]:
 
 
 def test_transformers_serve_sweep_resumes_and_leaves_no_server(launch, tmp_path, tiny_cache):
+    for module in ("fastapi", "uvicorn", "openai", "accelerate"):
+        pytest.importorskip(module, reason="pip install -e '.[serve]' for transformers serve")
     args = ["-m", "workload=serve", "concurrency=1,2", "seq=8", "prompt_len=8",
             "workload.num_requests=4", "hydra.launcher.ray.num_cpus=2"]  # fmt: skip
     proc = launch(*args, timeout=900)
@@ -128,3 +131,26 @@ def test_transformers_serve_sweep_resumes_and_leaves_no_server(launch, tmp_path,
     assert again.returncode == 0
     assert "2 already done, 0 to run" in again.stdout + again.stderr
     assert [r["started_at"] for r in records(sweep)] == [r["started_at"] for r in recs]
+
+
+def test_an_external_server_url_is_used_as_it_is(launch, tmp_path):
+    from workers.serving.process import ServerProcess, free_port
+
+    port = free_port()
+    argv = [sys.executable, "-m", "workers.serving.paced", "--port", str(port)]
+    server = ServerProcess(argv, f"http://127.0.0.1:{port}", "/health", "paced")
+    server.start()
+    try:
+        server.wait_healthy(120)
+        proc = launch("workload=serve", f"server.url=http://127.0.0.1:{port}", "server.api=vllm",
+                      "seq=8", "prompt_len=8", "workload.num_requests=4", "concurrency=2")  # fmt: skip
+    finally:
+        server.stop()
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (rec,) = [json.loads(p.read_text()) for p in tmp_path.rglob("record.json")]
+    assert rec["status"] == "ok" and rec["backend"] == "serve-url"
+    assert rec["server_url"] == f"http://127.0.0.1:{port}" and rec["visible_devices"] is None
+    assert rec["server_info"]["pinned"] is False and rec["server_info"]["pid"] is None
+    assert rec["bound_source"].startswith("n/a: external server")
+    assert rec["completed_requests"] == 4 and rec["generated_tokens"] == 32
+    assert rec["output_tokens_per_s_per_card"] is None  # cards unknown

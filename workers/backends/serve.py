@@ -46,12 +46,18 @@ class ServeBackend(Backend):
         self.model_name = cell.server.served_model_name or self.model_path
         self.api = api_of(cell)
         self.process: ServerProcess | None = None
-        if cell.server.kind == "url":
-            self.base_url = str(cell.server.url).rstrip("/")
-            self._check_url()
-        else:
-            self._start()
-        self.first_request = self._warm_up(1)
+        try:
+            if cell.server.kind == "url":
+                self.base_url = str(cell.server.url).rstrip("/")
+                self._check_url()
+            else:
+                self._start()
+            self.first_request = self._warm_up(1)
+        except BaseException as exc:  # a server that did not come up is not left running
+            if isinstance(exc, ServerFailed) and self.process is not None and not exc.log_text:
+                exc.log_text = self.process.log_text()
+            self.close()
+            raise
 
     def _start(self) -> None:
         cell, kind = self.cell, self.device.kind
@@ -64,12 +70,7 @@ class ServeBackend(Backend):
         proc.start(env)
         atexit.register(proc.stop)  # a single run's server ends with its process
         self.env_seen = {v: env[v] for v in VISIBLE_ENV.values() if v in env}
-        try:
-            self.ready_s = proc.wait_healthy(cell.server.startup_timeout_s)
-        except ServerFailed as exc:
-            self.close()
-            exc.log_text = proc.log_text()
-            raise
+        self.ready_s = proc.wait_healthy(cell.server.startup_timeout_s)
 
     def _check_url(self) -> None:
         probe = ServerProcess([], self.base_url, self.cell.server.health_path, "url")
@@ -115,7 +116,8 @@ class ServeBackend(Backend):
     async def _load(self, reqs: list[RequestInput], plan: LoadPlan) -> LoadResult:
         url = self.base_url + COMPLETIONS
         timeout = self.cell.server.request_timeout_s
-        async with new_session(max(plan.concurrency or 0, 100)) as session:
+        # One connection per request in flight: none waits for a pooled one (0 = no limit).
+        async with new_session(plan.concurrency or 0) as session:
             return await run_load(
                 lambda i: reqs[i % len(reqs)],
                 lambda req: send_completion(session, url, req, timeout),
@@ -126,7 +128,7 @@ class ServeBackend(Backend):
         """The cell's warm-up requests (at its load, not counted), then the measured ones."""
         self.cell, w = cell, cell.workload
         seed = cell.bench.seed
-        n = w.num_requests or 4096  # with duration_s only: requests are reused round-robin
+        n = w.num_requests or 1024  # with duration_s only: requests are reused round-robin
         if w.warmup_requests:
             warm = self.requests(cell, w.warmup_requests, seed + 1)
             c = min(cell.concurrency or w.warmup_requests, w.warmup_requests)
@@ -135,7 +137,7 @@ class ServeBackend(Backend):
             concurrency=cell.concurrency, rate=cell.request_rate, burstiness=w.burstiness,
             num_requests=w.num_requests, duration_s=w.duration_s, seed=seed,
         )  # fmt: skip
-        return asyncio.run(self._load(self.requests(cell, min(n, 4096), seed), plan))
+        return asyncio.run(self._load(self.requests(cell, min(n, 1024), seed), plan))
 
     def server_facts(self) -> dict[str, Any]:
         p = self.process

@@ -151,8 +151,8 @@ async def send_completion(
 
 
 def new_session(limit: int) -> aiohttp.ClientSession:
-    """A session for one load run: ``limit`` connections, no overall timeout (each request
-    has its own), no proxies from the environment (the server is on a known address)."""
+    """A session for one load run: at most ``limit`` connections (0: no limit), no overall
+    timeout (each request has its own), no proxies from the environment."""
     connector = aiohttp.TCPConnector(limit=limit, force_close=False)
     return aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=False
