@@ -26,10 +26,16 @@ def _points(recs: Sequence[Record], key: str, scale: float = 1.0) -> tuple[list,
     return [x for x, _ in pts], [y for _, y in pts]
 
 
-def _xaxis(ax: Any, key: ServingKey) -> None:
+def _xaxis(ax: Any, key: ServingKey, recs: Sequence[Record]) -> None:
+    from matplotlib.ticker import FixedLocator, NullLocator
+
     ax.set_xlabel("request rate (req/s)" if key.loop == "open" else "concurrency (in flight)")
     if key.loop == "closed":
+        loads = sorted({load_value(r) for r in recs})
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_locator(FixedLocator(loads))
+        ax.set_xticklabels([f"{v:g}" for v in loads])
+        ax.xaxis.set_minor_locator(NullLocator())
     ax.grid(True, alpha=0.3)
     ax.set_ylim(bottom=0)
 
@@ -38,7 +44,10 @@ def _throughput(ax: Any, key: ServingKey, recs: Sequence[Record]) -> bool:
     xs, ys = _points(recs, "output_tokens_per_s")
     ax.plot(xs, ys, marker="o", label="output tokens/s")
     bx, by = _points(recs, "bound_output_tokens_per_s")
-    if bx:
+    if bx and ys and max(by) > 20 * max(ys):  # drawn, it would flatten the measurement
+        ax.plot([], [], linestyle="--", alpha=0.6,
+                label=f"bound: {min(by) / max(ys):.0f}x and more above, not drawn")  # fmt: skip
+    elif bx:
         ax.plot(bx, by, linestyle="--", alpha=0.6, label="bound")
     ax.set_ylabel("output tokens/s")
     return bool(xs)
@@ -52,7 +61,7 @@ def _latency(axes: Sequence[Any], key: ServingKey, recs: Sequence[Record]) -> bo
             ax.plot(xs, ys, marker="o", color=f"C{i}", label=f"{name} {q}")
             drawn = drawn or bool(xs)
         ax.set_ylabel(f"{name} (ms)")
-        _xaxis(ax, key)
+        _xaxis(ax, key, recs)
         ax.legend(fontsize=8)
     return drawn
 
@@ -67,7 +76,7 @@ def _figures(key: ServingKey, recs: Sequence[Record], plot_dir: Path) -> dict[st
     fig = Figure(figsize=(6.5, 4.6), layout="constrained")
     ax = fig.subplots()
     if _throughput(ax, key, recs):
-        _xaxis(ax, key)
+        _xaxis(ax, key, recs)
         ax.legend(fontsize=8)
         ax.set_title(f"Output tokens/s vs load\n{key.label()}", fontsize=9)
         out[through] = _save(fig, plot_dir / Path(through).name)
