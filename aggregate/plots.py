@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aggregate.serving import split
+from aggregate.serving_plots import serving_plots
 from aggregate.tables import SIMULATED, GroupKey, cell_map, group_records, is_simulated, ok_number
 from cells.files import atomic_write_bytes
 
@@ -203,11 +205,13 @@ def write_plots(sweep_dir: str | os.PathLike[str], records: Sequence[Record]) ->
     """All figures under SWEEP/plots/; PNGs there that this run did not draw are removed."""
     plot_dir = Path(sweep_dir) / PLOT_DIR
     plot_dir.mkdir(parents=True, exist_ok=True)
-    groups = group_records(records)
+    static, serving = split(records)
+    groups = group_records(static)
     out: dict[str, str] = {}
     for key, recs in groups.items():
         out.update(group_plots(key, recs, plot_dir))
     out.update(compare_plot(groups, plot_dir))
+    out.update(serving_plots(serving, plot_dir))
     kept = {Path(p).name for p in out.values()}
     for stale in plot_dir.glob("*.png"):
         if stale.name not in kept:

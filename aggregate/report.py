@@ -10,6 +10,7 @@ from typing import Any
 
 from aggregate.energy import ENERGY_METRICS, energy_notes
 from aggregate.plots import COMPARE_FIGURE, GROUP_FIGURES, plot_name
+from aggregate.serving import serving_section, split
 from aggregate.sidebyside import side_by_side
 from aggregate.tables import (
     MISSING,
@@ -197,7 +198,8 @@ def build_report(
 ) -> str:
     """The whole report.md text; ``plots`` maps relative PNG paths (as linked) to files."""
     plots = plots or {}
-    groups = group_records(records)
+    static, serving = split(records)
+    groups = group_records(static)
     lines = _header(str(sweep_dir), records, unreadable)
     if groups:
         lines += _overview(groups)
@@ -206,7 +208,8 @@ def build_report(
         lines += ["Flags:", ""] + [f"- {line}" for line in flag_lines] + [""]
     for key, recs in groups.items():
         lines += _group(key, recs, plots)
-    lines += _side_by_side(records, plots)
+    lines += _side_by_side(static, plots)
+    lines += serving_section(records, plots)
     lines += _unreadable(str(sweep_dir), unreadable)
     lines += _environment(records)
     return "\n".join(lines).rstrip() + "\n"

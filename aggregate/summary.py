@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aggregate.load import sort_key
+from aggregate.serving import load_label
 from aggregate.tables import (
     NOT_REPORTED,
     NOT_VALID,
@@ -42,7 +43,7 @@ def _line(rec: dict[str, Any]) -> str:
     if not ok:
         flags = (flags + "  " if flags else "") + error_text(rec, limit=60)
     return (
-        f"{rec['batch']:>6} {rec['seq']:>6}  {status:<7} "
+        f"{load_label(rec):>6} {rec['seq']:>6}  {status:<7} "
         f"{_num(rec.get('output_tokens_per_s') if ok else None, 1, '.1f', 11)} "
         f"{_num(rec.get('e2e_s_p50') if ok else None, 1, '.4f', 10)} "
         f"{_num(rec.get('ttft_s_mean') if ok else None, 1e3, '.3f', 9)} "

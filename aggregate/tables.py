@@ -36,6 +36,8 @@ FLAG_MARKS = {
     "host_busy": "¤",
     "dirty_start": "¶",
     "throttled": "^",
+    "usage_mismatch": "≠",
+    "too_many_errors": "×",
 }
 FLAG_MEANINGS = {str(flag.value): f"{flag.value}: {text}" for flag, text in _MEANINGS.items()}
 UNKNOWN_FLAG_MARK = "?"

@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Any
 
 from cells.config import CellConfig
-from cells.identity import PlannedCell
+from cells.identity import PlannedCell, engine_name
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
@@ -40,18 +40,22 @@ class Flag(str, Enum):
     HOST_BUSY = "host_busy"
     DIRTY_START = "dirty_start"
     THROTTLED = "throttled"
+    USAGE_MISMATCH = "usage_mismatch"
+    TOO_MANY_ERRORS = "too_many_errors"
 
 
 FLAG_MEANINGS: dict[str, str] = {
     Flag.ABOVE_BOUND: "faster than the hardware bound allows; the number cannot be right",
     Flag.UNSTABLE: "E2E coefficient of variation above bench.unstable_cv",
-    Flag.SHORT_OUTPUT: "fewer tokens generated than batch x seq",
+    Flag.SHORT_OUTPUT: "fewer tokens generated than batch x seq (serving: than requested)",
     Flag.TOO_BRIEF: "fewer iterations or a shorter window than the bench asked for",
     Flag.SIMULATED: "produced by the simulator, not measured",
     Flag.WORKER_LOST: "the worker process died (killed, crashed, node lost) and retries ran out",
     Flag.HOST_BUSY: "other processes used more of the host than the cell left them while measuring",
     Flag.DIRTY_START: "the cell started on device memory an earlier cell or process left behind",
     Flag.THROTTLED: "the device throttled (clock-event reasons, or an unhealthy npu) in the window",
+    Flag.USAGE_MISMATCH: "the server's reported completion tokens differ from the client's count",
+    Flag.TOO_MANY_ERRORS: "more failed requests than workload.max_failed_fraction allows",
 }
 
 
@@ -101,6 +105,19 @@ FLAT_KEYS = (
     "memory_leftover_bytes", "temp_c_start", "temp_c_end", "throttle_reasons",
     "flags", "error", "attempts", "started_at", "finished_at", "repeat", "repeat_of",
 )  # fmt: skip
+# Flat keys of serving cells (workload=serve; null in static records). Latency keys of
+# static records (ttft_s_*, tpot_s_*, itl_s_*, e2e_s_*) are reused per request there.
+SERVING_KEYS = (
+    "workload", "server", "server_settings", "server_url", "concurrency", "request_rate", "burstiness",
+    "num_requests", "completed_requests", "failed_requests", "request_errors",
+    "duration_s", "request_throughput_per_s", "output_tokens_per_s_per_user",
+    "output_tokens_per_s_per_card",
+    "ttft_s_p90", "tpot_s_p90", "itl_s_mean", "itl_s_p90",
+    "slo_ttft_ms", "slo_tpot_ms", "goodput_requests_per_s", "goodput_fraction",
+    "usage_completion_tokens", "client_completion_tokens", "usage_mismatch_requests",
+    "server_start_s", "server_reused", "server_visible_devices",
+)  # fmt: skip
+FLAT_KEYS = FLAT_KEYS + SERVING_KEYS
 
 
 def error_info(exc: BaseException, limit: int = 15) -> dict[str, str]:
@@ -125,6 +142,8 @@ class Outcome:
     env: dict[str, Any] = field(default_factory=dict)
     started_at: str | None = None
     finished_at: str | None = None
+    # Text files for the cell's directory beside record.json (e.g. server.log); not in it.
+    files: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def failure(
@@ -164,7 +183,10 @@ def build_record(
         device=cell.device.name,
         expected_tokens=cell.batch * cell.seq,
         warmup_iterations=cell.bench.warmup,
+        workload=cell.workload.name,
     )
+    if cell.serving:
+        rec.update(serving_inputs(cell))
     rec.update(outcome.fields)
     rec.update(
         status=Status(outcome.status).value,
@@ -181,6 +203,19 @@ def build_record(
     rec["env"] = {**outcome.env, **(code or {})}
     rec["config"] = asdict(cell)
     return rec
+
+
+def serving_inputs(cell: CellConfig) -> dict[str, Any]:
+    """The inputs a serving record repeats (its static-only keys are null)."""
+    return {
+        "batch": None, "expected_tokens": None, "warmup_iterations": None,
+        "backend": engine_name(cell), "workload": cell.workload.name,
+        "server": cell.server.kind, "server_settings": cell.server.label(),
+        "server_url": cell.server.url,
+        "concurrency": cell.concurrency, "request_rate": cell.request_rate,
+        "burstiness": cell.workload.burstiness if cell.request_rate else None,
+        "slo_ttft_ms": cell.slo.ttft_ms or None, "slo_tpot_ms": cell.slo.tpot_ms or None,
+    }  # fmt: skip
 
 
 def flat_row(record: dict[str, Any]) -> dict[str, Any]:

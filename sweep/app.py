@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 
 from cells.config import ConfigError
-from cells.files import finished_record, newer_record, write_record
+from cells.files import finished_record, newer_record, write_cell_files, write_record
 from cells.identity import PlannedCell
 from cells.record import SCHEMA_VERSION, Flag, Outcome, Status, build_record
 from hydra_plugins.ray_cells_launcher.app import App, HostOutOfMemory, Job, Planner
@@ -118,9 +118,11 @@ def _measure_here(planned: PlannedCell, where: Path, resume: bool) -> dict[str, 
     from workers.measure import drop_models, measure
 
     done = finished_record(where, planned.cell_id) if resume else None
-    record = done or build_record(planned, measure(planned.cell))
-    if done is None:
+    outcome = None if done else measure(planned.cell)
+    record = done or build_record(planned, outcome)
+    if outcome is not None:
         write_record(where, record)
+        write_cell_files(where, outcome.files)
     if record["status"] != "ok":
         STATUS.not_ok += 1
     print(_cell_line(record, skipped=done is not None), flush=True)
@@ -285,6 +287,7 @@ class CellSweepApp(App):
         p: PlannedCell = job.payload
         rec = build_record(p, outcome, attempts=job.attempts, ray_node_id=node, code=self.code)
         write_record(job.output_dir, rec)
+        write_cell_files(job.output_dir, outcome.files)
         return rec
 
     def _keep(self, rec: dict[str, Any], new: bool = True) -> dict[str, Any]:

@@ -53,9 +53,13 @@ def check_model_config(cell: CellConfig, on_this_host: bool = True) -> None:
         limit = position_limit(cell.model)
     except ValueError as exc:
         raise ConfigError(f"model.path={cell.model.path!r} is not allowed: {exc}") from None
-    if limit and cell.prompt_len + cell.seq > limit:
+    prompt, seq = cell.prompt_len, cell.seq
+    if cell.serving:  # the longest request the length distributions can draw
+        prompt = cell.workload.prompt_len_dist.longest(prompt)
+        seq = cell.workload.seq_dist.longest(seq)
+    if limit and prompt + seq > limit:
         raise ConfigError(
-            f"prompt_len + seq = {cell.prompt_len} + {cell.seq} = {cell.prompt_len + cell.seq} "
+            f"prompt_len + seq = {prompt} + {seq} = {prompt + seq} "
             f"is not allowed: model {cell.model.name} has at most {limit} positions"
         )
 
@@ -82,10 +86,35 @@ def check_backend(cell: CellConfig, on_this_host: bool = True) -> None:
         raise ConfigError("backend=sglang needs a real model: set model.path=DIR or a model=...")
 
 
+def check_serving(cell: CellConfig, on_this_host: bool = True) -> None:
+    """A serving cell's server can be started here (its packages are installed), and its
+    model has a tokenizer (prompts are text of an exact token length)."""
+    import importlib.util
+
+    from workers.serving.engines import INSTALL_HINTS, REQUIRED_MODULES
+
+    kind = cell.server.kind
+    missing = [m for m in REQUIRED_MODULES.get(kind, ()) if importlib.util.find_spec(m) is None]
+    if missing and on_this_host:
+        raise ConfigError(f"{INSTALL_HINTS[kind]} (missing here: {', '.join(missing)})")
+    if cell.model.name != "tiny" and not cell.model.path:
+        raise ConfigError(
+            "workload=serve needs the model's files (weights or load_format=dummy, and its "
+            "tokenizer): set model.path=DIR"
+        )
+    if on_this_host and cell.model.path:
+        p = Path(cell.model.path)
+        if not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+            raise ConfigError(
+                f"model.path={cell.model.path!r} is not allowed for workload=serve: "
+                "no tokenizer there (prompts are text of an exact token length)"
+            )
+
+
 def check_device_here(cell: CellConfig) -> None:
     """For a run on this host (no Ray): is the requested device usable here?"""
-    if cell.backend.name == "sim":
-        return  # the simulator pretends to be the device
+    if cell.backend.name == "sim" or (cell.serving and cell.server.kind == "url"):
+        return  # the simulator pretends to be the device; an external server has its own
     from workers.devices import DeviceUnavailable, resolve_device
 
     try:
@@ -100,14 +129,18 @@ _CHECKED: dict[tuple, str | None] = {}
 def _key(cell: CellConfig, local: bool, model_on_driver: bool) -> tuple:
     """What the checks depend on: cells that share it share the verdict."""
     b = cell.backend
-    return (repr(cell.model), b.name, b.sim.device_spec, cell.prompt_len + cell.seq,
-            cell.device.name, local, model_on_driver)  # fmt: skip
+    longest = cell.prompt_len + cell.seq
+    if cell.serving:
+        w = cell.workload
+        longest = w.prompt_len_dist.longest(cell.prompt_len) + w.seq_dist.longest(cell.seq)
+    return (repr(cell.model), b.name, b.sim.device_spec, longest, cell.device.name, local,
+            model_on_driver, cell.serving and repr(cell.server))  # fmt: skip
 
 
 def _run_checks(cell: CellConfig, local: bool, model_on_driver: bool) -> None:
     """Every check runs; the first problem is reported."""
     problems = []
-    checks = [check_backend, check_model, check_model_config]
+    checks = [check_serving if cell.serving else check_backend, check_model, check_model_config]
     for check in checks:
         try:
             check(cell, on_this_host=model_on_driver)

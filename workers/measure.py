@@ -44,14 +44,14 @@ def get_backend(cell: CellConfig, device: Device) -> tuple[Backend, bool, float]
     if key in _LOADED:
         return _LOADED[key], True, 0.0
     drop_models()
-    backend = backend_class(cell.backend.name)(cell, device)
+    backend = backend_class("serve" if cell.serving else cell.backend.name)(cell, device)
     t0 = time.perf_counter()
     with health.loading(device.kind, backend.simulated):
         backend.load()
     load_s = time.perf_counter() - t0
     LOAD_COUNT["loads"] += 1
     _LOADED[key] = backend
-    log.info("[%s] loaded %s in %.2f s", cell.model.name, cell.backend.name, load_s)
+    log.info("[%s] loaded %s in %.2f s", cell.model.name, backend.name, load_s)
     return backend, False, load_s
 
 
@@ -236,6 +236,10 @@ def _run(cell: CellConfig, device: Any, out: Outcome) -> None:
 
 def measure(cell: CellConfig) -> Outcome:
     """Measure one cell on this process's device. Never raises for a problem of the cell."""
+    if cell.serving:  # requests to a server: the serving loop (workers/serving/measure.py)
+        from workers.serving.measure import measure_serving
+
+        return measure_serving(cell)
     env = environment()
     visible_var = VISIBLE_ENV.get(cell.device.name)
     out = Outcome(env=env, started_at=utc_now())
