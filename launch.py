@@ -10,22 +10,13 @@ import os
 from typing import Any
 
 import hydra
-from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from cells.config import CellConfig
-from sweep.app import exit_code, run_task
-from sweep.plan import cell_dir_resolver
+from sweep.app import QUIET_ENV, exit_code, run_task
+from sweep.schema import register
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def register() -> None:
-    """What Hydra needs before it composes anything: the cell schema (conf/config.yaml's
-    `cell_schema` default) and the `${cell_dir:}` resolver that names a cell's directory."""
-    ConfigStore.instance().store(name="cell_schema", node=CellConfig)
-    if not OmegaConf.has_resolver("cell_dir"):
-        OmegaConf.register_new_resolver("cell_dir", cell_dir_resolver, use_cache=False)
+for _key, _value in QUIET_ENV.items():
+    os.environ.setdefault(_key, _value)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -3,7 +3,8 @@ sweep's outputs (results, report.md, report.html, plots; slo.csv with an SLO).
 
 Exit codes: 0 every cell ok; 1 a cell not ok or a record unreadable; 2 usage error (also:
 --baseline ran on other hardware, without --allow-env-diff); 3 a regression against
---baseline (checked last, so it wins over 1).
+--baseline, or cells of the baseline missing from the new sweep; 4 --baseline compared
+nothing (no cell matched). 3 and 4 are checked last and win over 1.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from pathlib import Path
 
 from aggregate import envdiff
 from aggregate.answers import slo_lines
-from aggregate.compare import compare, compare_markdown
+from aggregate.compare import OLD_ONLY, compare, compare_markdown
 from aggregate.load import load_records
 from aggregate.outputs import write_outputs
-from aggregate.slo import Slo, SloError
+from aggregate.slo import Slo, SloError, records_slo
 from aggregate.summary import summary_table
 from cells.files import atomic_write_text
 
@@ -29,6 +30,7 @@ EXIT_OK = 0
 EXIT_NOT_OK = 1
 EXIT_USAGE = 2
 EXIT_REGRESSION = 3
+EXIT_NOTHING_COMPARED = 4
 COMPARE_MD = "compare.md"
 
 
@@ -38,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Rebuild results.jsonl, results.csv, report.md and plots/ from the "
         "record.json files under SWEEP_DIR, and print a summary.",
         epilog="exit codes: 0 all cells ok; 1 a cell not ok or a record unreadable; "
-        "2 usage error; 3 a regression against --baseline",
+        "2 usage error; 3 a regression against --baseline or baseline cells missing; "
+        "4 --baseline compared nothing",
     )
     p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="directory searched for record.json")
     p.add_argument("--baseline", metavar="OLD_DIR", help="compare cell by cell with this sweep")
@@ -85,7 +88,8 @@ def _check_dir(path: str, what: str) -> str | None:
 
 
 def _baseline(args: argparse.Namespace, records: list, old: list, old_unreadable: list) -> int:
-    """Compare with --baseline: write compare.md; returns the number of regressions."""
+    """Compare with --baseline: write compare.md; the exit code it asks for (0 when the gate
+    passes)."""
     for path, reason in old_unreadable:
         print(f"baseline record unreadable, not compared: {path}: {reason}", file=sys.stderr)
     diffs = envdiff.environment_diff(records, old)
@@ -98,13 +102,22 @@ def _baseline(args: argparse.Namespace, records: list, old: list, old_unreadable
         print()
         print(text)
     matched = sum(bool(r.match) for r in rows)
-    if not matched:
-        print(f"warning: no cell of {args.sweep_dir} matches {args.baseline}", file=sys.stderr)
+    gone = [r for r in rows if r.verdict == OLD_ONLY]
     print(
-        f"compare: {matched} matched cell(s), {n_regressions} regression(s) beyond max({args.threshold:g}%, noise) "
+        f"compare: {matched} matched cell(s), {n_regressions} regression(s) beyond "
+        f"max({args.threshold:g}%, noise), {len(gone)} baseline cell(s) missing, "
         f"against {args.baseline} -> {path}"
     )
-    return n_regressions
+    for r in gone:
+        print(f"  missing in new: {r.label} batch {r.batch} seq {r.seq} prompt {r.prompt_len}")
+    if not matched:
+        print(
+            f"error: no cell of {args.sweep_dir} matches a cell of {args.baseline}: "
+            "the comparison checked nothing",
+            file=sys.stderr,
+        )
+        return EXIT_NOTHING_COMPARED
+    return EXIT_REGRESSION if n_regressions or gone else EXIT_OK
 
 
 def _refused_baseline(args: argparse.Namespace, records: list, old: list) -> str | None:
@@ -164,14 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n{len(records)} cells, {len(not_ok)} not ok, {len(unreadable)} unreadable")
         print(f"wrote {written['report.md']} (+ {len(written) - 1} files)")
         if "slo.csv" in written:
+            slo = slo if slo.active() else records_slo(records)  # the one the cells ran with
             print(f"\nSLO {slo.text()}:")
             print("\n".join(slo_lines(records, slo)))
             print(f"-> {written['slo.csv']}")
     code = EXIT_NOT_OK if not_ok or unreadable else EXIT_OK
 
     if args.baseline is not None:
-        if _baseline(args, records, old, old_unreadable):
-            code = EXIT_REGRESSION
+        code = _baseline(args, records, old, old_unreadable) or code
     return code
 
 

@@ -108,7 +108,7 @@ def pareto_plot(records: Sequence[Record], plot_dir: Path) -> dict[str, str]:
                  "filled: on the front, hollow: dominated")  # fmt: skip
     for ax, key in zip(axes, keys, strict=True):
         model, prompt, workload, simulated = key
-        title = f"{model} · prompt {prompt}" + (f" · workload {workload}" if workload else "")
+        title = f"{model} · prompt {prompt}" + (" · serving" if workload else "")
         _pareto_panel(ax, title + (f" — {SIMULATED}" if simulated else ""), panels[key])
     return {PARETO_FIGURE: _save(fig, plot_dir / Path(PARETO_FIGURE).name)}
 

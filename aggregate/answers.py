@@ -18,7 +18,7 @@ from aggregate.frontier import frontier_section
 from aggregate.pareto import pareto_csv, pareto_section
 from aggregate.points import devices_per_cell, load_text, per_card
 from aggregate.repeats import repeats_section
-from aggregate.slo import Slo, SloAnswer, slo_answers
+from aggregate.slo import Slo, SloAnswer, records_slo, slo_answers
 from aggregate.tables import MISSING, SIMULATED, Table, is_simulated, markdown, marks, ok_number
 
 Record = dict[str, Any]
@@ -135,8 +135,10 @@ def slo_lines(records: Sequence[Record], slo: Slo) -> list[str]:
     return out
 
 
-def _slo(ttft_ms: float | None, tpot_ms: float | None, e2e_ms: float | None) -> Slo:
-    return Slo(ttft_ms=ttft_ms, tpot_ms=tpot_ms, e2e_ms=e2e_ms)
+def _slo(records: Sequence[Record], ttft_ms: Any, tpot_ms: Any, e2e_ms: Any) -> Slo:
+    """The SLO given; with none given, the one the records were run with (if any)."""
+    given = Slo(ttft_ms=ttft_ms, tpot_ms=tpot_ms, e2e_ms=e2e_ms)
+    return given if given.active() else records_slo(records)
 
 
 def answer_sections(
@@ -148,8 +150,9 @@ def answer_sections(
     slo_e2e_ms: float | None = None,
 ) -> list[str]:
     """The "Answers" part of report.md (records: repeats already folded); [] when there is
-    nothing to answer. Raises SloError for a budget that is not a number >= 0."""
-    slo = _slo(slo_ttft_ms, slo_tpot_ms, slo_e2e_ms)
+    nothing to answer. No budget given: the SLO the records were run with (``slo.*`` of their
+    config) when they agree on one. Raises SloError for a budget that is not a number >= 0."""
+    slo = _slo(records, slo_ttft_ms, slo_tpot_ms, slo_e2e_ms)
     figures = figures or {}
     body = slo_section(slo_answers(records, slo), slo)
     body += pareto_section(records, figures)
@@ -166,7 +169,7 @@ def answer_files(
     slo_e2e_ms: float | None = None,
 ) -> dict[str, str]:
     """{file name: text}: slo.csv when an SLO is set, pareto.csv when there are points."""
-    slo = _slo(slo_ttft_ms, slo_tpot_ms, slo_e2e_ms)
+    slo = _slo(records, slo_ttft_ms, slo_tpot_ms, slo_e2e_ms)
     out = {}
     if slo.active():
         out[SLO_CSV] = slo_csv(slo_answers(records, slo), slo)

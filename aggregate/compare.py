@@ -7,10 +7,11 @@ cells, the change of output tokens/s and of E2E p50 is compared with a band:
     noise_pct = 2 * max(e2e_cv_new, e2e_cv_old) * 100
     band_pct  = max(threshold_pct, noise_pct)
 
-A change counts only beyond the band: a regression is tokens/s down by more than band_pct or
-E2E p50 up by more than band_pct; an improvement is the reverse (and no regression). A cell
-that was ok in the baseline and is failed/oom now is a regression too. Cells only in one of
-the sweeps are listed but not counted.
+A change counts only beyond the band: a regression is tokens/s down by more than band_pct,
+E2E p50 up by more than band_pct, or energy per output token up by more than band_pct (only
+where both records say ``energy_valid: true``); an improvement is the reverse (and no
+regression). A cell that was ok in the baseline and is failed/oom now is a regression too.
+Cells only in one of the sweeps are listed but not counted.
 
 Repeats (records with ``repeat_of``) are folded into one summary per cell first
 (aggregate/confidence.py). When a matched pair has 95% confidence intervals, on one side or
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aggregate.confidence import ci_call, fold_repeats
+from aggregate.energy import fmt_j, valid_number
 from aggregate.tables import (
     MISSING,
     Table,
@@ -63,6 +65,9 @@ class CompareRow:
     old_e2e_s_p50: float | None
     new_e2e_s_p50: float | None
     e2e_s_p50_delta_pct: float | None
+    old_j_per_token: float | None
+    new_j_per_token: float | None
+    j_per_token_delta_pct: float | None  # only when both energy figures are valid
     noise_pct: float | None
     band_pct: float
     verdict: str
@@ -126,7 +131,12 @@ def match_records(
 
 
 def _verdict(
-    new: Record | None, old: Record | None, tps: float | None, e2e: float | None, band: float
+    new: Record | None,
+    old: Record | None,
+    tps: float | None,
+    e2e: float | None,
+    band: float,
+    jpt: float | None = None,
 ) -> str:
     if old is None:
         return NEW_ONLY
@@ -141,7 +151,11 @@ def _verdict(
         return FIXED
     if (tps is not None and tps < -band) or (e2e is not None and e2e > band):
         return REGRESSION
+    if jpt is not None and jpt > band:
+        return REGRESSION
     if (tps is not None and tps > band) or (e2e is not None and e2e < -band):
+        return IMPROVED
+    if jpt is not None and jpt < -band:
         return IMPROVED
     return WITHIN_NOISE
 
@@ -157,8 +171,10 @@ def _row(new: Record | None, old: Record | None, how: str, threshold_pct: float)
     band = max(threshold_pct, noise or 0.0)
     tps = _delta(ok_number(new, "output_tokens_per_s"), ok_number(old, "output_tokens_per_s"))
     e2e = _delta(ok_number(new, "e2e_s_p50"), ok_number(old, "e2e_s_p50"))
+    jpt_key = "energy_j_per_output_token"
+    jpt = _delta(valid_number(new, jpt_key), valid_number(old, jpt_key))
     if ci is None:
-        verdict = _verdict(new, old, tps, e2e, band)
+        verdict = _verdict(new, old, tps, e2e, band, jpt)
     else:
         verdict = REGRESSION if ci.worse else IMPROVED if ci.better else WITHIN_NOISE
     return CompareRow(
@@ -175,6 +191,9 @@ def _row(new: Record | None, old: Record | None, how: str, threshold_pct: float)
         old_e2e_s_p50=ok_number(old, "e2e_s_p50"),
         new_e2e_s_p50=ok_number(new, "e2e_s_p50"),
         e2e_s_p50_delta_pct=e2e,
+        old_j_per_token=valid_number(old, jpt_key),
+        new_j_per_token=valid_number(new, jpt_key),
+        j_per_token_delta_pct=jpt,
         noise_pct=noise,
         band_pct=band,
         verdict=verdict,
@@ -229,10 +248,11 @@ def compare_markdown(rows: Sequence[CompareRow], preamble: Sequence[str] = ()) -
         f"**{n_reg} regression(s)**; " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
         "",
         "A change counts only beyond band = max(threshold, noise), noise = "
-        "2 x max(E2E CV new, old). Regression: output tokens/s down, or E2E p50 up, by more "
-        "than the band; or a cell ok in the baseline that is not ok now. Cells with repeats "
-        "are judged by their 95% confidence intervals instead (noise = 95% CI): a change "
-        "counts only outside the intervals and beyond the threshold.",
+        "2 x max(E2E CV new, old). Regression: output tokens/s down, or E2E p50 up, or J per "
+        "output token up (both energy figures valid), by more than the band; or a cell ok in "
+        "the baseline that is not ok now. J/tok `n/a`: no valid energy figure on that side. "
+        "Cells with repeats are judged by their 95% confidence intervals instead (noise = "
+        "95% CI): a change counts only outside the intervals and beyond the threshold.",
         "",
     ]
     regressions = [r for r in rows if r.regression]
@@ -243,13 +263,15 @@ def compare_markdown(rows: Sequence[CompareRow], preamble: Sequence[str] = ()) -
                 f"{r.old_status} -> {r.new_status}"
                 if r.new_status != "ok"
                 else f"tok/s {_pct(r.tokens_per_s_delta_pct)}, "
-                f"E2E p50 {_pct(r.e2e_s_p50_delta_pct)} (band {r.band_pct:.1f}%)"
+                f"E2E p50 {_pct(r.e2e_s_p50_delta_pct)}, "
+                f"J/tok {_pct(r.j_per_token_delta_pct)} (band {r.band_pct:.1f}%)"
             )
             lines.append(f"- {r.label}, batch {r.batch}, seq {r.seq}: {change}")
         lines.append("")
     table = Table(
         ["cell", "batch", "seq", "prompt", "match", "tok/s old", "tok/s new", "Δ tok/s",
-         "e2e p50 old s", "e2e p50 new s", "Δ e2e p50", "noise", "band", "verdict"]
+         "e2e p50 old s", "e2e p50 new s", "Δ e2e p50", "J/tok old", "J/tok new", "Δ J/tok",
+         "noise", "band", "verdict"]
     )  # fmt: skip
     for r in rows:
         table.rows.append(
@@ -265,6 +287,9 @@ def compare_markdown(rows: Sequence[CompareRow], preamble: Sequence[str] = ()) -
                 _val(r.old_e2e_s_p50, r.old_status, fmt_s),
                 _val(r.new_e2e_s_p50, r.new_status, fmt_s),
                 _pct(r.e2e_s_p50_delta_pct),
+                _val(r.old_j_per_token, r.old_status, fmt_j),
+                _val(r.new_j_per_token, r.new_status, fmt_j),
+                _pct(r.j_per_token_delta_pct),
                 _noise(r),
                 f"{r.band_pct:.1f}%",
                 r.verdict,

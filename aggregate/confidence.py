@@ -26,13 +26,16 @@ Record = dict[str, Any]
 
 LEVEL = 0.95
 CI_KEY = "ci"
+# Averaged only when every ok repeat's energy figure is valid (``energy_valid``).
+ENERGY_KEYS = ("energy_j_per_output_token", "output_tokens_per_j", "energy_j", "power_w_mean")
 # Metrics averaged over repeats and given an interval (when every ok repeat reports them).
 CI_METRICS = (
     "output_tokens_per_s", "total_tokens_per_s", "samples_per_s",
     "e2e_s_mean", "e2e_s_p50", "e2e_s_p90", "e2e_s_p99",
     "ttft_s_mean", "ttft_s_p50", "ttft_s_p99", "tpot_s_mean", "tpot_s_p50", "tpot_s_p99",
     "itl_s_p50", "itl_s_p99", "e2e_cv", "peak_memory_bytes",
-    "energy_j_per_output_token", "output_tokens_per_j",
+    "output_tokens_per_s_per_card", "output_tokens_per_s_per_user", "request_throughput_per_s",
+    "goodput_requests_per_s", *ENERGY_KEYS,
 )  # fmt: skip
 
 
@@ -126,10 +129,14 @@ def _summary(reps: list[Record]) -> Record:
     base = dict(ok[0] if ok else reps[-1])
     base.update(cell_id=base.get("repeat_of"), repeat=None, repeats=len(reps), repeats_ok=len(ok))
     base["flags"] = list(dict.fromkeys(f for r in reps for f in (r.get("flags") or [])))
+    if any("energy_valid" in r for r in ok):
+        base["energy_valid"] = all(r.get("energy_valid") is True for r in ok)
     ci: dict[str, dict[str, Any]] = {}
     for key in CI_METRICS:
         values = [number(r.get(key)) for r in ok]
         if not ok or any(v is None or math.isinf(v) for v in values):
+            continue
+        if key in ENERGY_KEYS and base.get("energy_valid") is not True:
             continue
         base[key] = statistics.fmean(values)  # type: ignore[arg-type]
         iv = interval(values)  # type: ignore[arg-type]
@@ -166,7 +173,11 @@ def fold_repeats(records: Sequence[Record]) -> list[Record]:
 # --- comparing two sweeps with intervals ------------------------------------------------
 
 # What a comparison judges: (key, higher is better).
-CALLED = (("output_tokens_per_s", True), ("e2e_s_p50", False))
+CALLED = (
+    ("output_tokens_per_s", True),
+    ("e2e_s_p50", False),
+    ("energy_j_per_output_token", False),  # only where both energy figures are valid
+)
 
 
 @dataclass(frozen=True)
@@ -199,6 +210,9 @@ def ci_call(new: Record, old: Record, threshold_pct: float) -> CiCall | None:
     worse = better = False
     keys = []
     for key, higher_is_better in CALLED:
+        both_valid = new.get("energy_valid") is True and old.get("energy_valid") is True
+        if key in ENERGY_KEYS and not both_valid:
+            continue
         beyond = beyond_intervals(new, old, key)
         if beyond is None:
             continue

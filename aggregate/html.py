@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from aggregate.html_assets import CSP, SCRIPT, STYLE
-from aggregate.tables import FLAG_MARKS, FLAG_MEANINGS
+from aggregate.tables import FLAG_MARKS, FLAG_MEANINGS, UNKNOWN_FLAG_MARK
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ FILTER_MIN_ROWS = 10
 _IMAGE = re.compile(r"^!\[([^\]]*)\]\(([^)\s]+)\)$")
 _HEADING = re.compile(r"^(#{1,4}) (.*)$")
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")
-_FLAG_MARKS = "*†‡§°?"
+_FLAG_MARKS = "".join(FLAG_MARKS.values()) + UNKNOWN_FLAG_MARK
 
 
 def inline(text: str) -> str:

@@ -57,6 +57,8 @@ def sort_key(rec: dict[str, Any]) -> tuple:
         _text(rec.get("device")),
         _text(rec.get("dtype")),
         _int(rec.get("batch")),
+        _int(rec.get("concurrency")),  # serving cells: by their load
+        float(rec.get("request_rate") or 0.0),
         _int(rec.get("seq")),
         _int(rec.get("prompt_len")),
         _text(rec.get("cell_id")),

@@ -18,6 +18,7 @@ from aggregate.load import sort_key
 from aggregate.report import build_report
 from aggregate.tables import error_text
 from cells.files import atomic_write_text
+from cells.record import FLAT_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,11 @@ def csv_row(rec: Record) -> dict[str, str]:
 
 
 def results_csv(records: Sequence[Record]) -> str:
-    """One row per record; columns in first-seen order, env_* columns last."""
+    """One row per record; the record's flat keys first in schema order (tokens/J and J/token
+    next to throughput), then other columns in first-seen order, env_* columns last."""
     rows = [csv_row(r) for r in records]
-    columns: dict[str, None] = {}
+    seen = {k for row in rows for k in row}
+    columns: dict[str, None] = dict.fromkeys(k for k in FLAT_KEYS if k in seen)
     for row in rows:
         columns.update(dict.fromkeys(k for k in row if not k.startswith("env_")))
     for row in rows:
@@ -118,5 +121,5 @@ def write_outputs(
     for stale in {SLO_CSV, PARETO_CSV} - set(extra):  # answers of an earlier run
         (root / stale).unlink(missing_ok=True)
     out.update(figures)
-    log.info("%s: wrote %s", root, ", ".join(out))
+    log.debug("%s: wrote %s", root, ", ".join(out))
     return out

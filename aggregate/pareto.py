@@ -17,7 +17,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aggregate.points import devices_per_cell, load_text, number, per_card, usable
+from aggregate.points import (
+    devices_per_cell,
+    is_serving,
+    load_text,
+    number,
+    per_card,
+    server_settings,
+    usable,
+)
 from aggregate.points import tokens_per_s_per_sequence as per_sequence
 from aggregate.tables import SIMULATED, Table, is_simulated, markdown, marks
 
@@ -31,24 +39,24 @@ class Workload:
     model: str
     prompt_len: int
     seq: int
-    workload: str  # serving workload name, "" for static sweeps
+    workload: str  # "serve" for serving records, "" for static ones
     simulated: bool
 
     @classmethod
     def of(cls, rec: Record) -> Workload:
-        p, s, w = rec.get("prompt_len"), rec.get("seq"), rec.get("workload")
+        p, s = rec.get("prompt_len"), rec.get("seq")
         return cls(
             str(rec.get("model")),
             p if isinstance(p, int) else -1,
             s if isinstance(s, int) else -1,
-            "" if w is None else str(w),
+            "serve" if is_serving(rec) else "",
             is_simulated(rec),
         )
 
     def label(self) -> str:
         parts = [self.model, f"prompt {self.prompt_len}", f"seq {self.seq}"]
         if self.workload:
-            parts.append(f"workload {self.workload}")
+            parts.append("serving")
         return " · ".join(parts) + (f" — {SIMULATED}" if self.simulated else "")
 
 
@@ -67,7 +75,9 @@ class Point:
 
 def _label(rec: Record) -> str:
     parts = [str(rec.get(k)) for k in ("backend", "device", "dtype")]
-    if rec.get("batch") is not None:
+    if is_serving(rec):
+        parts[0] = server_settings(rec).replace(" ", "_")
+    elif rec.get("batch") is not None:
         parts.append(f"b{rec['batch']}")
     for key, tag in (("concurrency", "c"), ("request_rate", "r")):
         value = number(rec.get(key))

@@ -5,6 +5,7 @@ Per group, with one line per seq and batch on a log2 axis:
   <slug>-e2e.png         E2E latency p50, band up to p99
   <slug>-ttft-tpot.png   TTFT mean and TPOT mean
   <slug>-memory.png      peak memory
+  <slug>-energy.png      output tokens per joule and energy per output token (valid only)
 and, when the sweep has two or more groups, compare-throughput.png (one panel per seq);
 pareto.png and oom-frontier.png come from aggregate/answer_plots.py. Where the bound is more
 than LOG_BOUND_RATIO x the measured tokens/s (a CPU), the throughput axis is logarithmic.
@@ -21,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aggregate.serving import split
+from aggregate.serving_plots import serving_plots
 from aggregate.tables import SIMULATED, GroupKey, cell_map, group_records, is_simulated, ok_number
 from cells.files import atomic_write_bytes
 
@@ -30,7 +33,7 @@ Record = dict[str, Any]
 PLOT_DIR = "plots"
 MIB = 2**20
 # The figures of one group, in report order (file name suffixes).
-GROUP_FIGURES = ("throughput", "e2e", "ttft-tpot", "memory")
+GROUP_FIGURES = ("throughput", "e2e", "ttft-tpot", "memory", "energy")
 COMPARE_FIGURE = f"{PLOT_DIR}/compare-throughput.png"
 
 
@@ -121,8 +124,25 @@ def _e2e(ax: Any, recs: Sequence[Record]) -> bool:
     return drawn
 
 
+def _energy_panels(recs: Sequence[Record]) -> list:
+    """Energy per token vs batch, drawn from cells whose energy figure is valid only."""
+    valid = [r for r in recs if r.get("energy_valid") is True]
+    left_out = sum(r.get("status") == "ok" and r.get("energy_valid") is not True for r in recs)
+    note = f" ({left_out} ok cell(s) without valid energy, not drawn)" if left_out else ""
+    return [
+        (
+            "Output tokens per joule vs batch" + note,
+            lambda ax, r: _draw(ax, valid, "output_tokens_per_j", 1.0, "output tokens/J"),
+        ),
+        (
+            "Energy per output token vs batch" + note,
+            lambda ax, r: _draw(ax, valid, "energy_j_per_output_token", 1.0, "J per output token"),
+        ),
+    ]
+
+
 def group_plots(key: GroupKey, recs: Sequence[Record], plot_dir: Path) -> dict[str, str]:
-    """The four figures of one group; {} when the group has no ok cell to draw."""
+    """The figures of one group; {} when the group has no ok cell to draw."""
     from matplotlib.figure import Figure
 
     label = key.label()
@@ -140,6 +160,7 @@ def group_plots(key: GroupKey, recs: Sequence[Record], plot_dir: Path) -> dict[s
                 lambda ax, r: _draw(ax, r, "peak_memory_bytes", 1 / MIB, "peak memory (MiB)"),
             )
         ],
+        "energy": _energy_panels(recs),
     }
     for name in GROUP_FIGURES:
         specs = panels[name]
@@ -197,11 +218,13 @@ def write_plots(sweep_dir: str | os.PathLike[str], records: Sequence[Record]) ->
     """All figures under SWEEP/plots/; PNGs there that this run did not draw are removed."""
     plot_dir = Path(sweep_dir) / PLOT_DIR
     plot_dir.mkdir(parents=True, exist_ok=True)
-    groups = group_records(records)
+    static, serving = split(records)
+    groups = group_records(static)
     out: dict[str, str] = {}
     for key, recs in groups.items():
         out.update(group_plots(key, recs, plot_dir))
     out.update(compare_plot(groups, plot_dir))
+    out.update(serving_plots(serving, plot_dir))
     from aggregate.answer_plots import answer_plots  # the answers' figures (Pareto, OOM)
 
     out.update(answer_plots(records, plot_dir))

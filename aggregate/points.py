@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from aggregate.serving import is_serving as _serve_workload
 from aggregate.tables import ok_number
 
 Record = dict[str, Any]
@@ -39,7 +40,12 @@ def devices_per_cell(rec: Record) -> int:
 
 
 def per_card(rec: Record, key: str = "output_tokens_per_s") -> float | None:
-    """``key`` of an ok record divided by the devices the cell ran on."""
+    """``key`` of an ok record divided by the devices the cell ran on (for output tokens/s,
+    a serving record's own ``output_tokens_per_s_per_card`` when it has one)."""
+    if key == "output_tokens_per_s":
+        own = ok_number(rec, "output_tokens_per_s_per_card")
+        if own is not None:
+            return own
     value = ok_number(rec, key)
     return None if value is None else value / devices_per_cell(rec)
 
@@ -50,8 +56,16 @@ def usable(rec: Record) -> bool:
 
 
 def is_serving(rec: Record) -> bool:
-    """A record of a serving sweep (a load against a server), not of a static batch."""
-    return any(rec.get(k) is not None for k in SERVING_LOAD_KEYS)
+    """A record of a serving sweep (``workload == "serve"``: a load against a server), not
+    of a static batch; a record with a serving load counts too."""
+    return _serve_workload(rec) or any(rec.get(k) is not None for k in SERVING_LOAD_KEYS)
+
+
+def server_settings(rec: Record) -> str:
+    """What tells one server configuration from another (serving records), else ''."""
+    if not is_serving(rec):
+        return ""
+    return str(rec.get("server_settings") or rec.get("server") or rec.get("backend"))
 
 
 def number(value: Any) -> float | None:

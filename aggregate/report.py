@@ -8,7 +8,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from aggregate.energy import ENERGY_METRICS, energy_notes
 from aggregate.plots import COMPARE_FIGURE, GROUP_FIGURES, plot_name
+from aggregate.serving import serving_section, split
 from aggregate.sidebyside import side_by_side
 from aggregate.tables import (
     MISSING,
@@ -31,6 +33,9 @@ from aggregate.tables import (
 )
 
 Record = dict[str, Any]
+
+# Throughput first, then energy per token next to it, then latency and memory.
+PIVOTS = (PIVOT_METRICS[0], *ENERGY_METRICS, *PIVOT_METRICS[1:])
 
 # Environment keys in the order people look for them; other keys follow alphabetically.
 _ENV_ORDER = (
@@ -58,7 +63,9 @@ def _header(sweep_dir: str, records: Sequence[Record], unreadable: Sequence) -> 
         f"Conventions: `{MISSING}` = cell not in the sweep; `{NOT_REPORTED}` = metric not "
         "reported; `FAILED [n]` / `OOM [n]` = cell did not finish, reason n below the "
         "group's tables. Latency = E2E time of one `generate` call for the whole batch; "
-        "throughput = generated tokens / measured seconds.",
+        "throughput = generated tokens / measured seconds. Energy = joules of the measured "
+        "window (docs/energy.md); tokens/J and J/token count generated tokens, `invalid` = "
+        "the figure failed its validity rules (reasons under each group).",
         "",
     ]
     return lines
@@ -104,9 +111,12 @@ def _group(key: GroupKey, recs: Sequence[Record], plots: Mapping[str, str]) -> l
         markdown(article_stress(recs, notes)),
         "",
     ]
-    for metric in PIVOT_METRICS:
+    for metric in PIVOTS:
         lines += [f"### {metric.title}, batch x seq{sim}", "", markdown(pivot(recs, metric, notes))]
         lines.append("")
+    energy = energy_notes(recs)
+    if energy:
+        lines += [*energy, ""]
     if notes.lines():
         lines += ["Cells that did not finish:", ""] + [f"- {n}" for n in notes.lines()] + [""]
     hidden = duplicate_count(recs)
@@ -190,7 +200,8 @@ def build_report(
     """The whole report.md text; ``plots`` maps relative PNG paths (as linked) to files;
     ``answers``: the lines of the Answers part (aggregate/answers.py), after the overview."""
     plots = plots or {}
-    groups = group_records(records)
+    static, serving = split(records)
+    groups = group_records(static)
     lines = _header(str(sweep_dir), records, unreadable)
     if groups:
         lines += _overview(groups)
@@ -200,7 +211,8 @@ def build_report(
     lines += answers
     for key, recs in groups.items():
         lines += _group(key, recs, plots)
-    lines += _side_by_side(records, plots)
+    lines += _side_by_side(static, plots)
+    lines += serving_section(records, plots)
     lines += _unreadable(str(sweep_dir), unreadable)
     lines += _environment(records)
     return "\n".join(lines).rstrip() + "\n"

@@ -8,7 +8,8 @@ each p99 is at most its budget.
 Static sweeps: per (group, seq) (a group fixes model, backend, device, dtype and prompt
 length) the answer is the largest batch that meets the SLO, with its output tokens/s per
 card (divided by the devices one cell used). Serving sweeps (records with ``request_rate`` or
-``concurrency``): per (group, workload, seq) the highest load that meets it; the load is the
+``concurrency``; ``workload == "serve"``): per (group, server settings, seq) the highest
+load that meets it; the load is the
 request rate when the sweep varies it (per concurrency), else the concurrency. A cell
 measured several times is judged on the means over its repeats (aggregate/confidence.py).
 """
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aggregate.points import is_serving, load_text, number, per_card, usable
+from aggregate.points import is_serving, load_text, number, per_card, server_settings, usable
 from aggregate.tables import GroupKey, ok_number
 
 Record = dict[str, Any]
@@ -134,7 +135,7 @@ def _buckets(records: Sequence[Record]) -> dict[tuple, list[Record]]:
     out: dict[tuple, list[Record]] = {}
     for rec in records:
         if is_serving(rec):
-            key = ("serving", GroupKey.of(rec), str(rec.get("workload")), rec.get("seq"))
+            key = ("serving", GroupKey.of(rec), server_settings(rec), rec.get("seq"))
         else:
             key = ("static", GroupKey.of(rec), "", rec.get("seq"))
         out.setdefault(key, []).append(rec)
@@ -164,7 +165,7 @@ def slo_answers(records: Sequence[Record], slo: Slo) -> list[SloAnswer]:
     if not slo.active():
         return []
     out = []
-    for (kind, group, workload, seq), recs in sorted(_buckets(records).items(), key=_order):
+    for (kind, group, settings, seq), recs in sorted(_buckets(records).items(), key=_order):
         if kind == "static":
             out.append(_answer(kind, group, seq, "batch", "", recs, slo))
             continue
@@ -174,11 +175,30 @@ def slo_answers(records: Sequence[Record], slo: Slo) -> list[SloAnswer]:
         for r in recs:
             subsets.setdefault(load_text(number(r.get(other))), []).append(r)
         for value, sub in sorted(subsets.items()):
-            fixed = f"workload {workload}" + ("" if value == "?" else f", {other} {value}")
+            fixed = f"server {settings}" + ("" if value == "?" else f", {other} {value}")
             out.append(_answer(kind, group, seq, axis, fixed, sub, slo))
     return out
 
 
 def _order(item: tuple) -> tuple:
-    (kind, group, workload, seq), _ = item
-    return (kind != "static", group, workload, seq if isinstance(seq, int) else -1)
+    (kind, group, settings, seq), _ = item
+    return (kind != "static", group, settings, seq if isinstance(seq, int) else -1)
+
+
+def _record_budget(rec: Record, name: str) -> float | None:
+    flat = number(rec.get(f"slo_{name}"))
+    if flat is None:
+        config = rec.get("config") if isinstance(rec.get("config"), dict) else {}
+        slo = config.get("slo") if isinstance(config.get("slo"), dict) else {}
+        flat = number(slo.get(name))
+    return flat or None
+
+
+def records_slo(records: Sequence[Record]) -> Slo:
+    """The SLO the records were run with (``slo_ttft_ms`` / ``slo_tpot_ms``, or ``slo`` in
+    their config), for each budget that those setting it agree on; none where they differ."""
+    found = {}
+    for name in ("ttft_ms", "tpot_ms"):
+        values = {_record_budget(r, name) for r in records} - {None}
+        found[name] = values.pop() if len(values) == 1 else None
+    return Slo(**found)

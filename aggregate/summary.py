@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from aggregate.load import sort_key
+from aggregate.serving import load_label
 from aggregate.tables import (
     NOT_REPORTED,
+    NOT_VALID,
     SIMULATED,
     error_text,
     flags_of,
@@ -17,13 +19,21 @@ from aggregate.tables import (
 )
 
 _HEAD = f"{'batch':>6} {'seq':>6}  {'status':<7} {'out tok/s':>11} {'e2e p50 s':>10} "
-_HEAD += f"{'ttft ms':>9} {'tpot ms':>9}  flags"
+_HEAD += f"{'ttft ms':>9} {'tpot ms':>9} {'tok/J':>8}  flags"
 
 
 def _num(value: Any, scale: float, spec: str, width: int) -> str:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return f"{NOT_REPORTED:>{width}}"
     return f"{value * scale:>{width}{spec}}"
+
+
+def _tokens_per_j(rec: dict[str, Any]) -> str:
+    """Output tokens per joule where the record's energy is valid; 'invalid' where it is not."""
+    if rec.get("energy_valid") is False:
+        return f"{NOT_VALID:>8}"
+    value = rec.get("output_tokens_per_j") if rec.get("energy_valid") is True else None
+    return _num(value, 1, ".3g", 8)
 
 
 def _line(rec: dict[str, Any]) -> str:
@@ -33,17 +43,19 @@ def _line(rec: dict[str, Any]) -> str:
     if not ok:
         flags = (flags + "  " if flags else "") + error_text(rec, limit=60)
     return (
-        f"{rec['batch']:>6} {rec['seq']:>6}  {status:<7} "
+        f"{load_label(rec):>6} {rec['seq']:>6}  {status:<7} "
         f"{_num(rec.get('output_tokens_per_s') if ok else None, 1, '.1f', 11)} "
         f"{_num(rec.get('e2e_s_p50') if ok else None, 1, '.4f', 10)} "
         f"{_num(rec.get('ttft_s_mean') if ok else None, 1e3, '.3f', 9)} "
-        f"{_num(rec.get('tpot_s_mean') if ok else None, 1e3, '.3f', 9)}  {flags}"
+        f"{_num(rec.get('tpot_s_mean') if ok else None, 1e3, '.3f', 9)} "
+        f"{_tokens_per_j(rec) if ok else _num(None, 1, '', 8)}  {flags}"
     ).rstrip()
 
 
 def summary_table(records: Sequence[dict[str, Any]]) -> str:
     """Compact text: a header per (model, backend, device, dtype, prompt) group, then a
-    line per cell with batch, seq, status, output tok/s, E2E p50, TTFT, TPOT and flags."""
+    line per cell with batch, seq, status, output tok/s, E2E p50, TTFT, TPOT, output tokens
+    per joule (valid figures only) and flags."""
     if not records:
         return "no records"
     lines: list[str] = []

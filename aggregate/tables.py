@@ -5,7 +5,8 @@ Markdown is :func:`markdown`. Text conventions, used by every table and the repo
   —          the (batch, seq) cell is not in the sweep
   n/a        the cell ran but did not report this metric
   FAILED [n] / OOM [n]   the cell did not finish; reason n is listed below the table
-  * † ‡ § °  flags of the cell (see FLAG_MARKS)
+  * † ‡ § ° ¶ ^  flags of the cell (see FLAG_MARKS)
+  invalid    the cell reported an energy figure whose validity rules failed (never shown)
 """
 
 from __future__ import annotations
@@ -15,27 +16,30 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cells.record import FLAG_MEANINGS as _MEANINGS
+
 Record = dict[str, Any]
 
 MISSING = "—"
 NOT_REPORTED = "n/a"
 SIMULATED = "SIMULATED"
+NOT_VALID = "invalid"
 
-# Flag -> mark appended to a cell's numbers, and what the flag means (for the legend).
+# Flag -> mark appended to a cell's numbers; what each flag means is cells.record's.
 FLAG_MARKS = {
     "unstable": "*",
     "above_bound": "†",
     "short_output": "‡",
     "too_brief": "§",
     "simulated": "°",
+    "worker_lost": "!",
+    "host_busy": "¤",
+    "dirty_start": "¶",
+    "throttled": "^",
+    "usage_mismatch": "≠",
+    "too_many_errors": "×",
 }
-FLAG_MEANINGS = {
-    "unstable": "unstable: E2E coefficient of variation above bench.unstable_cv",
-    "above_bound": "above_bound: faster than the hardware bound allows; the number cannot be right",
-    "short_output": "short_output: fewer tokens generated than batch x seq",
-    "too_brief": "too_brief: fewer iterations or a shorter window than the bench asked for",
-    "simulated": "simulated: produced by the simulator, not measured",
-}
+FLAG_MEANINGS = {str(flag.value): f"{flag.value}: {text}" for flag, text in _MEANINGS.items()}
 UNKNOWN_FLAG_MARK = "?"
 
 
@@ -70,6 +74,7 @@ class Metric:
     title: str  # with its unit, e.g. "TTFT mean (ms)"
     key: str  # record key
     fmt: Callable[[float], str]
+    valid: str | None = None  # record key that must be true for the value to be shown
 
 
 # The batch x seq pivots of every group, in report order.
@@ -207,7 +212,11 @@ def value_text(rec: Record | None, metric: Metric, notes: FailureNotes) -> str:
     if rec.get("status") != "ok":
         return notes.ref(rec)
     value = rec.get(metric.key)
+    if metric.valid is not None and rec.get(metric.valid) is False:
+        return NOT_VALID
     if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return NOT_REPORTED
+    if metric.valid is not None and rec.get(metric.valid) is not True:
         return NOT_REPORTED
     return metric.fmt(value) + marks(rec)
 

@@ -164,6 +164,28 @@ class ModelShape:
 
 
 @dataclass(frozen=True)
+class MemoryFloor:
+    """The least memory a cell can run in: every weight and the whole KV cache (activations,
+    workspace and fragmentation come on top, so a cell above this floor cannot fit)."""
+
+    weight_bytes: int
+    kv_cache_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weight_bytes + self.kv_cache_bytes
+
+
+def memory_floor(
+    model_config: Mapping[str, Any], dtype: str, batch: int, seq: int, prompt_len: int
+) -> MemoryFloor:
+    shape = ModelShape.from_config(model_config)
+    elem = bytes_per_element(dtype)
+    kv = batch * (prompt_len + seq) * shape.kv_bytes_per_token(elem)
+    return MemoryFloor(weight_bytes=shape.parameters * elem, kv_cache_bytes=kv)
+
+
+@dataclass(frozen=True)
 class Bounds:
     """Lower bounds on times and the upper bound on throughput of one cell."""
 

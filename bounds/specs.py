@@ -9,6 +9,9 @@ where sources disagree the highest credible figure is kept and the `note` says s
 "Ascend910B3", ...) or a spec key ("ascend_910b") to a spec. Devices without a spec (CPUs,
 unlisted chips) get a spec measured on the device itself (workers/bandwidth.py).
 
+Power (`tdp_w`, `idle_w`) feeds the simulator's power model only; measured energy comes from
+the device (workers/energy.py).
+
 Pure data: no torch, no project imports (workers/ and aggregate/ both use it).
 """
 
@@ -31,6 +34,12 @@ class DeviceSpec:
     memory_bytes: int | None  # device memory capacity
     source: str  # where the figures come from
     note: str = ""  # disagreements between sources and which figure was kept
+    # Board power, for the simulator's power model only (workers/backends/sim.py): the rated
+    # maximum (TDP) and the draw of an idle chip, with where the figures come from. Never used
+    # to judge a measurement.
+    tdp_w: float | None = None
+    idle_w: float | None = None
+    power_source: str = ""
 
 
 _HUAWEI_910B_NOTE = (
@@ -38,6 +47,19 @@ _HUAWEI_910B_NOTE = (
     "here are the ones circulating in vendor-partner material and trade press (not verified "
     "against a Huawei document). HBM bandwidth is quoted anywhere from 0.4 to 1.6 TB/s: "
     "1.6 TB/s, the highest credible figure, is kept so the bound stays an upper bound."
+)
+
+_ASCEND_IDLE = (
+    "Idle: public `npu-smi info` outputs of idle 910B chips show 69-94 W (tests/fixtures/smi); "
+    "70 W kept for every Ascend chip."
+)
+_HUAWEI_POWER = (
+    "910B: 400 W, the figure circulating for the family in trade press and partner material "
+    "(not verified against a Huawei document; the same for every variant). " + _ASCEND_IDLE
+)
+_NVIDIA_IDLE = (
+    "Idle: typical nvidia-smi readings of an idle board (an idle H100 SXM reads 69-70 W in "
+    "tests/fixtures/smi); approximate."
 )
 
 SPECS: dict[str, DeviceSpec] = {
@@ -55,6 +77,10 @@ SPECS: dict[str, DeviceSpec] = {
             "(model 9000). Bandwidth quoted as 1.2 TB/s or 1228.8 GB/s (4 HBM2 stacks): the "
             "higher kept. FP16 quoted 256 TFLOPS (910A) to 280-320 TFLOPS (Pro variants): 320 "
             "kept for every variant. Figures not re-verified against a datasheet.",
+            tdp_w=310,
+            idle_w=70,
+            power_source="Huawei Ascend 910 launch (Aug 2019): 310 W maximum power. "
+            + _ASCEND_IDLE,
         ),
         DeviceSpec(
             key="ascend_910b",
@@ -65,6 +91,9 @@ SPECS: dict[str, DeviceSpec] = {
             source="Ascend 910B family, highest of 910B1-910B4 (Atlas 800T A2 / 800I A2 pages)",
             note="Family entry for a name without a variant digit (and the Atlas 800T A2): the "
             "highest bandwidth, FLOP/s and memory of the variants below. " + _HUAWEI_910B_NOTE,
+            tdp_w=400,
+            idle_w=70,
+            power_source=_HUAWEI_POWER,
         ),
         DeviceSpec(
             key="ascend_910b1",
@@ -74,6 +103,9 @@ SPECS: dict[str, DeviceSpec] = {
             memory_bytes=64 * GIB,
             source="Ascend 910B1, circulating figures (see note)",
             note="FP16 quoted 400-414 TFLOPS: 414 kept. " + _HUAWEI_910B_NOTE,
+            tdp_w=400,
+            idle_w=70,
+            power_source=_HUAWEI_POWER,
         ),
         DeviceSpec(
             key="ascend_910b2",
@@ -83,6 +115,9 @@ SPECS: dict[str, DeviceSpec] = {
             memory_bytes=64 * GIB,
             source="Ascend 910B2, circulating figures (see note)",
             note="FP16 quoted 353-376 TFLOPS: 376 kept. Also matches 910B2C. " + _HUAWEI_910B_NOTE,
+            tdp_w=400,
+            idle_w=70,
+            power_source=_HUAWEI_POWER,
         ),
         DeviceSpec(
             key="ascend_910b3",
@@ -92,6 +127,9 @@ SPECS: dict[str, DeviceSpec] = {
             memory_bytes=64 * GIB,
             source="Ascend 910B3, circulating figures; Atlas 800T A2 (2.5 PFLOPS fp16 / 8 chips)",
             note="FP16 quoted 280-313 TFLOPS: 313 kept. " + _HUAWEI_910B_NOTE,
+            tdp_w=400,
+            idle_w=70,
+            power_source=_HUAWEI_POWER,
         ),
         DeviceSpec(
             key="ascend_910b4",
@@ -102,6 +140,9 @@ SPECS: dict[str, DeviceSpec] = {
             source="Ascend 910B4, circulating figures (see note)",
             note="Memory quoted 32 or 64 GB and bandwidth 0.8-1.6 TB/s: 64 GB and 1.6 TB/s kept. "
             "FP16 quoted 256-280 TFLOPS: 280 kept. " + _HUAWEI_910B_NOTE,
+            tdp_w=400,
+            idle_w=70,
+            power_source=_HUAWEI_POWER,
         ),
         DeviceSpec(
             key="nvidia_a100_40gb_sxm",
@@ -110,6 +151,9 @@ SPECS: dict[str, DeviceSpec] = {
             peak_flops_per_s=312 * TB,
             memory_bytes=40 * GIB,
             source="NVIDIA A100 Tensor Core GPU datasheet (A100 40GB SXM)",
+            tdp_w=400,
+            idle_w=50,
+            power_source="A100 datasheet: 400 W max TDP (SXM). " + _NVIDIA_IDLE,
         ),
         DeviceSpec(
             key="nvidia_a100_40gb_pcie",
@@ -118,6 +162,9 @@ SPECS: dict[str, DeviceSpec] = {
             peak_flops_per_s=312 * TB,
             memory_bytes=40 * GIB,
             source="NVIDIA A100 Tensor Core GPU datasheet (A100 40GB PCIe)",
+            tdp_w=250,
+            idle_w=50,
+            power_source="A100 datasheet: 250 W max TDP (40GB PCIe). " + _NVIDIA_IDLE,
         ),
         DeviceSpec(
             key="nvidia_a100_80gb_sxm",
@@ -128,6 +175,9 @@ SPECS: dict[str, DeviceSpec] = {
             source="NVIDIA A100 Tensor Core GPU datasheet (A100 80GB SXM)",
             note="Also used for an A100 whose form factor the name does not tell (the highest "
             "A100 bandwidth).",
+            tdp_w=400,
+            idle_w=50,
+            power_source="A100 datasheet: 400 W max TDP (SXM). " + _NVIDIA_IDLE,
         ),
         DeviceSpec(
             key="nvidia_a100_80gb_pcie",
@@ -136,6 +186,9 @@ SPECS: dict[str, DeviceSpec] = {
             peak_flops_per_s=312 * TB,
             memory_bytes=80 * GIB,
             source="NVIDIA A100 Tensor Core GPU datasheet (A100 80GB PCIe)",
+            tdp_w=300,
+            idle_w=50,
+            power_source="A100 datasheet: 300 W max TDP (80GB PCIe). " + _NVIDIA_IDLE,
         ),
         DeviceSpec(
             key="nvidia_h100_sxm",
@@ -145,6 +198,9 @@ SPECS: dict[str, DeviceSpec] = {
             memory_bytes=80 * GIB,
             source="NVIDIA H100 Tensor Core GPU datasheet (H100 SXM)",
             note="Datasheet FP16 1979 TFLOPS is with 2:4 sparsity; dense is half.",
+            tdp_w=700,
+            idle_w=70,
+            power_source="H100 datasheet: up to 700 W max TDP (SXM). " + _NVIDIA_IDLE,
         ),
         DeviceSpec(
             key="nvidia_h100_pcie",
@@ -154,6 +210,9 @@ SPECS: dict[str, DeviceSpec] = {
             memory_bytes=80 * GIB,
             source="NVIDIA H100 Tensor Core GPU datasheet (H100 PCIe)",
             note="Datasheet FP16 1513 TFLOPS is with sparsity; dense is half.",
+            tdp_w=350,
+            idle_w=60,
+            power_source="H100 datasheet: 300-350 W max TDP (PCIe), 350 W kept. " + _NVIDIA_IDLE,
         ),
         DeviceSpec(
             key="nvidia_h100_nvl",
@@ -163,6 +222,9 @@ SPECS: dict[str, DeviceSpec] = {
             memory_bytes=94 * GIB,
             source="NVIDIA H100 Tensor Core GPU datasheet (H100 NVL)",
             note="Datasheet FP16 1671 TFLOPS is with sparsity; dense is half.",
+            tdp_w=400,
+            idle_w=60,
+            power_source="H100 datasheet: 350-400 W max TDP (NVL), 400 W kept. " + _NVIDIA_IDLE,
         ),
         DeviceSpec(
             key="nvidia_h200",
@@ -172,6 +234,9 @@ SPECS: dict[str, DeviceSpec] = {
             memory_bytes=141 * GIB,
             source="NVIDIA H200 Tensor Core GPU datasheet (H200 SXM)",
             note="Datasheet FP16 1979 TFLOPS is with sparsity; dense is half.",
+            tdp_w=700,
+            idle_w=75,
+            power_source="H200 datasheet: up to 700 W max TDP (SXM). " + _NVIDIA_IDLE,
         ),
         DeviceSpec(
             key="nvidia_h200_nvl",
@@ -181,6 +246,9 @@ SPECS: dict[str, DeviceSpec] = {
             memory_bytes=141 * GIB,
             source="NVIDIA H200 Tensor Core GPU datasheet (H200 NVL)",
             note="Datasheet FP16 1671 TFLOPS is with sparsity; dense is half.",
+            tdp_w=600,
+            idle_w=70,
+            power_source="H200 datasheet: up to 600 W max TDP (NVL). " + _NVIDIA_IDLE,
         ),
     )
 }

@@ -14,16 +14,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from cells.checks import ConfigError
+from cells.serving import ServerConfig, SloConfig, WorkloadConfig, check_load
 from cells.values import ValuesError, build
 
 BACKENDS = ("hf", "sglang", "sim")
 DEVICES = ("auto", "cpu", "cuda", "npu")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 LOAD_FORMATS = ("auto", "dummy")
-
-
-class ConfigError(ValueError):
-    """A setting has a value that is not allowed. The message names the setting."""
+WORKLOADS = ("static", "serve")
 
 
 def from_values(values: dict[str, Any]) -> CellConfig:
@@ -182,8 +181,14 @@ class BenchConfig:
     seed: int = 1234
     # E2E coefficient of variation above which a cell is flagged `unstable`.
     unstable_cv: float = 0.10
+    # Measure every cell this many times, each a record of its own (repeat 0, 1, ...);
+    # reports give their mean with a 95% confidence interval.
+    repeats: int = 1
+    # Each measurement (each repeat) in a fresh worker process: the model loaded anew.
+    fresh_worker: bool = False
 
     def __post_init__(self) -> None:
+        _positive_int("bench.repeats", self.repeats)
         if isinstance(self.warmup, bool) or self.warmup < 0:
             raise ConfigError(f"bench.warmup={self.warmup!r} is not allowed: must be >= 0")
         _positive_int("bench.iterations", self.iterations)
@@ -191,23 +196,42 @@ class BenchConfig:
             raise ConfigError("bench.max_iterations must be >= bench.iterations")
         if self.min_duration_s < 0:
             raise ConfigError("bench.min_duration_s must be >= 0")
+        if not 0 < self.unstable_cv:
+            raise ConfigError(
+                f"bench.unstable_cv={self.unstable_cv!r} is not allowed: a coefficient of "
+                "variation > 0 (e.g. 0.10)"
+            )
 
 
 @dataclass
 class CellConfig:
     # --- the cell axes ---
-    batch: int = 4  # sequences per generate call
-    seq: int = 128  # new tokens generated per sequence
-    prompt_len: int = 32  # prompt tokens per sequence
+    batch: int = 4  # sequences per generate call (static cells)
+    seq: int = 128  # new tokens generated per sequence (serving: per request, the mean)
+    prompt_len: int = 32  # prompt tokens per sequence (serving: per request, the mean)
+    # Serving load (workload=serve): requests in flight (closed loop) ...
+    concurrency: int | None = None
+    # ... or requests per second arriving (open loop; with concurrency: also capped by it).
+    request_rate: float | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    # static: one generate call per iteration (above); serve: requests to a server.
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    slo: SloConfig = field(default_factory=SloConfig)
+
+    @property
+    def serving(self) -> bool:
+        return self.workload.name == "serve"
 
     @property
     def chips(self) -> int:
         """Devices one cell runs on (their bandwidth and FLOP/s add up in its bound)."""
         n = self.device.per_cell
+        if self.serving:
+            return max(n, self.server.parallel_size)
         if self.backend.name == "sglang":
             n = max(n, self.backend.sglang.tp_size)
         return n
@@ -216,3 +240,4 @@ class CellConfig:
         _positive_int("batch", self.batch)
         _positive_int("seq", self.seq)
         _positive_int("prompt_len", self.prompt_len)
+        check_load(self)

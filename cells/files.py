@@ -70,16 +70,30 @@ def write_record(cell_dir: str | os.PathLike[str], record: dict[str, Any]) -> Pa
     return path
 
 
+def write_cell_files(cell_dir: str | os.PathLike[str], files: dict[str, str]) -> list[str]:
+    """Text files an outcome brought for its cell's directory (e.g. server.log), beside
+    record.json; names are kept inside the directory."""
+    written = []
+    for name, text in files.items():
+        safe = os.path.basename(name).lstrip(".") or "file.txt"
+        written.append(atomic_write_text(Path(cell_dir) / safe, text))
+    return written
+
+
 def _check(rec: Any) -> dict[str, Any]:
     if not isinstance(rec, dict):
         raise RecordError(f"not a JSON object (got {type(rec).__name__})")
-    missing = [k for k in _REQUIRED if k not in rec or rec[k] is None]
+    serving = rec.get("workload") == "serve"  # a serving cell's load replaces its batch
+    required = [k for k in _REQUIRED if not (serving and k == "batch")]
+    missing = [k for k in required if k not in rec or rec[k] is None]
     if missing:
         raise RecordError(f"missing {', '.join(missing)}")
     version = rec["schema_version"]
     if isinstance(version, bool) or not isinstance(version, int):
         raise RecordError(f"schema_version={version!r} is not a whole number")
-    for key in ("batch", "seq"):
+    if serving and rec.get("concurrency") is None and rec.get("request_rate") is None:
+        raise RecordError("a serving record without concurrency or request_rate")
+    for key in ("seq",) if serving else ("batch", "seq"):
         value = rec[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise RecordError(f"{key}={value!r} is not a whole number >= 1")
@@ -117,6 +131,15 @@ def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
 def is_newer_schema(rec: dict[str, Any]) -> bool:
     """A record written by a newer version of this tool (read it, never overwrite it)."""
     return rec.get("schema_version", 0) > SCHEMA_VERSION
+
+
+def newer_record(cell_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The cell's record when a newer version of this tool wrote it (never overwrite it)."""
+    try:
+        rec = read_record(Path(cell_dir) / RECORD_FILE)
+    except RecordError:
+        return None
+    return rec if is_newer_schema(rec) else None
 
 
 def finished_record(cell_dir: str | os.PathLike[str], cell_id: str) -> dict[str, Any] | None:

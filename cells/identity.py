@@ -10,22 +10,53 @@ from typing import Any
 
 from cells.config import CellConfig
 
+# Server settings that change how long the client waits, not what is measured.
+_SERVER_NOT_IDENTITY = ("startup_timeout_s", "request_timeout_s", "health_path")
+
+
+def _serving_identity(cell: CellConfig, d: dict[str, Any]) -> dict[str, Any]:
+    """A serving cell's identity: the load, the server's settings (its kind's options only),
+    the SLO; no batch, backend or bench (only its prompt seed)."""
+    for key in ("batch", "backend"):
+        d.pop(key)
+    d["bench"] = {"seed": cell.bench.seed}
+    server = {k: v for k, v in d["server"].items() if k not in _SERVER_NOT_IDENTITY}
+    for kind in ("transformers", "sglang", "vllm"):
+        server.pop(kind)
+    server["options"] = cell.server.options
+    d["server"] = server
+    return d
+
 
 def identity(cell: CellConfig) -> dict[str, Any]:
-    """The part of a cell's config that defines what is measured."""
+    """The part of a cell's config that defines what is measured. Static cells leave out the
+    serving settings, so their ids are what they were before serving cells existed."""
     d = asdict(cell)
     d["model"].pop("cache_dir", None)
+    d["bench"].pop("repeats", None)  # how many times, not what: repeat k has its own id
+    if not cell.bench.fresh_worker:  # the default: ids stay what they were before the key
+        d["bench"].pop("fresh_worker", None)
+    if cell.model.path is not None:
+        d["model"].pop("tiny", None)
+    if cell.serving:
+        return _serving_identity(cell, d)
+    for key in ("concurrency", "request_rate", "workload", "server", "slo"):
+        d.pop(key)
     # Options of backends the cell does not use do not matter.
     backend = d["backend"]
     d["backend"] = {"name": backend["name"], **{backend["name"]: backend.get(backend["name"], {})}}
-    if cell.model.path is not None:
-        d["model"].pop("tiny", None)
     return d
 
 
 def model_key(cell: CellConfig) -> str:
     """What makes one loaded model different from another: backend, model fields and the
-    backend's options. Cells with the same key reuse one loaded model on a device."""
+    backend's options. Cells with the same key reuse one loaded model on a device; serving
+    cells with the same server settings reuse one running server."""
+    if cell.serving:
+        server = _serving_identity(cell, asdict(cell))["server"]
+        model = asdict(cell.model)
+        model.pop("cache_dir", None)
+        return f"serve|{sorted(model.items())!r}|{sorted(server.items())!r}|{cell.chips}"
     backend = cell.backend.name
     model = asdict(cell.model)
     opts = asdict(getattr(cell.backend, backend))
@@ -49,28 +80,47 @@ def safe_name(text: str) -> str:
 
 def cell_dir_name(cell: CellConfig, cid: str | None = None) -> str:
     """Readable and unique: the axes first, then the id for everything else."""
-    parts = [
-        safe_name(cell.model.name),
-        safe_name(cell.backend.name),
-        safe_name(cell.device.name),
-        f"b{cell.batch}",
-        f"s{cell.seq}",
-        f"p{cell.prompt_len}",
-        (cid or cell_id(cell))[:8],
-    ]
+    if cell.serving:
+        load = [f"c{cell.concurrency}"] if cell.concurrency is not None else []
+        load += [f"r{cell.request_rate:g}"] if cell.request_rate is not None else []
+        parts = [safe_name(engine_name(cell)), *load]
+    else:
+        parts = [safe_name(cell.backend.name), f"b{cell.batch}"]
+    parts = [safe_name(cell.model.name), *parts[:1], safe_name(cell.device.name), *parts[1:]]
+    parts += [f"s{cell.seq}", f"p{cell.prompt_len}", (cid or cell_id(cell))[:8]]
     return "-".join(parts)
+
+
+def engine_name(cell: CellConfig) -> str:
+    """What ran the cell, as records and tables name it: the backend, or `serve-KIND`."""
+    return f"serve-{cell.server.kind}" if cell.serving else cell.backend.name
 
 
 @dataclass(frozen=True)
 class PlannedCell:
-    """A job turned into its cell, once, on the driver: everything a worker needs."""
+    """A job turned into its cell, once, on the driver: everything a worker needs.
+
+    With ``bench.repeats`` > 1 a cell is measured as repeats 0..N-1, each its own planned
+    cell: its id hashes the repeat index too, its directory ends in ``-rK``, and
+    ``repeat_of`` is the id the cell has without repeats (what the repeats summarise)."""
 
     cell: CellConfig
     cell_id: str
     cell_dir: str
     model_key: str
+    repeat: int | None = None
+    repeat_of: str | None = None
 
     @classmethod
-    def of(cls, cell: CellConfig) -> PlannedCell:
-        cid = cell_id(cell)
-        return cls(cell, cid, cell_dir_name(cell, cid), model_key(cell))
+    def of(cls, cell: CellConfig, repeat: int | None = None) -> PlannedCell:
+        base = cell_id(cell)
+        if repeat is None:
+            return cls(cell, base, cell_dir_name(cell, base), model_key(cell))
+        cid = hashlib.sha256(f"{base}|repeat={repeat}".encode()).hexdigest()[:16]
+        name = f"{cell_dir_name(cell, cid)}-r{repeat}"
+        return cls(cell, cid, name, model_key(cell), repeat, base)
+
+    def repeats(self) -> list[PlannedCell]:
+        """This cell as its repeats (itself when bench.repeats is 1)."""
+        n = self.cell.bench.repeats
+        return [self] if n <= 1 else [PlannedCell.of(self.cell, k) for k in range(n)]

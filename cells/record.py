@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Any
 
 from cells.config import CellConfig
-from cells.identity import cell_dir_name, cell_id
+from cells.identity import PlannedCell, engine_name
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
@@ -37,15 +37,49 @@ class Flag(str, Enum):
     TOO_BRIEF = "too_brief"
     SIMULATED = "simulated"
     WORKER_LOST = "worker_lost"
+    HOST_BUSY = "host_busy"
+    DIRTY_START = "dirty_start"
+    THROTTLED = "throttled"
+    USAGE_MISMATCH = "usage_mismatch"
+    TOO_MANY_ERRORS = "too_many_errors"
 
 
 FLAG_MEANINGS: dict[str, str] = {
     Flag.ABOVE_BOUND: "faster than the hardware bound allows; the number cannot be right",
     Flag.UNSTABLE: "E2E coefficient of variation above bench.unstable_cv",
-    Flag.SHORT_OUTPUT: "fewer tokens generated than batch x seq",
+    Flag.SHORT_OUTPUT: "fewer tokens generated than batch x seq (serving: than requested)",
     Flag.TOO_BRIEF: "fewer iterations or a shorter window than the bench asked for",
     Flag.SIMULATED: "produced by the simulator, not measured",
     Flag.WORKER_LOST: "the worker process died (killed, crashed, node lost) and retries ran out",
+    Flag.HOST_BUSY: "other processes used more of the host than the cell left them while measuring",
+    Flag.DIRTY_START: "the cell started on device memory an earlier cell or process left behind",
+    Flag.THROTTLED: "the device throttled (clock-event reasons, or an unhealthy npu) in the window",
+    Flag.USAGE_MISMATCH: "the server's reported completion tokens differ from the client's count",
+    Flag.TOO_MANY_ERRORS: "more failed requests than workload.max_failed_fraction allows",
+}
+
+
+class EnergyReason(str, Enum):
+    """Why a record's energy figure is not valid (``energy_invalid_reasons``; docs/energy.md)."""
+
+    SOURCE_MISSING = "source_missing"
+    SAMPLER_ERROR = "sampler_error"
+    TOO_FEW_SAMPLES = "too_few_samples"
+    WINDOW_SHORTER_THAN_PERIOD = "window_shorter_than_period"
+    SAMPLE_GAP = "sample_gap"
+    COUNTER_RESET = "counter_reset"
+    COUNTER_WRAP = "counter_wrap"
+
+
+ENERGY_REASON_MEANINGS: dict[str, str] = {
+    EnergyReason.SOURCE_MISSING: "no energy or power source is readable for this device",
+    EnergyReason.SAMPLER_ERROR: "the source failed to open or the sampler did not stop cleanly",
+    EnergyReason.TOO_FEW_SAMPLES: "too few good readings inside the measured window",
+    EnergyReason.WINDOW_SHORTER_THAN_PERIOD: "the window is too short for the source's update "
+    "period",
+    EnergyReason.SAMPLE_GAP: "readings missing for a stretch of the window (failed or late reads)",
+    EnergyReason.COUNTER_RESET: "the energy counter went backwards (driver reload or reset)",
+    EnergyReason.COUNTER_WRAP: "the counter may have wrapped more than once between two reads",
 }
 
 # Flat top-level keys that tables and other tools rely on (always present, maybe null).
@@ -54,6 +88,7 @@ FLAT_KEYS = (
     "batch", "seq", "prompt_len", "backend", "model", "model_path", "dtype", "load_format",
     "device", "device_name", "visible_devices", "devices_per_cell", "node", "ray_node_id",
     "output_tokens_per_s", "total_tokens_per_s", "samples_per_s",
+    "output_tokens_per_j", "energy_j_per_output_token", "energy_valid",
     "e2e_s_mean", "e2e_s_p50", "e2e_s_p90", "e2e_s_p99", "e2e_s_stdev", "e2e_s_min", "e2e_s_max",
     "e2e_cv",
     "ttft_s_mean", "ttft_s_p50", "ttft_s_p99",
@@ -63,10 +98,26 @@ FLAT_KEYS = (
     "peak_memory_bytes", "peak_memory_allocated_bytes", "peak_memory_reserved_bytes",
     "peak_rss_bytes",
     "warmup_iterations", "measured_iterations", "measured_s",
-    "model_load_s", "model_reused", "model_parameters",
+    "model_load_s", "model_reused", "model_parameters", "memory_floor_bytes", "host_others_cores",
     "bound_output_tokens_per_s", "bound_ttft_s", "bound_tpot_s", "bound_fraction", "bound_source",
-    "flags", "error", "attempts", "started_at", "finished_at",
+    "energy_j", "power_w_mean", "power_w_peak", "prefill_energy_j", "decode_energy_j",
+    "energy_source", "energy_samples", "energy_invalid_reasons",
+    "memory_leftover_bytes", "temp_c_start", "temp_c_end", "throttle_reasons",
+    "flags", "error", "attempts", "started_at", "finished_at", "repeat", "repeat_of",
 )  # fmt: skip
+# Flat keys of serving cells (workload=serve; null in static records). Latency keys of
+# static records (ttft_s_*, tpot_s_*, itl_s_*, e2e_s_*) are reused per request there.
+SERVING_KEYS = (
+    "workload", "server", "server_settings", "server_url", "concurrency", "request_rate", "burstiness",
+    "num_requests", "completed_requests", "failed_requests", "request_errors",
+    "duration_s", "request_throughput_per_s", "output_tokens_per_s_per_user",
+    "output_tokens_per_s_per_card",
+    "ttft_s_p90", "tpot_s_p90", "itl_s_mean", "itl_s_p90",
+    "slo_ttft_ms", "slo_tpot_ms", "goodput_requests_per_s", "goodput_fraction",
+    "usage_completion_tokens", "client_completion_tokens", "usage_mismatch_requests",
+    "server_start_s", "server_reused", "server_visible_devices",
+)  # fmt: skip
+FLAT_KEYS = FLAT_KEYS + SERVING_KEYS
 
 
 def error_info(exc: BaseException, limit: int = 15) -> dict[str, str]:
@@ -91,6 +142,8 @@ class Outcome:
     env: dict[str, Any] = field(default_factory=dict)
     started_at: str | None = None
     finished_at: str | None = None
+    # Text files for the cell's directory beside record.json (e.g. server.log); not in it.
+    files: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def failure(
@@ -101,21 +154,23 @@ class Outcome:
 
 
 def build_record(
-    cell: CellConfig,
+    planned: PlannedCell | CellConfig,
     outcome: Outcome,
     *,
-    cell_id_: str | None = None,
-    cell_dir: str | None = None,
     attempts: int = 1,
     ray_node_id: str | None = None,
+    code: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The record of a cell: its inputs, then what its outcome says. ``cell_id_`` and
-    ``cell_dir`` are taken from a planned cell when the caller has them (else computed)."""
+    """The record of a cell (planned on the driver, or a bare cell config): its inputs,
+    then what its outcome says. ``code`` (git_commit, git_dirty) is the driver's checkout,
+    which workers may not see."""
+    p = planned if isinstance(planned, PlannedCell) else PlannedCell.of(planned)
+    cell = p.cell
     rec: dict[str, Any] = dict.fromkeys(FLAT_KEYS)
     rec.update(
         schema_version=SCHEMA_VERSION,
-        cell_id=cell_id_ or cell_id(cell),
-        cell_dir=cell_dir or cell_dir_name(cell),
+        cell_id=p.cell_id,
+        cell_dir=p.cell_dir,
         simulated=cell.backend.name == "sim",
         batch=cell.batch,
         seq=cell.seq,
@@ -129,7 +184,10 @@ def build_record(
         devices_per_cell=cell.chips,
         expected_tokens=cell.batch * cell.seq,
         warmup_iterations=cell.bench.warmup,
+        workload=cell.workload.name,
     )
+    if cell.serving:
+        rec.update(serving_inputs(cell))
     rec.update(outcome.fields)
     rec.update(
         status=Status(outcome.status).value,
@@ -139,11 +197,26 @@ def build_record(
         ray_node_id=ray_node_id,
         started_at=outcome.started_at,
         finished_at=outcome.finished_at,
+        repeat=p.repeat,
+        repeat_of=p.repeat_of,
     )
     rec.update(outcome.details)
-    rec["env"] = outcome.env
+    rec["env"] = {**outcome.env, **(code or {})}
     rec["config"] = asdict(cell)
     return rec
+
+
+def serving_inputs(cell: CellConfig) -> dict[str, Any]:
+    """The inputs a serving record repeats (its static-only keys are null)."""
+    return {
+        "batch": None, "expected_tokens": None, "warmup_iterations": None,
+        "backend": engine_name(cell), "workload": cell.workload.name,
+        "server": cell.server.kind, "server_settings": cell.server.label(),
+        "server_url": cell.server.url,
+        "concurrency": cell.concurrency, "request_rate": cell.request_rate,
+        "burstiness": cell.workload.burstiness if cell.request_rate else None,
+        "slo_ttft_ms": cell.slo.ttft_ms or None, "slo_tpot_ms": cell.slo.tpot_ms or None,
+    }  # fmt: skip
 
 
 def flat_row(record: dict[str, Any]) -> dict[str, Any]:

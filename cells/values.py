@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from typing import Any, TypeVar, Union
@@ -114,10 +115,16 @@ def closest(key: str, known: list[str]) -> str:
     return f" (did you mean {match[0]}?)" if match else ""
 
 
+@functools.cache
+def _fields(cls: type) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """(field name -> type, names of init fields) of a dataclass, resolved once."""
+    hints = typing.get_type_hints(cls)
+    return hints, tuple(f.name for f in dataclasses.fields(cls) if f.init)
+
+
 def build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
     """An instance of the dataclass ``cls`` from nested plain values (see the module doc)."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    hints, fields = _fields(cls)
     unknown = [k for k in values if k not in fields]
     if unknown:
         key = unknown[0]

@@ -8,9 +8,11 @@ files are never read back.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from cells.record import flat_row
 log = logging.getLogger(__name__)
 
 RESULTS_JSONL = "results.jsonl"
+MANIFEST = ".results.manifest"  # what the outputs were last written from
 
 
 def summary_row(record: dict[str, Any], envs: dict[str, dict]) -> dict[str, Any]:
@@ -37,19 +40,43 @@ def summary_row(record: dict[str, Any], envs: dict[str, dict]) -> dict[str, Any]
 
 
 class SweepResults:
-    """The records of this sweep, streamed to results.jsonl; their rows kept for reports."""
+    """The records of this sweep, streamed to results.jsonl; their rows kept for reports.
+
+    One per sweep directory and process: a sweep that Hydra launches in several batches, or
+    that a sweeper extends round by round, keeps adding to the same results, and each launch
+    writes the outputs of every cell of the sweep so far."""
+
+    _OPEN: dict[str, SweepResults] = {}
+
+    @classmethod
+    def for_dir(cls, sweep_dir: str | os.PathLike[str]) -> SweepResults:
+        key = os.path.abspath(sweep_dir)
+        if key not in cls._OPEN:
+            cls._OPEN[key] = cls(key)
+        return cls._OPEN[key]
 
     def __init__(self, sweep_dir: str | os.PathLike[str]) -> None:
         self.dir = Path(sweep_dir)
         self.partial = self.dir / f".{RESULTS_JSONL}.partial"
         self.rows: dict[str, dict[str, Any]] = {}  # cell dir -> row
+        self.cells: dict[str, None] = {}  # every cell dir of the sweep so far, in order
         self._envs: dict[str, dict] = {}
         self._file: Any = None
+        self._started = False
+        self.new = 0  # records made in this process (not read back by resume)
 
-    def add(self, record: dict[str, Any]) -> dict[str, Any]:
+    def register(self, cell_dirs: list[str]) -> None:
+        """The cells of one launch belong to the sweep."""
+        self.cells.update(dict.fromkeys(cell_dirs))
+
+    def add(self, record: dict[str, Any], new: bool = True) -> dict[str, Any]:
         """Keep one finished record (the latest per cell directory); returns its row."""
+        self.new += bool(new)
         if self._file is None:
-            self._file = self.partial.open("w", encoding="utf-8")
+            if self._started:  # a later launch of this sweep: go on from what it wrote
+                shutil.copyfile(self.dir / RESULTS_JSONL, self.partial)
+            self._file = self.partial.open("a" if self._started else "w", encoding="utf-8")
+            self._started = True
         self._file.write(json.dumps(json_safe(record), ensure_ascii=False, default=str) + "\n")
         row = summary_row(record, self._envs)
         self.rows[str(record.get("cell_dir"))] = row
@@ -62,24 +89,31 @@ class SweepResults:
             self._file.close()
             self._file = None
 
-    def finish(
-        self, cell_dirs: list[str], interrupted: bool = False, plots: bool = True
-    ) -> list[dict[str, Any]]:
+    def finish(self, interrupted: bool = False, plots: bool = True) -> list[dict[str, Any]]:
         """results.jsonl (+ csv, report, plots) for the cells of this sweep, and a summary.
         Cells without a record are listed as missing; a sweep that produced no record at
         all (e.g. it could not start) writes nothing."""
         from aggregate import summary_table, write_outputs
 
         self.close()
+        cell_dirs = list(self.cells)
         rows = [self.rows[d] for d in cell_dirs if d in self.rows]
         missing = [d for d in cell_dirs if d not in self.rows]
         if not rows:
-            self.partial.unlink(missing_ok=True)
             print(f"sweep {'interrupted' if interrupted else 'ended'}: no cell has a record")
             return rows
-        os.replace(self.partial, self.dir / RESULTS_JSONL)
-        unreadable = [(str(self.dir / m / "record.json"), "missing or cut short") for m in missing]
-        paths = write_outputs(self.dir, rows, unreadable, plots=plots, jsonl=False)
+        manifest = _manifest(rows, missing, plots)
+        if self._up_to_date(manifest):
+            self.partial.unlink(missing_ok=True)
+            print(f"nothing ran: the outputs in {self.dir} are up to date")
+        else:
+            os.replace(self.partial, self.dir / RESULTS_JSONL)
+            unreadable = [
+                (str(self.dir / m / "record.json"), "missing or cut short") for m in missing
+            ]
+            paths = write_outputs(self.dir, rows, unreadable, plots=plots, jsonl=False)
+            (self.dir / MANIFEST).write_text(manifest)
+            log.debug("wrote %s", ", ".join(paths))
         print(summary_table(rows))
         bad = [r for r in rows if r.get("status") != "ok"]
         state = "interrupted" if interrupted else "finished"
@@ -93,5 +127,22 @@ class SweepResults:
         for m in missing:
             print(f"  missing {m}: run the same command again to finish it")
         sys.stdout.flush()
-        log.debug("wrote %s", ", ".join(paths))
         return rows
+
+    def _up_to_date(self, manifest: str) -> bool:
+        """Nothing ran in this launch and the outputs were written from these very records."""
+        if self.new or not (self.dir / RESULTS_JSONL).is_file():
+            return False
+        try:
+            return (self.dir / MANIFEST).read_text() == manifest
+        except OSError:
+            return False
+
+
+def _manifest(rows: list[dict[str, Any]], missing: list[str], plots: bool) -> str:
+    h = hashlib.sha256()
+    for r in sorted(rows, key=lambda r: str(r.get("cell_dir"))):
+        h.update(f"{r.get('cell_dir')}|{r.get('cell_id')}|{r.get('finished_at')}\n".encode())
+    for m in sorted(missing):
+        h.update(f"missing {m}\n".encode())
+    return f"{h.hexdigest()} plots={plots}\n"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -94,3 +96,28 @@ def cell_here(cfg: Any) -> CellConfig:
     """The cell of a config run on this host: ``device=auto`` is what this host has."""
     cell = to_cell(cfg)
     return with_device(cell, _local_device()) if cell.device.name == "auto" else cell
+
+
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.,=+-]+")
+# Overrides that do not change which cells a sweep measures do not change its directory.
+_NOT_IN_NAME = ("hydra.", "+hydra.", "++hydra.", "cluster=")
+
+
+def sweep_name(overrides: list[str]) -> str:
+    """A sweep's directory name from its own overrides: sorted (the same sweep however it is
+    written), without hydra.* and cluster= (they do not change the cells), readable, and
+    with a short hash when characters had to be replaced or the name cut."""
+    items = sorted(o for o in overrides if not o.startswith(_NOT_IN_NAME))
+    if not items:
+        return "default"
+    text = "_".join(items)
+    name = _NAME_CHARS.sub("_", text).strip("._") or "sweep"
+    if name != text or len(name) > 80:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+        name = f"{name[:60]}-{digest}"
+    return name
+
+
+def sweep_name_resolver(*, _root_: Any) -> str:
+    """`${sweep_name:}`: the name of the sweep a master config describes."""
+    return sweep_name([str(o) for o in OmegaConf.select(_root_, "hydra.overrides.task") or []])

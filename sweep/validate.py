@@ -7,11 +7,10 @@ before any model is loaded or Ray is started.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from bounds.roofline import SHIPPED_CONFIGS
 from cells.config import CellConfig, ConfigError
-from workers.models import model_config_json
+from workers.models import causal_lm_problem, model_config_json, position_limit
 
 
 def check_model(cell: CellConfig, on_this_host: bool = True) -> None:
@@ -33,19 +32,34 @@ def check_model(cell: CellConfig, on_this_host: bool = True) -> None:
         )
 
 
-def check_positions(cell: CellConfig, on_this_host: bool = True) -> None:
+def check_model_config(cell: CellConfig, on_this_host: bool = True) -> None:
+    """The model's config.json: readable, a causal LM, and long enough for the cell."""
     try:
-        cfg: dict[str, Any] | None = model_config_json(cell.model)[1]
-    except (OSError, ValueError):
-        cfg = None
-    if cfg is None:
+        config = model_config_json(cell.model)[1]
+    except (OSError, ValueError) as exc:
         if on_this_host:
-            raise ConfigError(f"model.path={cell.model.path!r}: config.json cannot be read")
+            raise ConfigError(
+                f"model.path={cell.model.path!r}: config.json cannot be used: {exc}"
+            ) from None
         return
-    limit = cfg.get("max_position_embeddings")
-    if limit and cell.prompt_len + cell.seq > limit:
+    if cell.model.path:
+        problem = causal_lm_problem(config)
+        if problem:
+            raise ConfigError(
+                f"model.path={cell.model.path!r} is not allowed: {problem}; only causal "
+                "language models are measured"
+            )
+    try:
+        limit = position_limit(cell.model)
+    except ValueError as exc:
+        raise ConfigError(f"model.path={cell.model.path!r} is not allowed: {exc}") from None
+    prompt, seq = cell.prompt_len, cell.seq
+    if cell.serving:  # the longest request the length distributions can draw
+        prompt = cell.workload.prompt_len_dist.longest(prompt)
+        seq = cell.workload.seq_dist.longest(seq)
+    if limit and prompt + seq > limit:
         raise ConfigError(
-            f"prompt_len + seq = {cell.prompt_len} + {cell.seq} = {cell.prompt_len + cell.seq} "
+            f"prompt_len + seq = {prompt} + {seq} = {prompt + seq} "
             f"is not allowed: model {cell.model.name} has at most {limit} positions"
         )
 
@@ -72,10 +86,35 @@ def check_backend(cell: CellConfig, on_this_host: bool = True) -> None:
         raise ConfigError("backend=sglang needs a real model: set model.path=DIR or a model=...")
 
 
+def check_serving(cell: CellConfig, on_this_host: bool = True) -> None:
+    """A serving cell's server can be started here (its packages are installed), and its
+    model has a tokenizer (prompts are text of an exact token length)."""
+    import importlib.util
+
+    from workers.serving.engines import INSTALL_HINTS, REQUIRED_MODULES
+
+    kind = cell.server.kind
+    missing = [m for m in REQUIRED_MODULES.get(kind, ()) if importlib.util.find_spec(m) is None]
+    if missing and on_this_host:
+        raise ConfigError(f"{INSTALL_HINTS[kind]} (missing here: {', '.join(missing)})")
+    if cell.model.name != "tiny" and not cell.model.path:
+        raise ConfigError(
+            "workload=serve needs the model's files (weights or load_format=dummy, and its "
+            "tokenizer): set model.path=DIR"
+        )
+    if on_this_host and cell.model.path:
+        p = Path(cell.model.path)
+        if not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+            raise ConfigError(
+                f"model.path={cell.model.path!r} is not allowed for workload=serve: "
+                "no tokenizer there (prompts are text of an exact token length)"
+            )
+
+
 def check_device_here(cell: CellConfig) -> None:
     """For a run on this host (no Ray): is the requested device usable here?"""
-    if cell.backend.name == "sim":
-        return  # the simulator pretends to be the device
+    if cell.backend.name == "sim" or (cell.serving and cell.server.kind == "url"):
+        return  # the simulator pretends to be the device; an external server has its own
     from workers.devices import DeviceUnavailable, resolve_device
 
     try:
@@ -90,8 +129,30 @@ _CHECKED: dict[tuple, str | None] = {}
 def _key(cell: CellConfig, local: bool, model_on_driver: bool) -> tuple:
     """What the checks depend on: cells that share it share the verdict."""
     b = cell.backend
-    return (repr(cell.model), b.name, b.sim.device_spec, cell.prompt_len + cell.seq,
-            cell.device.name, local, model_on_driver)  # fmt: skip
+    longest = cell.prompt_len + cell.seq
+    if cell.serving:
+        w = cell.workload
+        longest = w.prompt_len_dist.longest(cell.prompt_len) + w.seq_dist.longest(cell.seq)
+    return (repr(cell.model), b.name, b.sim.device_spec, longest, cell.device.name, local,
+            model_on_driver, cell.serving and repr(cell.server))  # fmt: skip
+
+
+def _run_checks(cell: CellConfig, local: bool, model_on_driver: bool) -> None:
+    """Every check runs; the first problem is reported."""
+    problems = []
+    checks = [check_serving if cell.serving else check_backend, check_model, check_model_config]
+    for check in checks:
+        try:
+            check(cell, on_this_host=model_on_driver)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if local:
+        try:
+            check_device_here(cell)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("; ".join(dict.fromkeys(problems)))
 
 
 def validate(cell: CellConfig, *, local: bool, model_on_driver: bool = True) -> None:
@@ -100,13 +161,11 @@ def validate(cell: CellConfig, *, local: bool, model_on_driver: bool = True) -> 
     key = _key(cell, local, model_on_driver)
     if key not in _CHECKED:
         try:
-            check_backend(cell, on_this_host=model_on_driver)
-            check_model(cell, on_this_host=model_on_driver)
-            check_positions(cell, on_this_host=model_on_driver)
-            if local:
-                check_device_here(cell)
+            _run_checks(cell, local, model_on_driver)
             _CHECKED[key] = None
         except ConfigError as exc:
             _CHECKED[key] = str(exc)
+        except Exception as exc:  # a check that broke still ends in one line
+            _CHECKED[key] = f"checking the cell failed: {type(exc).__name__}: {exc}"
     if _CHECKED[key] is not None:
         raise ConfigError(_CHECKED[key])

@@ -36,13 +36,13 @@ def launch_env(cache: Path) -> dict[str, str]:
 
 
 def run_launch(
-    args: list[str], cwd: Path, cache: Path, timeout: float = 300
+    args: list[str], cwd: Path, cache: Path, timeout: float = 300, env: dict | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run launch.py with Hydra overrides in `cwd`; outputs land under `cwd`."""
     return subprocess.run(
         [sys.executable, str(ROOT / "launch.py"), *args],
         cwd=cwd,
-        env=launch_env(cache),
+        env={**launch_env(cache), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -55,7 +55,9 @@ def read_jsonl(path: Path) -> list[dict]:
 
 @pytest.fixture
 def launch(tmp_path: Path, tiny_cache: Path):
-    def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return run_launch(list(args), tmp_path, tiny_cache, timeout)
+    def _run(
+        *args: str, timeout: float = 300, env: dict | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return run_launch(list(args), tmp_path, tiny_cache, timeout, env)
 
     return _run

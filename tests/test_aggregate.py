@@ -304,6 +304,18 @@ def test_cli_baseline_gate(tmp_path: Path) -> None:
     assert loose.returncode == 0
 
 
+def test_baseline_gate_fails_when_nothing_matched_or_cells_disappeared(tmp_path: Path) -> None:
+    old = write_sweep(tmp_path / "old", grid())
+    other = write_sweep(tmp_path / "other", [make_record(3, 7, model="other", salt="x")])
+    res = run_cli(str(other), "--baseline", str(old), "--quiet", "--no-plots")
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert "checked nothing" in res.stderr
+    fewer = write_sweep(tmp_path / "fewer", grid()[1:])
+    res = run_cli(str(fewer), "--baseline", str(old), "--quiet", "--no-plots")
+    assert res.returncode == 3 and "1 baseline cell(s) missing" in res.stdout
+    assert "missing in new:" in res.stdout
+
+
 def test_plot_titles_say_simulated_and_no_heavy_imports() -> None:
     from aggregate.plots import _title
 

@@ -15,7 +15,7 @@ from aggregate.answers import SLO_COLUMNS, answer_sections, slo_csv, slo_row
 from aggregate.frontier import oom_frontier
 from aggregate.pareto import pareto_csv, pareto_points
 from aggregate.points import devices_per_cell, per_card
-from aggregate.slo import Slo, SloError, slo_answers
+from aggregate.slo import Slo, SloError, records_slo, slo_answers
 from tests.test_aggregate import make_record, run_cli, write_sweep
 
 
@@ -74,7 +74,7 @@ def test_slo_never_counts_impossible_or_unreported_cells() -> None:
 
 def test_slo_serving_highest_load_per_fixed_setting() -> None:
     def serving(load: dict[str, Any], tpot_ms: float) -> dict[str, Any]:
-        rec = make_record(1, 128, salt=str(load), workload="chat", **load)
+        rec = make_record(1, 128, salt=str(load), workload="serve", server_settings="tgi", **load)
         rec.update(batch=None, tpot_s_p99=tpot_ms * 1e-3)
         return rec
 
@@ -89,8 +89,8 @@ def test_slo_serving_highest_load_per_fixed_setting() -> None:
     rates = [serving({"request_rate": r, "concurrency": c}, r * c) for r in (1.0, 2.0, 4.0, float("inf")) for c in (8, 32)]  # fmt: skip
     answers = slo_answers(rates, Slo(tpot_ms=64))
     assert [(a.axis, a.fixed, a.best[0]) for a in answers] == [
-        ("request_rate", "workload chat, concurrency 32", 2.0),
-        ("request_rate", "workload chat, concurrency 8", 4.0),
+        ("request_rate", "server tgi, concurrency 32", 2.0),
+        ("request_rate", "server tgi, concurrency 8", 4.0),
     ]
     unbounded = [serving({"request_rate": r, "concurrency": 8}, 1.0) for r in (1.0, math.inf, 2.0)]
     (inf,) = slo_answers(unbounded, Slo(tpot_ms=5))  # inf (all at once) is the highest rate
@@ -222,3 +222,21 @@ def test_throughput_axis_is_log_when_the_bound_is_far_above() -> None:
             r["bound_output_tokens_per_s"] = r["output_tokens_per_s"] * ratio
         ax = Figure().subplots()
         assert _throughput(ax, recs) and ax.get_yscale() == scale
+
+
+def test_slo_from_the_records_when_none_is_given(tmp_path: Path) -> None:
+    recs = tpot_grid(seqs=(64,))
+    for r in recs:
+        r["config"] = {"slo": {"ttft_ms": 0.0, "tpot_ms": 4.5}}  # static cells: in the config
+    assert records_slo(recs) == Slo(tpot_ms=4.5)
+    served = make_record(1, 64, salt="s", workload="serve", concurrency=4, slo_tpot_ms=9.0)
+    assert records_slo([*recs, served]) == Slo()  # they disagree: no budget
+    write_outputs(tmp_path, recs, plots=False)
+    assert "### SLO: TPOT p99 <= 4.5 ms" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "slo.csv").exists()
+
+
+def test_serving_throughput_per_card_is_the_records_own() -> None:
+    rec = make_record(1, 64, workload="serve", concurrency=4, devices_per_cell=1)
+    rec["output_tokens_per_s_per_card"] = 12.5  # the server spans cards the cell config omits
+    assert per_card(rec) == 12.5

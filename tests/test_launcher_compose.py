@@ -8,9 +8,9 @@ from hydra._internal.utils import create_config_search_path
 from hydra.core.utils import JobRuntime
 from hydra.types import RunMode
 
-import launch
 from hydra_plugins.ray_cells_launcher._compose import Composer
 from sweep.plan import task_values
+from sweep.schema import register
 from tests.conftest import ROOT
 
 JOBS = [
@@ -31,7 +31,7 @@ SLOW = [
 
 @pytest.fixture(scope="module")
 def composer():
-    launch.register()
+    register()
     JobRuntime.instance().set("name", "launch")
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(ROOT / "conf")))
     master = loader.load_configuration("config", ["bench=quick"], run_mode=RunMode.MULTIRUN)

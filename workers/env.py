@@ -22,30 +22,27 @@ def _version(pkg: str) -> str | None:
         return None
 
 
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str | None:
-    root = Path(__file__).resolve().parent.parent
+def _git(root: Path, *args: str) -> str | None:
     try:
         out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    commit = out.stdout.strip()
-    if out.returncode != 0 or not commit:
-        return os.environ.get("LLM_SWEEP_COMMIT")
-    dirty = subprocess.run(
-        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        timeout=5,
-        check=False,
-    ).stdout.strip()
-    return commit + ("-dirty" if dirty else "")
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=1)
+def git_state() -> dict[str, Any]:
+    """{"git_commit": the checkout's commit or None, "git_dirty": uncommitted changes to
+    tracked files (True/False) or None}. A sweep's workers get the code without .git: the
+    driver's state goes into their records (cells.record.build_record's ``code``)."""
+    root = Path(__file__).resolve().parent.parent
+    commit = _git(root, "rev-parse", "HEAD")
+    if not commit:
+        return {"git_commit": None, "git_dirty": None}
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
 
 
 def cann_version() -> str | None:
@@ -64,12 +61,18 @@ def utc_now() -> str:
 
 
 def environment() -> dict[str, Any]:
+    """Host, versions and commit of this process (read once per process: they do not change)."""
+    return dict(_environment())
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> dict[str, Any]:
     env: dict[str, Any] = {
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
-        "git_commit": git_commit(),
+        **git_state(),
         "cann": cann_version(),
     }
     for pkg in _PACKAGES:

@@ -10,19 +10,25 @@ long-lived worker (one Ray actor per device) loads each model once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from cells.config import CellConfig
 from cells.identity import model_key
 from cells.record import Flag, Outcome, Status
+from workers import health
 from workers.base import Backend, BackendReport, CellOOM, IterationResult, backend_class
 from workers.bounding import bound_fields
 from workers.devices import VISIBLE_ENV, Device, open_device
+from workers.energy import EnergyMeter, simulated_result
 from workers.env import environment, utc_now
+from workers.host import HostLoad, LoadWindow, check_fits, check_model_here, host_busy
 from workers.metrics import cell_metrics
+from workers.models import model_config_json
 from workers.smi import snapshot
 
 log = logging.getLogger(__name__)
@@ -38,13 +44,14 @@ def get_backend(cell: CellConfig, device: Device) -> tuple[Backend, bool, float]
     if key in _LOADED:
         return _LOADED[key], True, 0.0
     drop_models()
-    backend = backend_class(cell.backend.name)(cell, device)
+    backend = backend_class("serve" if cell.serving else cell.backend.name)(cell, device)
     t0 = time.perf_counter()
-    backend.load()
+    with health.loading(device.kind, backend.simulated):
+        backend.load()
     load_s = time.perf_counter() - t0
     LOAD_COUNT["loads"] += 1
     _LOADED[key] = backend
-    log.info("[%s] loaded %s in %.2f s", cell.model.name, cell.backend.name, load_s)
+    log.info("[%s] loaded %s in %.2f s", cell.model.name, backend.name, load_s)
     return backend, False, load_s
 
 
@@ -57,27 +64,86 @@ def drop_models() -> None:
     _LOADED.clear()
 
 
-def _iterations(backend: Backend, cell: CellConfig, device: Any) -> list[IterationResult]:
+def _iterations(
+    backend: Backend, cell: CellConfig, device: Any, meter: EnergyMeter | None = None
+) -> tuple[list[IterationResult], LoadWindow | None]:
+    """Warm-up, then the measured window (and the host's load during it); ``meter`` samples
+    energy during the measured iterations only."""
     backend.prepare(cell)
     for _ in range(cell.bench.warmup):
         backend.run_iteration()
     device.reset_peak_memory()
-    its = []
-    t0 = time.perf_counter()
+    its: list[IterationResult] = []
+    load = HostLoad()
     b = cell.bench
-    while len(its) < b.iterations or (
-        time.perf_counter() - t0 < b.min_duration_s and len(its) < b.max_iterations
-    ):
-        its.append(backend.run_iteration())
-    return its
+    with meter.window() if meter is not None else contextlib.nullcontext():
+        load.start()
+        t0 = time.perf_counter()
+        while len(its) < b.iterations or (
+            time.perf_counter() - t0 < b.min_duration_s and len(its) < b.max_iterations
+        ):
+            if meter is not None:
+                meter.iteration()
+            its.append(backend.run_iteration())
+        window = load.stop()
+    return its, window
+
+
+def _check_fits(cell: CellConfig, device: Any) -> int | None:
+    """Refuse a cell that cannot fit before loading or allocating anything (hf only: the
+    simulator has its own memory model, an engine manages its own pool)."""
+    if cell.backend.name != "hf":
+        return None
+    try:
+        config = model_config_json(cell.model)[1]
+    except (OSError, ValueError):
+        return None
+    dtype = cell.model.dtype
+    if dtype == "auto":
+        dtype = "float32" if device.kind == "cpu" else "float16"
+    loaded = (model_key(cell), device.kind) in _LOADED
+    return check_fits(cell, config, dtype, loaded, device.available_memory())
+
+
+@dataclass
+class _Measured:
+    its: list[IterationResult]
+    load: LoadWindow | None  # the host's load during the window
+    fields: dict[str, Any]  # flat record keys: energy, health
+    details: dict[str, Any]  # nested record keys: energy, health
+    flags: list[Flag]
+
+
+def _measured(backend: Backend, cell: CellConfig, device: Any) -> _Measured:
+    """The measured iterations, with their energy and the device's health around them.
+    Called after the model is loaded, so the memory check compares the worker's baseline +
+    its model with what is in use; the simulator's energy comes from its power model."""
+    watch = health.CellHealth(device.kind, cell.chips, backend.simulated)
+    watch.before()
+    meter = None if backend.simulated else EnergyMeter(device.kind, cell.chips)
+    with meter if meter is not None else contextlib.nullcontext():
+        its, load = _iterations(backend, cell, device, meter)
+    energy, energy_block = meter.result(its) if meter else simulated_result(backend, its)
+    health_fields, flags, health_block = watch.after(meter.events() if meter else [])
+    details = {"energy": energy_block}
+    if health_block is not None:
+        details["health"] = health_block
+    return _Measured(its, load, {**energy, **health_fields}, details, flags)
+
+
+_SIM_DEVICES: dict[tuple[str, str], Any] = {}
 
 
 def _open(cell: CellConfig) -> Any:
-    """The device of this process; the simulator stands in for the requested device."""
+    """The device of this process; the simulator stands in for the requested device (one
+    per process and spec, like a real device: the loaded model's memory stays on it)."""
     if cell.backend.name == "sim":
         from workers.backends.sim import SimDevice
 
-        return SimDevice(cell.device.name, cell.backend.sim.device_spec)
+        key = (cell.device.name, cell.backend.sim.device_spec)
+        if key not in _SIM_DEVICES:
+            _SIM_DEVICES[key] = SimDevice(*key)
+        return _SIM_DEVICES[key]
     return open_device(cell.device.name)
 
 
@@ -131,9 +197,11 @@ def _device_snapshot(device: Any, simulated: bool) -> dict[str, Any] | None:
 
 def _run(cell: CellConfig, device: Any, out: Outcome) -> None:
     """Load, measure and fill ``out`` (status ok); raises whatever the cell raised."""
+    floor = _check_fits(cell, device)
     backend, reused, load_s = get_backend(cell, device)
     info = backend.model_info()
-    its = _iterations(backend, cell, device)
+    m = _measured(backend, cell, device)
+    its, load = m.its, m.load
     metrics = cell_metrics(its, batch=cell.batch, seq=cell.seq, prompt_len=cell.prompt_len)
     report = backend.report()
     bounds, broken = bound_fields(metrics, cell, info, device.kind, out.fields["device_name"])
@@ -146,12 +214,18 @@ def _run(cell: CellConfig, device: Any, out: Outcome) -> None:
         **metrics,
         **memory_fields(device, report),
         **bounds,
+        **m.fields,
         **report.fields,
+        memory_floor_bytes=floor,
+        host_others_cores=None if load is None else round(load.others_cores, 3),
     )
-    out.flags = [*quality_flags(metrics, cell, backend.simulated), *report.flags]
+    out.flags = [*quality_flags(metrics, cell, backend.simulated), *report.flags, *m.flags]
     if broken:
         out.flags.append(Flag.ABOVE_BOUND)
+    if not backend.simulated and host_busy(load, cell, device.kind):
+        out.flags.append(Flag.HOST_BUSY)
     out.details["raw"] = raw_values(its)
+    out.details.update(m.details)
     if report.engine is not None:
         out.details["engine"] = report.engine
     smi = _device_snapshot(device, backend.simulated)
@@ -162,6 +236,10 @@ def _run(cell: CellConfig, device: Any, out: Outcome) -> None:
 
 def measure(cell: CellConfig) -> Outcome:
     """Measure one cell on this process's device. Never raises for a problem of the cell."""
+    if cell.serving:  # requests to a server: the serving loop (workers/serving/measure.py)
+        from workers.serving.measure import measure_serving
+
+        return measure_serving(cell)
     env = environment()
     visible_var = VISIBLE_ENV.get(cell.device.name)
     out = Outcome(env=env, started_at=utc_now())
@@ -170,6 +248,7 @@ def measure(cell: CellConfig) -> Outcome:
     )
     device = None
     try:
+        check_model_here(cell)
         device = _open(cell)
         out.fields.update(
             device=device.kind, device_name=device.name(), visible_devices=device.visible_devices()
@@ -182,7 +261,7 @@ def measure(cell: CellConfig) -> Outcome:
         oom = isinstance(exc, CellOOM) or (device is not None and device.is_oom(exc))
         failed = Outcome.failure(exc, Status.OOM if oom else Status.FAILED)
         out.status, out.error = failed.status, failed.error
-        log.error("[%s] %s: %s", cell.model.name, out.status.value, exc)
+        log.info("[%s] %s: %s", cell.model.name, out.status.value, exc)  # the driver says it
         # A failed cell may leave the device in a bad state: drop the model, start clean.
         drop_models()
         if device is not None:

@@ -56,6 +56,8 @@ def model_config_json(model: ModelConfig) -> tuple[str | None, dict[str, Any]]:
     if model.path or shipped_config_dir(model.name) is not None:
         path = resolve_model_path(model)
         config = json.loads((Path(path) / "config.json").read_text())
+        if not isinstance(config, dict):
+            raise ValueError(f"{path}/config.json is not a JSON object")
     else:
         path = None
         config = asdict(model.tiny)
@@ -64,6 +66,51 @@ def model_config_json(model: ModelConfig) -> tuple[str | None, dict[str, Any]]:
     if model.num_layers_override:
         config["num_hidden_layers"] = model.num_layers_override
     return path, config
+
+
+# Raw config.json keys that name a model's position limit, for configs transformers cannot
+# load without running the model's own code.
+_POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "n_ctx")
+
+
+def causal_lm_problem(config: dict[str, Any]) -> str | None:
+    """Why a model is not a causal language model this tool can measure, or None.
+
+    `architectures` in config.json names the head the checkpoint was trained with: only a
+    causal-LM class (LlamaForCausalLM, GPT2LMHeadModel, ...) has a trained LM head; an
+    encoder (BertForMaskedLM, BertModel) would get a randomly initialised one."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    causal = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    archs = config.get("architectures") or []
+    if isinstance(archs, list) and archs:
+        if any(a in causal or str(a).endswith("ForCausalLM") for a in archs):
+            return None
+        return f"architectures {archs} is not a causal language model (e.g. *ForCausalLM)"
+    model_type = config.get("model_type")
+    if model_type and model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return f"model_type {model_type!r} has no causal-LM class in transformers"
+    return None
+
+
+def position_limit(model: ModelConfig) -> int | None:
+    """The most positions the model takes, as its own config class reads it (GPT-2's
+    n_positions, Llama's max_position_embeddings ...); None when it sets none. Raises
+    ValueError when transformers refuses the config (a string where a number belongs ...)."""
+    path, raw = model_config_json(model)
+    if path is None:
+        limit = raw.get("max_position_embeddings")
+    elif "auto_map" in raw and not model.trust_remote_code:
+        # Its config class is the model's own code, not run here: read the JSON.
+        limit = next((raw[k] for k in _POSITION_KEYS if isinstance(raw.get(k), int)), None)
+    else:
+        try:
+            limit = getattr(model_config(model), "max_position_embeddings", None)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()
+            detail = " ".join(line.strip() for line in first[:2])
+            raise ValueError(f"transformers cannot load its config.json: {detail}") from None
+    return limit if isinstance(limit, int) and limit > 0 else None
 
 
 def torch_dtype(dtype: str, device: Device) -> Any:
@@ -156,9 +203,20 @@ def load_hf_model(model: ModelConfig, device: Device) -> tuple[Any, Any, dict[st
     if model.load_format == "dummy":
         net = build_dummy_model(config, dtype, device.torch_device, trc)
     else:
-        net = AutoModelForCausalLM.from_pretrained(
-            path, config=config, dtype=dtype, trust_remote_code=trc, low_cpu_mem_usage=True
-        ).to(device.torch_device)
+        problem = causal_lm_problem(config.to_dict())
+        if problem:
+            raise ValueError(f"model.path={path!r}: {problem}; only causal LMs are measured")
+        net, loading = AutoModelForCausalLM.from_pretrained(
+            path, config=config, dtype=dtype, trust_remote_code=trc, low_cpu_mem_usage=True,
+            output_loading_info=True,
+        )  # fmt: skip
+        if loading.get("missing_keys"):
+            missing = ", ".join(sorted(loading["missing_keys"])[:5])
+            raise ValueError(
+                f"model.path={path!r}: weights missing from the checkpoint ({missing} ...) "
+                "would be random; use model.load_format=dummy to measure random weights"
+            )
+        net = net.to(device.torch_device)
     net.eval()
     tokenizer = _load_tokenizer(path, trc)
     params = sum(p.numel() for p in net.parameters())

@@ -20,6 +20,15 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 
+class WorkerLost(RuntimeError):
+    """A job's worker died more often than max_retries allows, it timed out, or no node can
+    run it any more (``App.on_lost`` receives it)."""
+
+
+class HostOutOfMemory(WorkerLost):
+    """Ray's memory monitor killed the worker: its host ran out of memory (never retried)."""
+
+
 @dataclass
 class Job:
     """One job of the sweep, as the launcher tracks it."""
@@ -91,9 +100,11 @@ class App:
         """Store a result; return True if the worker should be replaced by a fresh one."""
         return ret.status != JobStatus.COMPLETED
 
-    def on_lost(self, job: Job, error: BaseException) -> None:
+    def on_lost(self, job: Job, error: BaseException) -> Any | None:
         """A job failed without a result (its worker died too often, it timed out, or no
-        node can run it any more)."""
+        node can run it any more). Return a value to complete the job with it (the app
+        recorded the failure itself), or None: the job fails with ``error``."""
+        return None
 
     def on_end(self, jobs: list[Job], sweep_dir: str, interrupted: bool) -> None: ...
 
@@ -101,4 +112,4 @@ class App:
         return {}
 
 
-__all__ = ["App", "Job", "Planner"]
+__all__ = ["App", "HostOutOfMemory", "Job", "Planner", "WorkerLost"]

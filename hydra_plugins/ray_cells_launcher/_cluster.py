@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,48 @@ class Infeasible(RuntimeError):
     """A job asks for resources that no node of the cluster has."""
 
 
+class Unreachable(RuntimeError):
+    """No Ray cluster answers at the address the launcher was given."""
+
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str) -> None:
+    """Fail within seconds for an address where nothing listens (ray.init would retry for
+    minutes). "auto" and ray:// addresses are left to Ray, which fails fast for them."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise Unreachable(
+            f"hydra.launcher.ray.address={address!r} is not allowed: use HOST:PORT or auto"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise Unreachable(
+            f"hydra.launcher.ray.address={address}: no Ray cluster answers there ({exc}); "
+            "start one with `ray start --head`, or check the address"
+        ) from None
+
+
+def quiet_ray() -> None:
+    """Keep Ray's console to what matters, before Ray starts: no notice that token
+    authentication is on (its default, which stays), our working_dir excludes replace Ray's
+    defaults (it warns about each), and no colour codes in worker log prefixes when the
+    console is not a terminal."""
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR
+    )
+    os.environ.setdefault("RAY_OVERRIDE_RUNTIME_ENV_DEFAULT_EXCLUDES", "")
+    if not sys.stderr.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    # Ray looks for Ascend NPUs by importing CANN's `acl` and logs a traceback when it is
+    # absent (a rehearsal with declared NPUs); the resources are declared, nothing is lost.
+    logging.getLogger("ray._private.accelerators.npu").setLevel(logging.CRITICAL)
+
+
 @dataclass
 class Session:
     """What `start` set up, so that `stop` undoes exactly that and nothing more."""
@@ -35,16 +80,8 @@ class Session:
     cluster: Any = None  # the simulated Cluster, when sim_nodes > 0
 
 
-def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Session:
-    """Start/join Ray for one launch.
-
-    A Ray already initialised in this process (by the caller) is used as it is and left
-    running: its runtime_env and resources are the caller's, the launcher's ray settings
-    do not apply to it.
-    """
-    if ray.is_initialized():
-        log.info("using the Ray already initialised in this process; launcher ray settings ignored")
-        return Session(owned=False)
+def _init_args(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> tuple:
+    """(arguments of every ray.init, the resources of nodes this launch starts)."""
     runtime_env: dict[str, Any] = {}
     if working_dir:
         runtime_env["working_dir"] = working_dir
@@ -61,25 +98,51 @@ def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Se
         "num_gpus": ray_cfg.num_gpus,
         "resources": dict(ray_cfg.resources or {}) or None,
     }
-    node_args = {k: v for k, v in node_args.items() if v is not None}
+    return common, {k: v for k, v in node_args.items() if v is not None}
+
+
+def _join(address: str, common: dict[str, Any]) -> None:
+    log.info("joining Ray cluster at %s", address)
+    try:
+        ray.init(address=address, **common)
+    except ConnectionError as exc:
+        raise Unreachable(f"hydra.launcher.ray.address={address}: {exc}") from None
+
+
+def _simulated_nodes(n: int, node_args: dict[str, Any], common: dict[str, Any]) -> Any:
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args=dict(node_args, include_dashboard=False))
+    for _ in range(n - 1):
+        cluster.add_node(**node_args)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, **common)
+    log.info("started %d simulated Ray nodes", n)
+    return cluster
+
+
+def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Session:
+    """Start/join Ray for one launch.
+
+    A Ray already initialised in this process (by the caller) is used as it is and left
+    running: its runtime_env and resources are the caller's, the launcher's ray settings
+    do not apply to it.
+    """
+    if ray.is_initialized():
+        log.info("using the Ray already initialised in this process; launcher ray settings ignored")
+        return Session(owned=False)
+    quiet_ray()
+    if ray_cfg.address:
+        check_reachable(str(ray_cfg.address))
+    common, node_args = _init_args(ray_cfg, working_dir, env_vars)
     session = Session(owned=True)
     try:
         if ray_cfg.address:
-            log.info("joining Ray cluster at %s", ray_cfg.address)
-            ray.init(address=ray_cfg.address, **common)
+            _join(str(ray_cfg.address), common)
         elif ray_cfg.sim_nodes and ray_cfg.sim_nodes > 0:
-            from ray.cluster_utils import Cluster
-
-            head = dict(node_args, include_dashboard=False)
-            session.cluster = Cluster(initialize_head=True, head_node_args=head)
-            for _ in range(ray_cfg.sim_nodes - 1):
-                session.cluster.add_node(**node_args)
-            session.cluster.wait_for_nodes()
-            ray.init(address=session.cluster.address, **common)
-            log.info("started %d simulated Ray nodes", ray_cfg.sim_nodes)
+            session.cluster = _simulated_nodes(ray_cfg.sim_nodes, node_args, common)
         else:
-            # address="local": always a fresh private instance, never one left behind by
-            # another run.
+            # address="local": always a fresh private instance, never one left behind.
             ray.init(
                 address="local",
                 include_dashboard=bool(ray_cfg.include_dashboard),

@@ -11,7 +11,6 @@ interpolations are not environment lookups) return None: the caller composes the
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -26,6 +25,15 @@ def _group_names(loader: Any, parent: str = "") -> set[str]:
         out.add(full.replace("/", "."))
         out |= _group_names(loader, full)
     return out
+
+
+def _copy(node: Any) -> Any:
+    """A copy of plain nested values (dicts, lists, scalars): much cheaper than deepcopy."""
+    if isinstance(node, dict):
+        return {k: _copy(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_copy(v) for v in node]
+    return node
 
 
 def _only_env_interpolations(node: Any) -> bool:
@@ -45,6 +53,7 @@ class Composer:
         self.parser = OverridesParser.create(config_loader=config_loader)
         self.groups = _group_names(config_loader)
         self.templates: dict[tuple[str, ...], dict[str, Any] | None] = {}
+        self._parsed: dict[str, Override] = {}  # the jobs of a sweep share most overrides
 
     def compose(self, overrides: list[str]) -> DictConfig:
         """The job's config exactly as Hydra composes it for a sweep."""
@@ -62,15 +71,20 @@ class Composer:
     def _fast(self, o: Override) -> bool:
         return not (o.is_hydra_override() or o.is_delete() or o.package is not None)
 
+    def _parse(self, line: str) -> Override:
+        if line not in self._parsed:
+            self._parsed[line] = self.parser.parse_override(line)
+        return self._parsed[line]
+
     def task_values(self, overrides: list[str]) -> dict[str, Any] | None:
-        parsed = self.parser.parse_overrides(list(overrides))
+        parsed = [self._parse(line) for line in overrides]
         if not all(self._fast(o) for o in parsed):
             return None
         group_lines = tuple(o.input_line for o in parsed if o.key_or_group in self.groups)
         template = self._template(group_lines)
         if template is None:
             return None
-        values = copy.deepcopy(template)
+        values = _copy(template)
         for o in parsed:
             if o.key_or_group in self.groups:
                 continue

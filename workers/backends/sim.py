@@ -12,6 +12,15 @@ Memory: a cell needs all weights + the KV cache of batch*(prompt_len+seq) tokens
 and workspace ignored). A cell that does not fit the spec's memory (x device.per_cell) is
 always `oom`: a simulator must not report numbers for a cell that cannot run.
 
+Power (simulated, for rehearsing energy tables and plots; not a prediction): each chip draws
+  P = idle_w + (tdp_w - idle_w) * min(1, u_compute + MEMORY_WEIGHT * u_memory)
+per phase (prefill; all decode steps together), with idle_w and tdp_w from the device spec
+(bounds/specs.py) and u = the phase's roofline time of that unit / its simulated time, e.g.
+u_memory = sum(bytes moved) / peak bandwidth / simulated seconds. A compute-bound phase at
+full efficiency draws the TDP; a memory-bound one at full efficiency idle + 0.6 x the rest.
+The cell's energy is sum over iterations of P_prefill * ttft + P_decode * (e2e - ttft), for
+all its chips; records say energy_source `simulated`.
+
 Faults (`backend.sim.fault`), for cells whose batch == fault_batch (every cell when 0):
   crash       the worker process kills itself (SIGKILL) inside run_iteration
   exception   run_iteration raises RuntimeError("injected fault: exception")
@@ -48,6 +57,20 @@ def sim_spec(name: str) -> DeviceSpec:
             f"{', '.join(SPECS)}"
         )
     return spec
+
+
+MEMORY_WEIGHT = 0.6  # share of the dynamic power that saturated HBM traffic draws
+
+
+def phase_power_w(
+    spec: DeviceSpec, seconds: float, nbytes: float, flops: float, chips: int
+) -> float:
+    """Power of `chips` chips moving `nbytes` and doing `flops` in `seconds` (model above)."""
+    assert spec.tdp_w is not None and spec.idle_w is not None and seconds > 0
+    u_mem = nbytes / (spec.peak_bandwidth_bytes_per_s * chips) / seconds
+    u_flops = flops / (spec.peak_flops_per_s * chips) / seconds if spec.peak_flops_per_s else 0.0
+    activity = min(1.0, u_flops + MEMORY_WEIGHT * u_mem)
+    return chips * (spec.idle_w + (spec.tdp_w - spec.idle_w) * activity)
 
 
 class SimDevice:
@@ -152,6 +175,35 @@ class SimBackend(Backend):
             cell.prompt_len,
         )
         self.rng = random.Random(zlib.crc32(repr(key).encode()))
+        self._power = self._phase_power(cell)
+
+    sim_power_model = "P = idle_w + (tdp_w - idle_w) * min(1, u_compute + 0.6 * u_memory)"
+
+    def sim_power(self) -> tuple[float, float] | None:
+        """(prefill W, decode W) of the prepared cell, every chip together (model above);
+        None when the spec has no power figures."""
+        return self._power
+
+    def _phase_power(self, cell: CellConfig) -> tuple[float, float] | None:
+        if self.spec.tdp_w is None or self.spec.idle_w is None:
+            return None
+        s, b, p, eff = self.shape, cell.batch, cell.prompt_len, self.opts.efficiency
+        w, kv = s.forward_parameters * self.elem, s.kv_bytes_per_token(self.elem)
+        prefill = phase_power_w(
+            self.spec, self.bounds.ttft_s / eff, w + b * p * kv, b * s.prefill_flops(p), cell.chips
+        )
+        contexts = range(p + 1, p + cell.seq)
+        decode_s = sum(self.bounds.decode_steps_s) / eff
+        if decode_s <= 0:  # seq = 1: no decode step
+            return prefill, prefill
+        decode = phase_power_w(
+            self.spec,
+            decode_s,
+            sum(w + b * c * kv for c in contexts),
+            sum(b * s.token_flops(c) for c in contexts),
+            cell.chips,
+        )
+        return prefill, decode
 
     def run_iteration(self) -> IterationResult:
         cell = self.cell

@@ -1,4 +1,4 @@
-"""The sweep directory lock: one live sweep per directory."""
+"""One live sweep per sweep directory: an exclusive flock, released when the process ends."""
 
 from __future__ import annotations
 

@@ -1,0 +1,284 @@
+"""The scheduler of the `ray_cells` launcher: pools of actors per resource shape.
+
+One pool of long-lived actors per resource shape (e.g. {"NPU": 1}); at most as many actors
+as the alive nodes can hold. A free actor takes the next pending job, preferring one with the
+same ``affinity`` key as its previous job (the same model stays loaded). When a worker
+process dies, its job is re-queued on a fresh actor up to ``max_retries`` times.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobRuntime, JobStatus
+from omegaconf import DictConfig
+
+from . import _cluster
+from ._app import App, HostOutOfMemory, Job, WorkerLost
+from ._compose import Composer
+from ._progress import Progress, elapsed_text
+from ._session import Cluster, Planner, finished_return
+from ._settings import Settings
+from ._worker import JobWorker
+
+log = logging.getLogger(__name__)
+
+# Whatever ray.get raises for a job is the worker's or the cluster's failure, never the
+# job's own (a runner's exceptions and run_job's come back as values).
+LOST = (ray.exceptions.RayError,)
+
+
+STILL_RUNNING_EVERY_S = 120.0
+
+
+class Unplaceable(RuntimeError):
+    """No alive node has the resources a job needs any more."""
+
+
+@dataclass
+class Slot:
+    """One actor of a pool: placed once it answered its probe; runs one job at a time."""
+
+    handle: Any
+    key: str  # the resource shape it was created with
+    ready: bool = False
+    job: Job | None = None
+    affinity: str | None = None
+
+
+class Scheduler:
+    """Pools of actors per resource shape, fed from per-shape queues of pending jobs."""
+
+    def __init__(
+        self, launcher: Any, app: App, s: Settings, cluster: Cluster, progress: Progress
+    ) -> None:
+        self.launcher, self.app, self.s, self.cluster = launcher, app, s, cluster
+        self.progress = progress
+        self.runner = app.runner()
+        self.singletons = None if self.runner else Singleton.get_state()
+        self.job_runtime = JobRuntime.instance().conf
+        self.composer: Composer | None = None
+        self.pending: dict[str, list[Job]] = {}
+        self.shapes: dict[str, dict[str, Any]] = {}
+        self.slots: dict[str, list[Slot]] = {}
+        # ref -> (slot, its job; None for the actor's readiness probe)
+        self.in_flight: dict[Any, tuple[Slot, Job | None]] = {}
+        self.stalled_since = 0.0
+        self.announced: dict[int, int] = {}  # job idx -> still-running lines printed
+
+    # --- setup -------------------------------------------------------------------------
+    def run(self, todo: list[Job]) -> None:
+        nodes = self.cluster.nodes()
+        for job in todo:
+            job.shape = self.app.resources(job, nodes)
+            job.affinity = self.app.affinity(job)
+            _cluster.check_feasible(job.shape, self.app.describe(job))
+            key = repr(sorted(job.shape.items()))
+            self.pending.setdefault(key, []).append(job)
+            self.shapes[key] = job.shape
+        try:
+            while self._busy():
+                self._step()
+        finally:
+            self.progress.close()
+            self._kill_all()
+
+    def _busy(self) -> bool:
+        return any(self.pending.values()) or any(j for _, j in self.in_flight.values())
+
+    def _step(self) -> None:
+        nodes = _cluster.alive_nodes()
+        room = 0
+        for key, queue in self.pending.items():
+            cap = _cluster.capacity(self.shapes[key], nodes)
+            room += cap if queue else 0
+            self._grow(key, queue, cap)
+            self._dispatch(key, queue)
+        self._check_stall(running=any(j for _, j in self.in_flight.values()), room=room)
+        if not self.in_flight:
+            time.sleep(0.5)
+            return
+        ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=0.5)
+        for ref in ready:
+            self._collect(ref)
+        if self.s.job_timeout_s:
+            self._enforce_timeout()
+        self._show_progress()
+
+    def _show_progress(self) -> None:
+        """The live line, and for logs (no terminal) a line per long job every few minutes."""
+        running = [j for _, j in self.in_flight.values() if j is not None]
+        longest = ""
+        if running:
+            job = min(running, key=lambda j: j.started)
+            age = time.monotonic() - job.started
+            if age > 10:
+                longest = f"{self.app.describe(job)} for {elapsed_text(age)}"
+        self.progress.update(running=len(running), longest=longest)
+        now = time.monotonic()
+        for job in running:
+            mark = int((now - job.started) // STILL_RUNNING_EVERY_S)
+            if mark > self.announced.get(job.idx, 0):
+                self.announced[job.idx] = mark
+                print(f"running  {self.app.describe(job)} for {elapsed_text(now - job.started)}")
+
+    # --- actors ------------------------------------------------------------------------
+    def _grow(self, key: str, queue: list[Job], cap: int) -> None:
+        """Start actors while jobs wait for more than the idle and starting ones can take."""
+        slots = self.slots.setdefault(key, [])
+        free = sum(1 for s in slots if not s.ready or s.job is None)
+        while len(queue) > free and len(slots) < cap:
+            opts = {k: v for k, v in self.shapes[key].items() if v}
+            opts.setdefault("num_cpus", 0)
+            # A runner needs neither the task function nor Hydra's state in the worker.
+            ctx = (None, None, None) if self.runner else self._hydra_args()
+            handle = JobWorker.options(**opts).remote(*ctx)
+            slot = Slot(handle, key)
+            slots.append(slot)
+            # A new actor gets no job until it answered: one that cannot be placed (its
+            # node died) never holds a job hostage.
+            self.in_flight[handle.where.remote()] = (slot, None)
+            free += 1
+
+    def _hydra_args(self) -> tuple[Any, Any, Any]:
+        return (self.launcher.hydra_context, self.launcher.task_function, self.singletons)
+
+    def _forget(self, slot: Slot) -> None:
+        if slot in self.slots.get(slot.key, []):
+            self.slots[slot.key].remove(slot)
+
+    def _drop(self, slot: Slot) -> None:
+        self._forget(slot)
+        ray.kill(slot.handle, no_restart=True)
+
+    def _kill_all(self) -> None:
+        for slots in self.slots.values():
+            for slot in slots:
+                ray.kill(slot.handle, no_restart=True)
+        self.slots.clear()
+
+    # --- jobs --------------------------------------------------------------------------
+    def _dispatch(self, key: str, queue: list[Job]) -> None:
+        for slot in self.slots.get(key, []):
+            if not queue:
+                return
+            if not slot.ready or slot.job is not None:
+                continue
+            # Prefer a job for the model this actor already has loaded.
+            job = next((j for j in queue if j.affinity == slot.affinity), queue[0])
+            queue.remove(job)
+            job.attempts += 1
+            job.started = time.monotonic()
+            slot.job, slot.affinity = job, job.affinity
+            self.app.on_dispatch(job)
+            if self.runner is not None:
+                ref = slot.handle.run_direct.remote(self.runner, job.payload)
+            else:
+                if job.config is None:
+                    job.config = self._compose(job)
+                keep = self.s.keep_job_configs
+                ref = slot.handle.run.remote(job.config, self.job_runtime, keep)
+            self.in_flight[ref] = (slot, job)
+
+    def _compose(self, job: Job) -> DictConfig:
+        if self.composer is None:
+            self.composer = Composer(
+                self.launcher.config, self.launcher.hydra_context.config_loader
+            )
+        sweep_dir = os.path.dirname(job.output_dir)
+        return Planner(self.composer, sweep_dir, self.cluster).compose(job)
+
+    def _collect(self, ref: Any) -> None:
+        slot, job = self.in_flight.pop(ref)
+        if job is None:  # an actor answered its probe: it is placed and ready for jobs
+            try:
+                ray.get(ref)
+                slot.ready = True
+            except LOST:
+                self._forget(slot)
+            return
+        slot.job = None
+        try:
+            result, where = ray.get(ref)
+        except LOST as exc:
+            self._forget(slot)
+            self._lost(job, exc, self.s.max_retries)
+            return
+        job.ret = self._job_return(job, result)
+        if not self.s.keep_job_configs:
+            job.config = None
+        if self.app.on_result(job, job.ret, where):
+            self._drop(slot)  # a failed job may leave the device unusable
+        self.progress.finished(job.ret.status == JobStatus.COMPLETED)
+
+    def _job_return(self, job: Job, result: Any) -> JobReturn:
+        if self.runner is None:
+            ret: JobReturn = result
+            if not self.s.keep_job_configs:
+                ret.cfg = ret.hydra_cfg = None
+            return ret
+        ok, value = result
+        return finished_return(job, value, JobStatus.COMPLETED if ok else JobStatus.FAILED)
+
+    def _lost(self, job: Job, exc: BaseException, retries: int) -> None:
+        oom = isinstance(exc, ray.exceptions.OutOfMemoryError)
+        if job.attempts <= retries and not oom:
+            log.warning(
+                "worker died running %s (attempt %d): retrying",
+                self.app.describe(job),
+                job.attempts,
+            )
+            self.pending[repr(sorted(job.shape.items()))].insert(0, job)
+            return
+        what = self.app.describe(job)
+        if oom:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            err: WorkerLost = HostOutOfMemory(
+                f"{what}: Ray's memory monitor killed its worker, the host ran out of memory "
+                f"(not retried): {first}"
+            )
+        elif isinstance(exc, TimeoutError):
+            err = WorkerLost(f"{what}: {exc}; its worker was killed")
+        elif isinstance(exc, Unplaceable):
+            err = WorkerLost(f"{what}: {exc}")
+        else:
+            err = WorkerLost(f"worker died {job.attempts} times running {what}: {exc}")
+        value = self.app.on_lost(job, err)
+        if value is None:
+            job.ret = finished_return(job, err, JobStatus.FAILED)
+        else:
+            job.ret = finished_return(job, value)
+        if not self.s.keep_job_configs:
+            job.config = None
+        self.progress.finished(False)
+
+    def _check_stall(self, running: bool, room: int) -> None:
+        """Jobs whose every possible node is gone fail after stall_timeout_s."""
+        if running or room:
+            self.stalled_since = 0.0
+            return
+        self.stalled_since = self.stalled_since or time.monotonic()
+        if time.monotonic() - self.stalled_since <= self.s.stall_timeout_s:
+            return
+        err = Unplaceable(f"no alive node could run it for {self.s.stall_timeout_s:g} s")
+        for queue in self.pending.values():
+            while queue:
+                self._lost(queue.pop(0), err, -1)  # -1: never re-queued
+
+    def _enforce_timeout(self) -> None:
+        now = time.monotonic()
+        for ref, (slot, job) in list(self.in_flight.items()):
+            if job is not None and now - job.started > self.s.job_timeout_s:
+                self.in_flight.pop(ref)
+                self._drop(slot)
+                err = TimeoutError(f"no result after {self.s.job_timeout_s:g} s")
+                self._lost(job, err, 0)  # 0: never retried
+
+
+__all__ = ["Scheduler", "Slot"]

@@ -1,0 +1,49 @@
+"""The launcher's settings (RayCellsLauncherConf), typed and checked before anything starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PROGRESS_MODES = ("auto", "on", "off")
+
+
+class SettingsError(ValueError):
+    """A launcher setting has a value that is not allowed; the message names it."""
+
+
+@dataclass
+class Settings:
+    """The launcher's settings (RayCellsLauncherConf), typed."""
+
+    ray: Any = None
+    app: str | None = None
+    app_options: dict[str, Any] = field(default_factory=dict)
+    resume: bool = True
+    max_retries: int = 2
+    job_timeout_s: float = 0.0
+    stall_timeout_s: float = 60.0
+    ship_working_dir: bool = True
+    progress: str = "auto"
+    keep_job_configs: bool = True
+
+    def __post_init__(self) -> None:
+        def bad(key: str, allowed: str) -> SettingsError:
+            value = getattr(self, key)
+            return SettingsError(f"hydra.launcher.{key}={value!r} is not allowed: {allowed}")
+
+        if isinstance(self.max_retries, bool) or self.max_retries < 0:
+            raise bad("max_retries", "a whole number >= 0")
+        if self.job_timeout_s < 0:
+            raise bad("job_timeout_s", "seconds >= 0 (0: no limit)")
+        if self.stall_timeout_s <= 0:
+            raise bad("stall_timeout_s", "seconds > 0")
+        if self.progress not in PROGRESS_MODES:
+            raise bad("progress", f"choose one of {', '.join(PROGRESS_MODES)}")
+
+    @classmethod
+    def of(cls, params: dict[str, Any]) -> Settings:
+        known = {f for f in cls.__dataclass_fields__ if f in params}
+        s = cls(**{k: params[k] for k in known})
+        s.app_options = dict(s.app_options or {})
+        return s

@@ -1,0 +1,21 @@
+"""What Hydra needs before it composes anything; called by the entry point (launch.py)."""
+
+from __future__ import annotations
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from cells.config import CellConfig
+from sweep.plan import cell_dir_resolver, sweep_name_resolver
+
+
+def register() -> None:
+    """The cell schema (conf/config.yaml's `cell_schema` default), the `${cell_dir:}`
+    resolver that names a cell's directory and `${sweep_name:}` that names a sweep's.
+    Idempotent."""
+    ConfigStore.instance().store(name="cell_schema", node=CellConfig)
+
+    if not OmegaConf.has_resolver("cell_dir"):
+        OmegaConf.register_new_resolver("cell_dir", cell_dir_resolver, use_cache=False)
+    if not OmegaConf.has_resolver("sweep_name"):
+        OmegaConf.register_new_resolver("sweep_name", sweep_name_resolver, use_cache=False)

@@ -1,0 +1,130 @@
+"""Nothing silently wrong: host OOM, identical cells, newer records, interrupts, a readable
+console. Real `python launch.py` runs on real Ray with the simulator (declared NPUs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import read_jsonl
+from tests.test_sweep_ray import Driver, records, sim_args, wait_for
+
+pytestmark = pytest.mark.slow
+
+ANSI = re.compile(r"\x1b\[")
+
+
+def test_host_oom_kill_becomes_an_oom_record_and_the_sweep_goes_on(launch, tmp_path):
+    """Ray's memory monitor kills the worker (a threshold below what the host already uses
+    makes it kill every worker): each cell gets an `oom` record, no traceback, exit 1."""
+    env = {"RAY_memory_usage_threshold": "0.02", "RAY_memory_monitor_refresh_ms": "100"}
+    proc = launch(*sim_args("1,2", scale=1.0, npus=1), env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    assert "Traceback" not in out
+    recs = records(tmp_path / "multirun" / "sweep")
+    assert len(recs) == 2
+    for rec in recs.values():
+        assert rec["status"] == "oom" and "worker_lost" in rec["flags"], rec
+        assert "memory" in rec["error"]["message"] and rec["attempts"] == 1  # not retried
+    assert len(read_jsonl(tmp_path / "multirun" / "sweep" / "results.jsonl")) == 2
+
+
+def test_identical_cells_run_once(launch, tmp_path):
+    proc = launch(*sim_args("1,1,2", scale=0.0))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "1 job(s) repeat a cell of this sweep: each cell runs once (2 cells)" in proc.stdout
+    rows = read_jsonl(tmp_path / "multirun" / "sweep" / "results.jsonl")
+    assert sorted(r["batch"] for r in rows) == [1, 2]
+    assert "2 ok, 0 not ok, 0 missing of 2 cells" in proc.stdout
+
+
+def test_a_record_from_a_newer_version_is_never_overwritten(launch, tmp_path):
+    args = sim_args("1,2", scale=0.0)
+    assert launch(*args).returncode == 0
+    victim = next((tmp_path / "multirun" / "sweep").glob("*-b2-*/record.json"))
+    rec = json.loads(victim.read_text())
+    rec.update(schema_version=99, status="failed")  # newer, and not ok: resume would re-run it
+    victim.write_text(json.dumps(rec))
+    before = victim.read_bytes()
+    proc = launch(*args)
+    assert "schema_version 99" in proc.stdout + proc.stderr
+    assert victim.read_bytes() == before
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    return psutil.Process(pid).children(recursive=True)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c twice", "sigterm"])
+def test_interrupt_writes_outputs_and_leaves_no_ray_behind(tmp_path, tiny_cache, how):
+    sweep = tmp_path / "multirun" / "sweep"
+    driver = Driver(sim_args("1,2,3,4,5,6,7,8", scale=1.0, npus=1), tmp_path, tiny_cache)
+    wait_for(lambda: len(records(sweep)) >= 1, 180, "a finished cell")
+    children = _descendants(driver.pid)
+    if how == "sigterm":
+        os.kill(driver.pid, signal.SIGTERM)
+    else:  # a terminal's Ctrl-C reaches the whole foreground process group, Ray's included
+        os.killpg(driver.pid, signal.SIGINT)
+        time.sleep(0.3)
+        os.killpg(driver.pid, signal.SIGINT)
+    out, _ = driver.communicate(timeout=120)
+    assert driver.returncode == 130, out[-3000:]
+    assert "interrupted" in out and "Traceback" not in out
+    assert "SIGTERM received" not in out and "*** " not in out  # no C++ stack dump
+    rows = read_jsonl(sweep / "results.jsonl")
+    assert rows and all(r["status"] == "ok" for r in rows)
+    assert (sweep / "report.md").is_file()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(p.is_running() for p in children):
+        time.sleep(0.5)
+    left = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not left, [" ".join(p.cmdline()[:2]) for p in left]
+
+
+def test_console_one_line_per_cell_and_no_foreign_noise(launch, tmp_path):
+    proc = launch(*sim_args("1,2,3", scale=0.0, npus=2))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    for noise in ("Token authentication", "is now ignored by default", "Failed to detect NPU",
+                  "Loading weights", "Traceback"):  # fmt: skip
+        assert noise not in out, noise
+    assert not ANSI.search(out), "colour codes in a log"
+    cells = [line for line in proc.stdout.splitlines() if line.startswith("ok ")]
+    assert len(cells) == 3, proc.stdout  # the last cell's line included
+
+
+def test_a_failed_cell_ends_without_a_traceback(launch, tmp_path):
+    proc = launch(*sim_args("1,2", scale=0.0), "backend.sim.fault=exception")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in out, out[-3000:]
+    assert out.count("injected fault: exception") >= 2
+
+
+def test_expected_conditions_of_the_host(tmp_path: Path):
+    """Unit level: a CPU allocation failure is `oom`; a cell that cannot fit is refused."""
+    from cells.config import BenchConfig, CellConfig, DeviceConfig
+    from workers.devices import Device
+    from workers.host import check_fits
+    from workers.models import model_config_json
+
+    cpu = Device("cpu")
+    alloc = RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't "
+                         "allocate memory: you tried to allocate 7516192768 bytes")  # fmt: skip
+    assert cpu.is_oom(alloc) and cpu.is_oom(MemoryError()) and not cpu.is_oom(ValueError("x"))
+    cell = CellConfig(batch=100000, seq=8, prompt_len=8, device=DeviceConfig(name="cpu"),
+                      bench=BenchConfig(name="quick", warmup=1, iterations=2))  # fmt: skip
+    config = model_config_json(cell.model)[1]
+    from workers.base import CellOOM
+
+    with pytest.raises(CellOOM, match="does not fit"):
+        check_fits(cell, config, "float32", loaded=True, available=2 * 10**9)
+    small = CellConfig(batch=1, seq=8, prompt_len=8, device=DeviceConfig(name="cpu"))
+    assert check_fits(small, config, "float32", loaded=True, available=2 * 10**9) > 0

@@ -1,0 +1,137 @@
+"""Serving metrics: computed once from the list of per-request outputs of a cell.
+
+Per completed request (times from the client's clock):
+  ttft_s  = t(first text chunk) - t(send)
+  e2e_s   = t(last text chunk) - t(send)
+  tpot_s  = (e2e_s - ttft_s) / (output_tokens - 1), for requests with > 1 token
+  itl_s   = gaps between consecutive text chunks of a request, pooled over requests
+Per cell (duration = first send to last answer of the measured requests):
+  request_throughput_per_s      = completed requests / duration
+  output_tokens_per_s           = sum(output tokens of completed requests) / duration
+  total_tokens_per_s            = (prompt + output tokens of completed requests) / duration
+  output_tokens_per_s_per_user  = 1 / tpot_s_mean (the decode speed one user sees)
+  output_tokens_per_s_per_card  = output_tokens_per_s / cards of the server
+  goodput_requests_per_s        = completed requests within every SLO limit set / duration
+  goodput_fraction              = those requests / all measured requests
+Output tokens are the server's ``usage.completion_tokens`` where it reports them, else the
+client's count of text chunks; ``usage_mismatch_requests`` counts requests where the two
+differ. Percentiles as in ``workers.metrics`` (linear interpolation).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from workers.metrics import inter_token_gaps, mean, percentile, summarize
+from workers.serving.client import RequestOutput
+
+
+def _full(prefix: str, values: Sequence[float]) -> dict[str, float | None]:
+    out = summarize(prefix, values)
+    out[f"{prefix}_p90"] = percentile(values, 90)
+    return out
+
+
+def request_tpot(out: RequestOutput) -> float | None:
+    if out.ttft_s is None or out.e2e_s is None or out.output_tokens < 2:
+        return None
+    return (out.e2e_s - out.ttft_s) / (out.output_tokens - 1)
+
+
+def is_good(out: RequestOutput, ttft_ms: float, tpot_ms: float) -> bool:
+    """A completed request within the SLO's limits (0 = no limit)."""
+    if not out.ok or out.ttft_s is None:
+        return False
+    if ttft_ms and out.ttft_s * 1e3 > ttft_ms:
+        return False
+    tpot = request_tpot(out)
+    return not (tpot_ms and tpot is not None and tpot * 1e3 > tpot_ms)
+
+
+def _latencies(done: Sequence[RequestOutput]) -> dict[str, Any]:
+    e2e = [o.e2e_s for o in done if o.e2e_s is not None]
+    tpots = [t for o in done if (t := request_tpot(o)) is not None]
+    itl = [g for o in done for g in inter_token_gaps(o.token_times_s)]
+    out: dict[str, Any] = summarize("e2e_s", e2e, full=True)
+    out.update(_full("ttft_s", [o.ttft_s for o in done if o.ttft_s is not None]))
+    out.update(_full("tpot_s", tpots))
+    out.update(_full("itl_s", itl))
+    return out
+
+
+def _usage(done: Sequence[RequestOutput]) -> dict[str, Any]:
+    reported = [o for o in done if o.usage_completion_tokens is not None]
+    return {
+        "usage_completion_tokens": (
+            sum(o.usage_completion_tokens or 0 for o in reported) if reported else None
+        ),
+        "client_completion_tokens": sum(o.client_tokens for o in done),
+        "usage_mismatch_requests": sum(
+            o.usage_completion_tokens != o.client_tokens for o in reported
+        ),
+    }
+
+
+def serving_metrics(
+    outputs: Sequence[RequestOutput],
+    duration_s: float,
+    *,
+    cards: int | None,
+    ttft_ms: float = 0.0,
+    tpot_ms: float = 0.0,
+) -> dict[str, Any]:
+    """All flat serving keys of a cell from its measured requests (warm-up excluded)."""
+    done = [o for o in outputs if o.ok]
+    per_s = (lambda n: n / duration_s) if duration_s > 0 else (lambda n: None)
+    generated = sum(o.output_tokens for o in done)
+    prompt = sum(o.usage_prompt_tokens or o.prompt_len for o in done)
+    m: dict[str, Any] = _latencies(done)
+    m.update(_usage(done))
+    tpot_mean = m["tpot_s_mean"]
+    m.update(
+        num_requests=len(outputs),
+        completed_requests=len(done),
+        failed_requests=len(outputs) - len(done),
+        request_errors=dict(Counter(o.error_kind for o in outputs if not o.ok)),
+        duration_s=duration_s,
+        measured_s=duration_s,
+        request_throughput_per_s=per_s(len(done)),
+        output_tokens_per_s=per_s(generated),
+        total_tokens_per_s=per_s(prompt + generated),
+        output_tokens_per_s_per_user=(1.0 / tpot_mean) if tpot_mean else None,
+        generated_tokens=generated,
+        expected_tokens=sum(o.output_len for o in outputs),
+        short_requests=sum(o.output_tokens < o.output_len for o in done),
+    )
+    tps = m["output_tokens_per_s"]
+    m["output_tokens_per_s_per_card"] = tps / cards if (tps is not None and cards) else None
+    slo = bool(ttft_ms or tpot_ms)
+    good = sum(is_good(o, ttft_ms, tpot_ms) for o in outputs) if slo else None
+    m["goodput_requests_per_s"] = per_s(good) if good is not None else None
+    m["goodput_fraction"] = good / len(outputs) if (good is not None and outputs) else None
+    return m
+
+
+def raw_requests(outputs: Sequence[RequestOutput], start_s: float) -> dict[str, list]:
+    """Per-request values for the record's ``raw`` (times relative to the load's start)."""
+
+    def rel(t: float | None) -> float | None:
+        return None if t is None else t - start_s
+
+    return {
+        "send_s": [rel(o.send_s) for o in outputs],
+        "ttft_s": [o.ttft_s for o in outputs],
+        "e2e_s": [o.e2e_s for o in outputs],
+        "prompt_len": [o.prompt_len for o in outputs],
+        "output_len": [o.output_len for o in outputs],
+        "output_tokens": [o.output_tokens if o.ok else None for o in outputs],
+        "usage_completion_tokens": [o.usage_completion_tokens for o in outputs],
+        "token_times_s": [[t - o.send_s for t in o.token_times_s] for o in outputs],
+        "error_kind": [o.error_kind for o in outputs],
+        "error": [o.error for o in outputs],
+    }
+
+
+__all__ = ["is_good", "mean", "raw_requests", "request_tpot", "serving_metrics"]

@@ -1,0 +1,177 @@
+"""A server process started by a worker: free loopback port, log file, health check, stop.
+
+The server inherits the worker's environment, so it sees only the worker's devices
+(``ASCEND_RT_VISIBLE_DEVICES`` / ``CUDA_VISIBLE_DEVICES`` set by Ray). It runs in its own
+process group (stopped as a group: engines start helper processes) and, on Linux, gets
+SIGKILL when the worker dies (``PR_SET_PDEATHSIG``, set by a small trampoline before it
+execs the server), so a killed Ray actor leaves no server
+behind. Its output goes to a log file whose tail is what a failure record shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.5
+
+
+class ServerFailed(RuntimeError):
+    """The server could not start, died, or stopped answering; the message says which and
+    ends with the tail of its log."""
+
+    def __init__(self, what: str, reason: str, log_tail: str = "") -> None:
+        self.what, self.reason, self.log_tail = what, reason, log_tail
+        self.log_text = ""  # the whole log, where the raiser has it (for server.log)
+        tail = f"\n--- end of the server log ---\n{log_tail}" if log_tail else ""
+        super().__init__(f"server {what}: {reason}{tail}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+# Run first in the child (a fresh single-threaded Python: no preexec_fn in the threaded
+# worker): ask Linux for SIGKILL when the worker dies, then become the server (exec keeps it).
+_TRAMPOLINE = (
+    "import ctypes,os,sys\n"
+    "try: ctypes.CDLL('libc.so.6').prctl(1, 9)\n"
+    "except OSError: pass\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
+def with_parent_death(argv: list[str]) -> list[str]:
+    """``argv`` started so that the server dies with the process that started it."""
+    return [sys.executable, "-c", _TRAMPOLINE, *argv]
+
+
+class ServerProcess:
+    """One running server: ``start`` it, ``wait_healthy``, read its log, ``stop`` it."""
+
+    def __init__(self, argv: list[str], base_url: str, health_path: str, name: str) -> None:
+        self.argv, self.base_url, self.health_path = argv, base_url.rstrip("/"), health_path
+        self.name = name
+        fd, path = tempfile.mkstemp(prefix=f"llm-sweep-{name}-", suffix=".log")
+        os.close(fd)
+        self.log_path = Path(path)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, env: dict[str, str] | None = None) -> None:
+        log.info("starting server: %s (log %s)", " ".join(self.argv), self.log_path)
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(
+                with_parent_death(self.argv), stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )  # fmt: skip
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def exited_within(self, timeout_s: float) -> bool:
+        """Whether the server exits within ``timeout_s`` (True at once if it has)."""
+        if self.proc is None:
+            return False
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def exit_text(self) -> str:
+        code = self.proc.poll() if self.proc is not None else None
+        if code is None:
+            return "still running"
+        return f"exit code {code}" if code >= 0 else f"killed by signal {-code}"
+
+    def healthy(self, timeout_s: float = 5.0) -> bool:
+        try:
+            url = self.base_url + self.health_path
+            with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (loopback)
+                return resp.status == 200
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    def wait_healthy(self, timeout_s: float) -> float:
+        """Seconds until the health check passed; ServerFailed if it died or never did."""
+        t0 = time.monotonic()
+        while True:
+            if self.proc is not None and not self.alive():
+                raise ServerFailed("could not start", self.exit_text(), self.log_tail())
+            if self.healthy():
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout_s:
+                raise ServerFailed(
+                    "hung", f"no healthy answer within {timeout_s:g} s", self.log_tail()
+                )
+            time.sleep(POLL_S)
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_text(self, start: int = 0, limit: int = 1 << 20) -> str:
+        """The log from byte ``start`` (at most its last ``limit`` bytes)."""
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(max(start, self.log_size() - limit))
+                return f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def cell_log(self, start: int, head_lines: int = 50) -> str:
+        """The log of one cell: the server's first lines (how it started, what it saw),
+        then what it wrote from byte ``start`` on."""
+        if start == 0:
+            return self.log_text()
+        try:
+            with self.log_path.open("rb") as f:
+                head = f.read(64 * 1024).decode("utf-8", errors="replace")
+        except OSError:
+            head = ""
+        first = "\n".join(head.splitlines()[:head_lines])
+        return f"{first}\n[... earlier cells' log left out ...]\n{self.log_text(start)}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text(limit=64 * 1024).splitlines()[-lines:])
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        """SIGTERM to the server's process group, SIGKILL after ``grace_s``."""
+        if self.proc is None:
+            return
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+            if self.proc.poll() is not None:
+                break
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=wait_s)
+            except subprocess.TimeoutExpired:
+                continue
+        try:  # helpers the server left in its group
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        log.info("server %s stopped (%s)", self.name, self.exit_text())
