@@ -130,8 +130,11 @@ class StandInEngine:
     def _log_error(self, text: str) -> None:
         if not self.log_config:
             return
-        handlers = json.loads(Path(self.log_config).read_text())["handlers"]
-        for h in handlers.values():
+        config = json.loads(Path(self.log_config).read_text())  # where sglang.* ERRORs go
+        names = config.get("loggers", {}).get("sglang", {}).get("handlers", [])
+        names += config.get("root", {}).get("handlers", [])
+        for name in names:
+            h = config["handlers"][name]
             if h.get("class") == "logging.FileHandler" and h.get("level") in ("ERROR", None):
                 with open(h["filename"], "a") as f:
                     f.write(text + "\n")

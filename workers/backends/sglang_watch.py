@@ -129,7 +129,9 @@ class EngineWatch:
 
 
 def logging_config(level: str, error_log: Path) -> dict[str, Any]:
-    """A dictConfig like SGLang's default (console at `level`) plus ERROR lines to a file."""
+    """A dictConfig like SGLang's default (console at `level`) plus the ERROR lines of
+    SGLang's own loggers (``sglang.*``) to a file: only the engine's errors, not this
+    process's other logs, can end up as a cell's reason."""
     lvl = level.upper()
     fmt = {"format": "[%(asctime)s] %(message)s", "datefmt": "%Y-%m-%d %H:%M:%S"}
     return {
@@ -145,7 +147,8 @@ def logging_config(level: str, error_log: Path) -> dict[str, Any]:
                 "level": "ERROR",
             },
         },
-        "root": {"level": lvl, "handlers": ["console", "errors"]},
+        "loggers": {"sglang": {"level": lvl, "handlers": ["errors"], "propagate": True}},
+        "root": {"level": lvl, "handlers": ["console"]},
     }
 
 
