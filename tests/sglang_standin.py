@@ -221,8 +221,10 @@ def _check_request(sp: dict, input_ids: list, engine_kwargs: dict, vocab: int) -
     unknown = set(sp) - _FALLBACK_SAMPLING_FIELDS
     if unknown:
         raise TypeError(f"Unexpected keyword argument(s) {sorted(unknown)}")
-    if tokenizer is None and (sp.get("min_new_tokens") or sp.get("stop") or sp.get("stop_regex")):
-        raise ValueError("unavailable when skip_tokenizer_init=True")
+    if tokenizer is None:  # sampling_params.raise_if_tokenizer_required
+        for key in ("stop", "stop_regex", "min_new_tokens"):
+            if sp.get(key):
+                raise ValueError(f"{key}={sp[key]!r} is unavailable when skip_tokenizer_init=True")
     if sp.get("temperature", 1.0) < 0 or sp.get("max_new_tokens", 128) < 0:
         raise ValueError("temperature and max_new_tokens must be >= 0")
     if sp.get("min_new_tokens", 0) > sp.get("max_new_tokens", 128):
