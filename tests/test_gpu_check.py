@@ -5,7 +5,7 @@ right; and the whole script runs in its --smoke mode (tiny model, the same phase
 from __future__ import annotations
 
 import importlib.util
-import itertools
+import json
 import os
 import subprocess
 import sys
@@ -13,11 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-import launch
-from sweep.plan import to_cell
-from sweep.validate import validate
 from tests.conftest import ROOT, launch_env
 
 
@@ -33,36 +29,51 @@ gpu_check = _load("gpu_check")
 gpu_report = _load("gpu_report")
 
 
-def cells_of(overrides: list[str]) -> list:
-    """The cells a multirun of these overrides makes, in Hydra's order, composed by Hydra."""
-    axes = [[f"{o.split('=')[0]}={v}" for v in o.split("=", 1)[1].split(",")] for o in overrides]
-    launch.register()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return [to_cell(compose("config", overrides=list(c))) for c in itertools.product(*axes)]
+COMPOSE = """
+import itertools, json, sys
+from hydra import compose, initialize_config_dir
+import launch
+from sweep.plan import to_cell
+from sweep.validate import validate
+launch.register()
+out = []
+with initialize_config_dir(config_dir=sys.argv[1], version_base="1.3"):
+    for overrides in json.loads(sys.argv[2]):
+        axes = [[o.split("=")[0] + "=" + v for v in o.split("=", 1)[1].split(",")] for o in overrides]
+        cells = [to_cell(compose("config", overrides=list(c))) for c in itertools.product(*axes)]
+        for c in cells:
+            validate(c, local=False)  # everything but "is there a GPU here"
+        out.append([[c.model.name, c.model.load_format, c.model.dtype, c.device.name, c.batch,
+                     c.seq, c.backend.hf.compile, c.bench.iterations] for c in cells])
+print(json.dumps(out))
+"""
+
+
+def cells_of(*phases: list[str]) -> list[list[list]]:
+    """The cells a multirun of each override list makes, in Hydra's order, composed by Hydra
+    and validated; in a subprocess, so Hydra's global state stays out of the other tests."""
+    argv = [sys.executable, "-c", COMPOSE, str(ROOT / "conf"), json.dumps(list(phases))]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_the_real_run_composes_and_validates():
-    phases = {p.name: p for p in gpu_check.phases(smoke=False)}
-    bf16, fp16 = cells_of(phases["bf16"].overrides), cells_of(phases["fp16"].overrides)
+    ph = {p.name: p for p in gpu_check.phases(smoke=False)}
+    bf16, fp16, compiled, oom = cells_of(
+        *(ph[n].overrides for n in ("bf16", "fp16", "compile", "oom"))
+    )
     for cells, dtype in ((bf16, "bfloat16"), (fp16, "float16")):
-        assert sorted((c.batch, c.seq) for c in cells) == [
+        assert sorted((c[4], c[5]) for c in cells) == [
             (b, s) for b in (1, 2, 4, 8, 16) for s in (64, 128, 256)
         ]
-        assert {
-            (c.model.name, c.model.load_format, c.model.dtype, c.device.name) for c in cells
-        } == {("llama3_8b", "dummy", dtype, "cuda")}
-        assert all(not c.backend.hf.compile and c.bench.iterations == 1 for c in cells)
-    compiled = cells_of(phases["compile"].overrides)
-    assert [(c.batch, c.seq, c.backend.hf.compile) for c in compiled] == [
-        (1, 128, True),
-        (16, 128, True),
-    ]
-    oversized, small = cells_of(phases["oom"].overrides)  # in this order: the big one first
-    assert (oversized.model.name, oversized.model.dtype) == ("llama3_70b", "float32")
-    assert (small.model.name, small.model.dtype) == ("llama3_8b", "float32")
-    for cell in [*bf16, *fp16, *compiled, oversized, small]:
-        validate(cell, local=False)  # everything but "is there a GPU here"
-    assert sum(p.budget_s for p in phases.values()) <= 600  # each phase is capped; total 420
+        assert {tuple(c[:4]) for c in cells} == {("llama3_8b", "dummy", dtype, "cuda")}
+        assert all(c[6] is False and c[7] == 1 for c in cells)
+    assert [(c[4], c[5], c[6]) for c in compiled] == [(1, 128, True), (16, 128, True)]
+    oversized, small = oom  # in this order: the big one first
+    assert oversized[:3] == ["llama3_70b", "dummy", "float32"]
+    assert small[:3] == ["llama3_8b", "dummy", "float32"]
+    assert sum(p.budget_s for p in ph.values()) <= 600  # each phase is capped; total 420
 
 
 def test_hydra_from_wheels(tmp_path, monkeypatch):

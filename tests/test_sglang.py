@@ -145,3 +145,18 @@ def test_stand_in_rejects_what_sglang_rejects(stand_in):
         StandInEngine(model_path="/m", backend="ascend")
     engine.shutdown()
     print("validated with", "sglang's own code" if REAL_SGLANG else "the fallback rules")
+
+
+@pytest.mark.skipif(not REAL_SGLANG, reason="needs sglang's modules (contract-requirements.txt)")
+def test_sglang_without_its_engine_stack_is_unavailable(monkeypatch):
+    """The contract-test install (sglang --no-deps) cannot start an engine: refused before
+    launch with the install hint, not at the first cell."""
+    sgl._engine_import_problem.cache_clear()
+    try:
+        problem = sgl._engine_import_problem()
+        if problem is None:
+            pytest.skip("this sglang can start an engine here")
+        with pytest.raises(BackendUnavailable, match="cannot start an engine here"):
+            check_available()
+    finally:
+        sgl._engine_import_problem.cache_clear()

@@ -31,6 +31,8 @@ on accelerator hosts only (``pip install '.[sglang]'``; docs/ascend.md for Atlas
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import importlib.util
 import json
 import logging
@@ -71,9 +73,24 @@ INSTALL_HINT = (
 
 
 def check_available() -> None:
-    """Raise BackendUnavailable with the install hint when SGLang is not installed here."""
+    """Raise BackendUnavailable with the install hint when SGLang cannot start an engine here:
+    not installed, or installed without what its engine needs (e.g. only the modules the
+    contract tests use, tests/contract-requirements.txt)."""
     if importlib.util.find_spec("sglang") is None:
         raise BackendUnavailable(INSTALL_HINT)
+    problem = _engine_import_problem()
+    if problem:
+        raise BackendUnavailable(f"{INSTALL_HINT}; the installed sglang cannot start an engine "
+                                 f"here: {problem}")  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1)
+def _engine_import_problem() -> str | None:
+    try:
+        importlib.import_module("sglang.srt.entrypoints.engine")
+    except Exception as exc:  # ImportError, or what a half-installed stack raises
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def _start_sglang_engine(**kwargs: Any) -> Any:
