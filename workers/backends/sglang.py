@@ -46,6 +46,7 @@ from cells.config import CellConfig
 from cells.record import Flag
 from workers.backends.sglang_args import (
     CHECKED_SGLANG,
+    engine_dtype,
     engine_kwargs,
     printable_kwargs,
     sampling_params,
@@ -62,7 +63,7 @@ from workers.base import Backend, BackendReport, BackendUnavailable, CellOOM, It
 from workers.models import resolve_model_path
 from workers.prompts import prompt_ids
 
-__all__ = ["SGLangBackend", "check_available", "engine_kwargs", "sampling_params"]
+__all__ = ["SGLangBackend", "check_available", "engine_dtype", "engine_kwargs", "sampling_params"]
 
 log = logging.getLogger(__name__)
 
