@@ -8,7 +8,9 @@ in one process; no Ray needed), then ``python -m aggregate`` on each sweep, in p
 
   bf16     Llama-3-8B shape, dummy weights, bfloat16, batch 1,2,4,8,16 x seq 64,128,256
   oom      an oversized cell (Llama-3-70B shape in float32: 282 GB) then a small 8B cell:
-           the first must be recorded `oom`, the second must still run `ok`
+           the first must be recorded `oom` (by the worker's memory-floor check before
+           loading, or by torch while loading: the record's message says which), the second
+           must still run `ok` in the same process
   fp16     the 15-cell sweep again in float16
   compile  the speed switch (backend.hf.compile=true) on a subset, bf16 batch 1 and 16 at
            seq 128 (each shape compiles for a minute or so), against the same bf16 cells

@@ -21,14 +21,23 @@ def read_records(sweep: Path) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: r.get("started_at") or "")
 
 
+ENERGY_KEYS = ("output_tokens_per_j", "power_w_mean", "power_w_peak")
+
+
 def _num(value: Any, scale: float = 1.0, fmt: str = "{:.1f}") -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if not isinstance(value, int | float):
         return "—"
     return fmt.format(value * scale)
 
 
 def _energy_keys(records: list[dict[str, Any]]) -> list[str]:
-    keys = {k for r in records for k, v in r.items() if k.startswith("energy_") and v is not None}
+    """Energy columns the records carry (numbers or validity), whoever added them."""
+    keys = {
+        k for r in records for k, v in r.items()
+        if (k.startswith("energy_") or k in ENERGY_KEYS) and isinstance(v, int | float)
+    }  # fmt: skip
     return sorted(keys)
 
 

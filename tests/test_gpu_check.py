@@ -140,8 +140,11 @@ def test_report_fails_what_is_wrong():
 
 
 def test_energy_fields_are_shown_when_records_have_them():
-    lines = gpu_report.cell_table([rec(1, 64, energy_j=12.5), rec(2, 64)])
-    assert "energy_j" in lines[0] and "12.5" in lines[2] and lines[3].endswith("| — |")
+    with_energy = rec(1, 64, energy_j=12.5, energy_valid=True, energy_source="nvml",
+                      energy_invalid_reasons=[], power_w_mean=310.0)  # fmt: skip
+    lines = gpu_report.cell_table([with_energy, rec(2, 64)])
+    assert lines[0].endswith("| energy_j | energy_valid | power_w_mean |")
+    assert lines[2].endswith("| 12.5 | yes | 310 |") and lines[3].endswith("| — | — | — |")
     assert "energy" not in gpu_report.cell_table([rec(1, 64)])[0]
 
 
