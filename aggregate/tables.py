@@ -38,6 +38,7 @@ FLAG_MARKS = {
     "throttled": "^",
     "usage_mismatch": "≠",
     "too_many_errors": "×",
+    "batch_split": "÷",
 }
 FLAG_MEANINGS = {str(flag.value): f"{flag.value}: {text}" for flag, text in _MEANINGS.items()}
 UNKNOWN_FLAG_MARK = "?"

@@ -19,9 +19,11 @@ import argparse
 import datetime as dt
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -29,7 +31,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM = ["backend=sim", "device=npu", "model=llama3_8b", "bench=quick", "prompt_len=32",
-       "backend.sim.noise=0", "hydra.launcher.app_options.plots=true"]  # fmt: skip
+       "backend.sim.noise=0"]  # fmt: skip
 
 
 def ts(s: str) -> float:
@@ -37,31 +39,55 @@ def ts(s: str) -> float:
 
 
 def sweep(args: list[str], cwd: str, sample: bool = False) -> dict:
-    """Run launch.py; return wall time, records, and RSS samples of the driver."""
+    """Run launch.py; return wall time, records, and RSS samples of the driver against the
+    cells it has finished (counted from its one line per cell)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1")
+    args = [*args, "hydra.sweep.dir=multirun/sweep"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "launch.py"), *args], cwd=cwd, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    samples: list[tuple[float, int, int]] = []  # (t, rss bytes, records done)
+    done = [0]
+    tail: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            done[0] += line.startswith(("ok ", "failed ", "oom "))
+            tail.append(line)
+            del tail[:-200]
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    samples: list[tuple[float, int, int]] = []  # (t, rss bytes, cells done)
     driver = psutil.Process(proc.pid)
-    sweep_dir = Path(cwd) / "multirun" / "sweep"
     while proc.poll() is None:
         if sample:
             try:
-                rss = driver.memory_info().rss
-                done = sum(1 for _ in sweep_dir.glob("*/record.json"))
-                samples.append((time.perf_counter() - t0, rss, done))
+                samples.append((time.perf_counter() - t0, driver.memory_info().rss, done[0]))
             except psutil.Error:
                 pass
-        time.sleep(1.0 if sample else 0.2)
+        time.sleep(1.0 if sample else 0.05)
     wall = time.perf_counter() - t0
-    err = proc.stderr.read() if proc.stderr else ""
+    reader.join(timeout=10)
     if proc.returncode != 0:
-        sys.exit(f"sweep failed ({proc.returncode}):\n{err[-3000:]}")
+        sys.exit(f"sweep failed ({proc.returncode}):\n{''.join(tail)[-3000:]}")
+    sweep_dir = Path(cwd) / "multirun" / "sweep"
     rows = [json.loads(x) for x in (sweep_dir / "results.jsonl").open()]
     return {"wall": wall, "rows": rows, "samples": samples}
+
+
+def driver_cpu(args: list[str], cwd: str) -> tuple[float, float]:
+    """(wall s, CPU s of the driver process and what it waited for) of one launch."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    args = [*args, "hydra.sweep.dir=multirun/sweep"]
+    t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([sys.executable, str(ROOT / "launch.py"), *args], cwd=cwd, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return time.perf_counter() - t0, cpu
 
 
 def span(rows: list[dict]) -> tuple[float, float]:
@@ -92,26 +118,40 @@ def cmd_speedup(a: argparse.Namespace, extra: list[str], label: str) -> None:
 def cmd_many(a: argparse.Namespace) -> None:
     per = max(1, a.cells // 2)
     cmd = ["-m", f"batch=range(1,{per + 1})", "seq=8,16", *SIM, "backend.sim.time_scale=0",
-           f"+hydra.launcher.ray.resources.NPU={a.npus}"]  # fmt: skip
+           f"+hydra.launcher.ray.resources.NPU={a.npus}", "hydra.launcher.app_options.plots=false"]  # fmt: skip
+    one = ["-m", "batch=1", "seq=8", *SIM, "backend.sim.time_scale=0",
+           f"+hydra.launcher.ray.resources.NPU={a.npus}", "hydra.launcher.app_options.plots=false"]  # fmt: skip
     with tempfile.TemporaryDirectory() as cwd:
         r = sweep(cmd, cwd, sample=True)
         rows = r["rows"]
         sp, own = span(rows)
-        t_resume = sweep(cmd, cwd)["wall"]
+        resumes = [driver_cpu(cmd, cwd) for _ in range(3)]
+    with tempfile.TemporaryDirectory() as cwd:
+        sweep(one, cwd)
+        fixed = [driver_cpu(one, cwd) for _ in range(3)]
     n = len(rows)
     print(f"command: python launch.py {' '.join(cmd)}")
     print(f"cells: {n} ({sum(x['status'] == 'ok' for x in rows)} ok), NPUs declared: {a.npus}")
     print(f"wall: {r['wall']:.1f} s; run phase (first cell start -> last cell end): {sp:.1f} s")
-    print(f"dispatch cost per cell (run phase x NPUs / cells, cells themselves ~0 s): "
-          f"{sp * a.npus / n * 1000:.1f} ms of device-slot time; wall per cell {r['wall'] / n * 1000:.1f} ms")  # fmt: skip
-    started = [s for s in r["samples"] if s[2] > 0]
+    print(f"device-slot time per cell (run phase x NPUs / cells): {sp * a.npus / n * 1000:.1f} ms; "
+          f"measure() itself: {own / n * 1000:.2f} ms per cell")  # fmt: skip
+    started = [x for x in r["samples"] if x[2] > 0]
     if started:
-        marks = [started[int(len(started) * f) - 1] for f in (0.1, 0.25, 0.5, 0.75, 1.0)]
-        print("driver RSS while cells finish (records done: MiB): " + ", ".join(
+        marks = [started[max(0, int(len(started) * f) - 1)] for f in (0.1, 0.25, 0.5, 0.75, 1.0)]
+        print("driver RSS while cells finish (cells done: MiB): " + ", ".join(
             f"{d}: {rss / 2**20:.0f}" for _, rss, d in marks))  # fmt: skip
-    peak = max(s[1] for s in r["samples"]) if r["samples"] else 0
+    peak = max(x[1] for x in r["samples"]) if r["samples"] else 0
     print(f"driver peak RSS: {peak / 2**20:.0f} MiB")
-    print(f"resume of the finished sweep (0 cells run): {t_resume:.1f} s")
+    wall_n, cpu_n = min(resumes, key=lambda x: x[1])
+    wall_1, cpu_1 = min(fixed, key=lambda x: x[1])
+    print(
+        f"resume of the finished sweep (0 cells run), best of 3: {wall_n:.2f} s wall, "
+        f"{cpu_n:.2f} s driver CPU; a 1-cell sweep: {wall_1:.2f} s wall, {cpu_1:.2f} s CPU"
+    )
+    print(
+        f"resume cost per cell: {(wall_n - wall_1) / (n - 1) * 1000:.2f} ms wall, "
+        f"{(cpu_n - cpu_1) / (n - 1) * 1000:.2f} ms driver CPU"
+    )
 
 
 def main() -> None:

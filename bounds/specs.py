@@ -136,13 +136,55 @@ SPECS: dict[str, DeviceSpec] = {
             name="Ascend910B4",
             peak_bandwidth_bytes_per_s=1.6 * TB,
             peak_flops_per_s=280 * TB,
-            memory_bytes=64 * GIB,
-            source="Ascend 910B4, circulating figures (see note)",
-            note="Memory quoted 32 or 64 GB and bandwidth 0.8-1.6 TB/s: 64 GB and 1.6 TB/s kept. "
-            "FP16 quoted 256-280 TFLOPS: 280 kept. " + _HUAWEI_910B_NOTE,
+            memory_bytes=32 * GIB,
+            source="Ascend 910B4 with 32 GB HBM: https://github.com/vllm-project/vllm-ascend/"
+            "issues/129 (maintainer: the only difference of the 910B4 is its 32 GB HBM); "
+            "npu-smi shows 910B4 chips with 32768 MB HBM: https://github.com/vllm-project/"
+            "vllm-ascend/issues/8746, https://github.com/1Panel-dev/1Panel/issues/9472",
+            note="The 64 GB variant reports itself as Ascend910B4-1 (own spec). Bandwidth quoted "
+            "0.8-1.6 TB/s: 1.6 TB/s kept. FP16 quoted 256-280 TFLOPS: 280 kept. "
+            + _HUAWEI_910B_NOTE,
             tdp_w=400,
             idle_w=70,
             power_source=_HUAWEI_POWER,
+        ),
+        DeviceSpec(
+            key="ascend_910b4_1",
+            name="Ascend910B4-1",
+            peak_bandwidth_bytes_per_s=1.6 * TB,
+            peak_flops_per_s=280 * TB,
+            memory_bytes=64 * GIB,
+            source="Ascend 910B4-1, the 64 GB 910B4: npu-smi shows 910B4-1 chips with 65536 MB "
+            "HBM, https://github.com/Project-HAMi/HAMi-WebUI/issues/47, https://github.com/"
+            "Project-HAMi/ascend-device-plugin/issues/128; SoC name in CANN's SoC list, "
+            "https://github.com/cannmirror/asc-devkit/blob/40e58b5ac79e2870bd8f2ad9e004b6a1bf54c7c6"
+            "/tools/ascc/ascendfe/include/ascc_argument_manager.h",
+            note="Compute as the 910B4 (same SoC family); bandwidth and FLOP/s as for the 910B4 "
+            "(highest quoted). " + _HUAWEI_910B_NOTE,
+            tdp_w=400,
+            idle_w=70,
+            power_source=_HUAWEI_POWER,
+        ),
+        DeviceSpec(
+            key="ascend_910_93",
+            name="Ascend910_9392",
+            peak_bandwidth_bytes_per_s=1.6 * TB,
+            peak_flops_per_s=400 * TB,
+            memory_bytes=64 * GIB,
+            source="Atlas A3 (Ascend 910C, SoC names Ascend910_9391/9392/9381/9382/9372/9362 in "
+            "CANN's SoC list, https://github.com/cannmirror/asc-devkit/blob/"
+            "40e58b5ac79e2870bd8f2ad9e004b6a1bf54c7c6/tools/ascc/ascendfe/include/"
+            "ascc_argument_manager.h): per package 8 HBM2E stacks, 3.2 TB/s and 780 TFLOPS "
+            "BF16, https://www.techpowerup.com/335749/huawei-prepares-6-nm-ascend-920c-"
+            "accelerator-900-teraflops-4000-gb-s-hbm3 ; two dies per package, each its own "
+            "device with 64 GB (npu-smi: 65536 MB per chip, https://github.com/vllm-project/"
+            "vllm-ascend/issues/2534)",
+            note="Per die (= one torch device): half a package. Package FP16 quoted 780-800 "
+            "TFLOPS: 400 per die kept, 3.2 TB/s / 2 = 1.6 TB/s. One entry for every A3 SoC "
+            "variant; the lower bins (9382, 9372, 9362) get the top bin's figures, so the "
+            "bound stays an upper bound. Trade-press figures, not a Huawei datasheet.",
+            idle_w=70,
+            power_source="No per-die board power found (tdp_w unknown). " + _ASCEND_IDLE,
         ),
         DeviceSpec(
             key="nvidia_a100_40gb_sxm",
@@ -258,6 +300,8 @@ ALIASES = {
     "atlas_800t": "ascend_910",
     "ascend_910a": "ascend_910",
     "atlas_800t_a2": "ascend_910b",
+    "atlas_a3": "ascend_910_93",
+    "ascend_910c": "ascend_910_93",
     "nvidia_h100": "nvidia_h100_sxm",
     "nvidia_a100": "nvidia_a100_80gb_sxm",
 }
@@ -269,7 +313,9 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
     (r"ascend910b1", "ascend_910b1"),
     (r"ascend910b2", "ascend_910b2"),
     (r"ascend910b3", "ascend_910b3"),
-    (r"ascend910b4", "ascend_910b4"),
+    (r"ascend910b41$", "ascend_910b4_1"),  # "Ascend910B4-1" (64 GB) without '-'
+    (r"ascend910b4$", "ascend_910b4"),
+    (r"^ascend91093\d\d$", "ascend_910_93"),  # Atlas A3: "Ascend910_9392" without '_'
     # "Ascend910B" without a digit is ambiguous (CANN also has a first-generation 910B
     # SoC): the 910B family entry is the more generous of the two.
     (r"ascend910b$", "ascend_910b"),

@@ -42,6 +42,7 @@ class Flag(str, Enum):
     THROTTLED = "throttled"
     USAGE_MISMATCH = "usage_mismatch"
     TOO_MANY_ERRORS = "too_many_errors"
+    BATCH_SPLIT = "batch_split"
 
 
 FLAG_MEANINGS: dict[str, str] = {
@@ -56,6 +57,8 @@ FLAG_MEANINGS: dict[str, str] = {
     Flag.THROTTLED: "the device throttled (clock-event reasons, or an unhealthy npu) in the window",
     Flag.USAGE_MISMATCH: "the server's reported completion tokens differ from the client's count",
     Flag.TOO_MANY_ERRORS: "more failed requests than workload.max_failed_fraction allows",
+    Flag.BATCH_SPLIT: "the engine could not run the batch as one batch (its max running requests, "
+    "KV pool or prefill budget); record.engine.batch_split says which",
 }
 
 

@@ -110,7 +110,7 @@ def run_task(cfg: Any) -> list[dict[str, Any]]:
         records.append(_measure_here(p, where, resume=not single))
     if single:
         print(summary_table(records))
-        print(f"record{'s' if len(records) > 1 else ''} in: {out_dir}")
+        print(f"record: {out_dir / 'record.json'}" if len(records) == 1 else f"records: {out_dir}")
     return records
 
 

@@ -49,6 +49,13 @@ def run_launch(
     )
 
 
+def sweep_dir(cwd: Path) -> Path:
+    """The one sweep directory a launch in ``cwd`` wrote (named from its overrides)."""
+    dirs = [p for p in (cwd / "multirun").iterdir() if p.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 

@@ -59,8 +59,12 @@ def test_sweep_names_follow_the_overrides():
     assert sweep_name([]) == "default"
 
 
-def test_every_flag_has_a_meaning_and_records_take_only_known_flags():
+def test_every_flag_has_a_meaning_a_mark_and_records_take_only_known_flags():
+    from aggregate.tables import FLAG_MARKS
+
     assert set(FLAG_MEANINGS) == set(Flag)
+    assert set(FLAG_MARKS) == {f.value for f in Flag}
+    assert len(set(FLAG_MARKS.values())) == len(FLAG_MARKS)  # one mark, one flag
     cell = CellConfig(device=DeviceConfig(name="cpu"))
     rec = build_record(cell, Outcome(status=Status.OK, flags=[Flag.UNSTABLE, "unstable"]))
     assert rec["flags"] == ["unstable"] and rec["status"] == "ok"

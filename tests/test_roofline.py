@@ -109,7 +109,9 @@ def test_lookup_torch_names(name, key):
     assert specs.lookup(name).key == key
 
 
-@pytest.mark.parametrize("name", ["AMD EPYC 7763", "NVIDIA GeForce RTX 4090", "Ascend910_9391", ""])
+@pytest.mark.parametrize(
+    "name", ["AMD EPYC 7763", "NVIDIA GeForce RTX 4090", "Ascend950PR_9599", ""]
+)
 def test_lookup_unknown(name):
     assert specs.lookup(name) is None
 

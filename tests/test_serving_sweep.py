@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import read_jsonl
+from tests.conftest import read_jsonl, sweep_dir
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def test_one_server_per_card_in_parallel_each_seeing_its_own_device(launch, tmp_
             *paced("--await-peers", "2", "--peer-dir", str(peers)),
             f"server.extra_args={settings}", "server.startup_timeout_s=240"]  # fmt: skip
     proc = launch(*args, timeout=900)
-    sweep = tmp_path / "multirun" / "sweep"
+    sweep = sweep_dir(tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     recs = records(sweep)
     assert len(recs) == 4 and all(r["status"] == "ok" for r in recs)
@@ -76,7 +76,7 @@ def test_server_failures_are_recorded_and_the_sweep_goes_on(launch, tmp_path):
             f"server.extra_args={','.join(faults)}", "server.startup_timeout_s=20",
             "hydra.launcher.max_retries=0"]  # fmt: skip
     proc = launch(*args, timeout=900)
-    sweep = tmp_path / "multirun" / "sweep"
+    sweep = sweep_dir(tmp_path)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     by = {json.dumps(r["config"]["server"]["extra_args"]): r for r in records(sweep)}
     assert len(by) == 5
@@ -114,7 +114,7 @@ def test_transformers_serve_sweep_resumes_and_leaves_no_server(launch, tmp_path,
     args = ["-m", "workload=serve", "concurrency=1,2", "seq=8", "prompt_len=8",
             "workload.num_requests=4", "hydra.launcher.ray.num_cpus=2"]  # fmt: skip
     proc = launch(*args, timeout=900)
-    sweep = tmp_path / "multirun" / "sweep"
+    sweep = sweep_dir(tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     recs = records(sweep)
     assert [r["status"] for r in recs] == ["ok", "ok"]

@@ -2,116 +2,42 @@
 
 The real engine cannot run here: SGLang pins its own torch (sglang 0.5.23 requires
 torch==2.14.1; this project tests on torch 2.13 CPU) and needs a GPU or an NPU. These tests
-inject a stand-in engine through ``SGLangBackend.engine_factory`` that speaks the part of
-``sglang.Engine`` the backend uses: constructed with ServerArgs keyword arguments,
-``generate(input_ids=[[...], ...], sampling_params={...}, stream=True)`` yields one chunk per
-sequence per token with ``index`` and a cumulative ``meta_info["completion_tokens"]``,
-``shutdown()``. What the stand-in cannot show (real timings, Ascend kernels) is listed in
-docs/backends.md as not run.
+inject the stand-in engine of tests/sglang_standin.py through ``SGLangBackend.engine_factory``;
+it validates the engine arguments and every request with SGLang's own ServerArgs and
+SamplingParams where they import (tests/contract-requirements.txt), so it rejects what the
+real engine rejects. tests/test_sglang_contract.py checks the adapter against SGLang's code
+directly; tests/test_sglang_failures.py the engine failures; tests/test_sglang_report.py the
+limits, batch split and memory. What the stand-in cannot show (real timings, Ascend kernels)
+is listed in docs/backends.md as not run.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import signal
 
 import pytest
 
-from cells.config import (
-    BackendConfig,
-    BenchConfig,
-    CellConfig,
-    DeviceConfig,
-    ModelConfig,
-    SGLangOptions,
-)
+from cells.config import ModelConfig, SGLangOptions
+from tests.sglang_standin import REAL_SGLANG, StandInEngine, sgl_cell
 from workers import measure
 from workers.backends import sglang as sgl
 from workers.backends.sglang import SGLangBackend, check_available, engine_kwargs
 from workers.base import BackendUnavailable
-
-# ServerArgs input fields checked by hand in sglang 0.5.23 (the PyPI wheel), where ServerArgs
-# is assembled from python/sglang/srt/arg_groups/fields/{model,device,parallel,schedule,
-# memory,exec_,observability,serving}.py. Every argument engine_kwargs may pass is listed here;
-# `backend` (the source article's `backend="ascend"`) is not a field and must never be passed.
-SERVER_ARGS_FIELDS = frozenset(
-    {
-        # fields/model.py
-        "model_path", "load_format", "trust_remote_code", "dtype", "context_length",
-        "json_model_override_args",
-        # fields/device.py
-        "device", "random_seed", "base_gpu_id",
-        # fields/parallel.py
-        "tp_size",
-        # fields/schedule.py
-        "mem_fraction_static", "max_running_requests",
-        # fields/memory.py
-        "disable_radix_cache",
-        # fields/exec_.py
-        "attention_backend", "disable_cuda_graph", "enable_torch_compile",
-        # fields/observability.py
-        "log_level", "enable_metrics",
-        # fields/serving.py
-        "skip_tokenizer_init", "tokenizer_path", "stream_interval", "skip_server_warmup",
-    }
-)  # fmt: skip
-
-QUICK = BenchConfig(name="quick", warmup=1, iterations=2, max_iterations=2)
-
-
-def sgl_cell(**kw) -> CellConfig:
-    model = kw.pop("model", None) or ModelConfig(name="llama3_8b", load_format="dummy")
-    opts = kw.pop("sglang", None) or SGLangOptions()
-    device = kw.pop("device", "cpu")
-    return CellConfig(
-        model=model,
-        backend=BackendConfig(name="sglang", sglang=opts),
-        device=DeviceConfig(name=device),
-        bench=kw.pop("bench", QUICK),
-        **kw,
-    )
-
-
-class StandInEngine:
-    """Enough of sglang.Engine for the backend: records every call it gets."""
-
-    instances: list[StandInEngine] = []
-    short_by = 0  # sequence 0 ends this many tokens early (as after an unforced EOS)
-
-    def __init__(self, **kwargs) -> None:
-        self.kwargs = kwargs
-        self.calls: list[dict] = []
-        self.shut = False
-        StandInEngine.instances.append(self)
-
-    def generate(self, prompt=None, sampling_params=None, input_ids=None, stream=False, **kw):
-        assert prompt is None and not kw, "the backend sends token ids only"
-        self.calls.append({"input_ids": input_ids, "sampling_params": sampling_params})
-        assert stream is True
-        want = sampling_params["max_new_tokens"]
-        lengths = [want - (self.short_by if i == 0 else 0) for i in range(len(input_ids))]
-
-        def chunks():
-            for step in range(1, want + 1):
-                for i, n in enumerate(lengths):  # sequences interleaved, as SGLang streams them
-                    if step <= n:
-                        meta = {"id": f"r{i}", "completion_tokens": step}
-                        meta["finish_reason"] = {"type": "length"} if step == n else None
-                        yield {"index": i, "output_ids": [7] * step, "meta_info": meta}
-
-        return chunks()
-
-    def shutdown(self) -> None:
-        self.shut = True
 
 
 @pytest.fixture
 def stand_in(monkeypatch):
     StandInEngine.instances = []
     StandInEngine.short_by = 0
+    StandInEngine.fail = StandInEngine.abort = None
+    StandInEngine.server_info = {}
     monkeypatch.setattr(SGLangBackend, "engine_factory", StandInEngine)
+    previous = signal.getsignal(signal.SIGQUIT)
     yield StandInEngine
     measure.drop_models()
+    signal.signal(signal.SIGQUIT, previous)
 
 
 @pytest.mark.parametrize("device", ["npu", "cuda", "cpu"])
@@ -121,8 +47,7 @@ def test_engine_kwargs_are_real_server_args(device):
         sglang=SGLangOptions(attention_backend="triton" if device == "cuda" else None),
     )
     kw = engine_kwargs(cell, device, "/models/llama3_8b")
-    assert set(kw) <= SERVER_ARGS_FIELDS, set(kw) - SERVER_ARGS_FIELDS
-    assert "backend" not in kw
+    assert "backend" not in kw  # the source article's backend="ascend" is no argument
     assert kw["model_path"] == "/models/llama3_8b" and kw["device"] == device
     assert kw["load_format"] == "dummy" and kw["skip_tokenizer_init"] is True
     assert kw["disable_radix_cache"] is True and kw["stream_interval"] == 1
@@ -140,7 +65,9 @@ def test_engine_kwargs_per_device():
     bf16 = ModelConfig(name="llama3_8b", path="/m", dtype="bfloat16")
     kw = engine_kwargs(sgl_cell(sglang=opts, model=bf16), "cuda", "/m")
     assert kw["tp_size"] == 2 and kw["mem_fraction_static"] == 0.7
-    assert kw["disable_cuda_graph"] is True and kw["dtype"] == "bfloat16"
+    assert kw["cuda_graph_backend_decode"] == kw["cuda_graph_backend_prefill"] == "disabled"
+    assert "disable_cuda_graph" not in kw  # deprecated in SGLang (its CLI warns)
+    assert kw["dtype"] == "bfloat16"
     assert kw["load_format"] == "auto" and "json_model_override_args" not in kw
 
 
@@ -154,12 +81,8 @@ def test_generate_call_shape_and_exact_counts(stand_in):
     call = engine.calls[0]
     assert len(call["input_ids"]) == 3 and all(len(p) == 7 for p in call["input_ids"])
     assert all(isinstance(t, int) and 0 <= t < 128256 for p in call["input_ids"] for t in p)
-    assert call["sampling_params"] == {
-        "max_new_tokens": 5,
-        "min_new_tokens": 5,
-        "ignore_eos": True,
-        "temperature": 0.0,
-    }
+    # exact length through ignore_eos: SGLang refuses min_new_tokens without a tokenizer
+    assert call["sampling_params"] == {"max_new_tokens": 5, "ignore_eos": True, "temperature": 0.0}
     assert rec["generated_tokens"] == rec["expected_tokens"] == 15
     assert "short_output" not in rec["flags"]  # (stand-in timings are too short to be stable)
     for steps in rec["raw"]["step_times_s"]:
@@ -168,6 +91,9 @@ def test_generate_call_shape_and_exact_counts(stand_in):
     assert rec["model_parameters"] == 8_030_261_248  # counted on the meta device
     assert rec["engine"]["server_args"]["device"] == "cpu"
     assert rec["engine"]["timing"] == "stream"
+    handler = rec["engine"]["server_args"]["custom_sigquit_handler"]
+    assert handler == "workers.backends.sglang_watch.on_sigquit"  # recorded by name (JSON)
+    json.dumps(rec)  # the whole record is JSON
 
 
 def test_engine_started_once_and_shut_down(stand_in):
@@ -204,3 +130,33 @@ def test_missing_sglang_gives_install_hint(monkeypatch):
     assert rec["status"] == "failed"
     assert rec["error"]["type"] == "BackendUnavailable"
     assert "needs SGLang" in rec["error"]["message"]
+
+
+def test_stand_in_rejects_what_sglang_rejects(stand_in):
+    """The stand-in validates with SGLang's code (or its rules): the request the old adapter
+    sent fails here as it fails in SGLang, and so does an unknown engine argument."""
+    engine = StandInEngine(
+        model_path=sgl.resolve_model_path(sgl_cell().model), skip_tokenizer_init=True
+    )
+    old = {"max_new_tokens": 4, "min_new_tokens": 4, "ignore_eos": True, "temperature": 0.0}
+    with pytest.raises(ValueError, match="min_new_tokens"):
+        list(engine.generate(input_ids=[[1, 2]], sampling_params=old, stream=True))
+    with pytest.raises(TypeError):
+        StandInEngine(model_path="/m", backend="ascend")
+    engine.shutdown()
+    print("validated with", "sglang's own code" if REAL_SGLANG else "the fallback rules")
+
+
+@pytest.mark.skipif(not REAL_SGLANG, reason="needs sglang's modules (contract-requirements.txt)")
+def test_sglang_without_its_engine_stack_is_unavailable(monkeypatch):
+    """The contract-test install (sglang --no-deps) cannot start an engine: refused before
+    launch with the install hint, not at the first cell."""
+    sgl._engine_import_problem.cache_clear()
+    try:
+        problem = sgl._engine_import_problem()
+        if problem is None:
+            pytest.skip("this sglang can start an engine here")
+        with pytest.raises(BackendUnavailable, match="cannot start an engine here"):
+            check_available()
+    finally:
+        sgl._engine_import_problem.cache_clear()

@@ -36,7 +36,6 @@ def test_npu_smi_910b_one_chip_per_npu():
         "memory_total_mb": 0,
         "hbm_used_mb": 48213,
         "hbm_total_mb": 65536,
-        "device_id": 0,
     }
     assert chips[7]["bus_id"] == "0000:42:00.0" and chips[7]["hbm_used_mb"] == 3380
 
@@ -49,7 +48,6 @@ def test_npu_smi_a3_two_chips_per_npu():
         (1, 0, 2),
         (1, 1, 3),
     ]
-    assert [c["device_id"] for c in chips] == [0, 1, 2, 3]
     assert [c["power_w"] for c in chips] == [166.5, None, 168.1, None]  # "-": no own reading
     assert chips[3]["hbm_used_mb"] == 2890 and chips[3]["name"] == "Ascend910"
 
@@ -107,7 +105,14 @@ def tools(tmp_path, monkeypatch):
         script.write_text("#!/bin/sh\n" + body)
         script.chmod(script.stat().st_mode | stat.S_IEXEC)
 
-    install("npu-smi", f'[ "$1" = info ] || exit 2\n/bin/cat "{FIXTURES / "npu-smi-a3-2x2.txt"}"\n')
+    install.npu = lambda table, mapping=None: install(  # type: ignore[attr-defined]
+        "npu-smi",
+        '[ "$1" = info ] || exit 2\n'
+        + (f'[ "$2" = -m ] && exec /bin/cat "{FIXTURES / mapping}"\n' if mapping else "")
+        + '[ "$2" = -m ] && exit 2\n'
+        + f'exec /bin/cat "{FIXTURES / table}"\n',
+    )
+    install.npu("npu-smi-a3-2x2.txt", "npu-smi-m-a3-2x2.txt")
     install(
         "nvidia-smi",
         f'[ "$2" = --format=csv,noheader,nounits ] || exit 2\n'
@@ -120,10 +125,11 @@ def tools(tmp_path, monkeypatch):
 def test_snapshot_runs_the_tools(tools):
     npu = smi.snapshot("npu")
     assert npu["tool"] == "npu-smi" and npu["filtered"] is False and npu["visible"] is None
-    assert len(npu["devices"]) == 4
+    assert len(npu["devices"]) == 4 and npu["id_source"] == "npu-smi info -m"
+    assert [c["device_id"] for c in npu["devices"]] == [0, 1, 2, 3]
     cuda = smi.snapshot("cuda")
     assert [g["index"] for g in cuda["devices"]] == [0, 1, 2, 3]
-    assert tools.calls == [smi.COMMANDS["npu"], smi.COMMANDS["cuda"]]
+    assert tools.calls == [smi.COMMANDS["npu"], smi.NPU_MAP_COMMAND, smi.COMMANDS["cuda"]]
     assert smi.snapshot("cpu") is None
 
 
@@ -140,10 +146,10 @@ def test_snapshot_keeps_visible_devices(tools, monkeypatch):
     assert cuda["filtered"] is False and len(cuda["devices"]) == 4
 
 
-def test_missing_tool_gives_none(tmp_path, monkeypatch):
+def test_missing_tool_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert smi.snapshot("npu") is None
-    assert smi.snapshot("cuda") is None
+    assert smi.snapshot("npu") == {"tool": "npu-smi", "error": "npu-smi not found on PATH"}
+    assert smi.snapshot("cuda")["error"] == "nvidia-smi not found on PATH"
 
 
 def test_failing_or_hanging_tool_gives_error(tools, monkeypatch):
@@ -156,3 +162,48 @@ def test_failing_or_hanging_tool_gives_error(tools, monkeypatch):
     cuda = smi.snapshot("cuda")
     assert cuda["error"].startswith("TimeoutExpired")
     assert "devices" not in cuda
+
+
+def test_npu_smi_map():
+    assert smi.parse_npu_map(fixture("npu-smi-m-910b3-x8.txt")) == {(n, 0): n for n in range(8)}
+    assert smi.parse_npu_map(fixture("npu-smi-m-a3-2x2.txt")) == {
+        (0, 0): 0, (0, 1): 1, (1, 0): 2, (1, 1): 3,
+    }  # fmt: skip
+    container = smi.parse_npu_map(fixture("npu-smi-m-910b3-cards4-7.txt"))
+    assert container == {(4, 0): 0, (5, 0): 1, (6, 0): 2, (7, 0): 3}
+    assert smi.parse_npu_map("dcmi model initialized failed") == {}
+
+
+def test_container_cards_4_to_7_are_logical_0_to_3(tools, monkeypatch):
+    """A container given cards 4-7: npu-smi lists NPU 4-7, the runtime counts them 0-3."""
+    tools.npu("npu-smi-910b3-cards4-7.txt", "npu-smi-m-910b3-cards4-7.txt")
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "1")
+    npu = smi.snapshot("npu")
+    assert [(c["npu"], c["device_id"]) for c in npu["devices"]] == [(5, 1)]
+    assert npu["devices"][0]["bus_id"] == "0000:02:00.0" and "empty_reason" not in npu
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "3,0")  # in the variable's order
+    assert [c["npu"] for c in smi.snapshot("npu")["devices"]] == [7, 4]
+
+
+def test_without_the_map_the_table_order_counts(tools, monkeypatch):
+    tools.npu("npu-smi-910b3-cards4-7.txt")  # `npu-smi info -m` fails
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "2")
+    npu = smi.snapshot("npu")
+    assert npu["id_source"] == "table order"
+    assert [c["npu"] for c in npu["devices"]] == [6]
+
+
+def test_an_empty_snapshot_says_why(tools, monkeypatch):
+    tools.npu("npu-smi-910b3-cards4-7.txt", "npu-smi-m-910b3-cards4-7.txt")
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "6")  # a host id, not a logical one
+    npu = smi.snapshot("npu")
+    assert npu["devices"] == []
+    assert npu["empty_reason"] == (
+        "no device has a logical id in ASCEND_RT_VISIBLE_DEVICES=6 (ids seen: 0,1,2,3)"
+    )
+    tools("npu-smi", "echo 'Unexpected output of a new npu-smi'\n")
+    npu = smi.snapshot("npu")
+    assert npu["devices"] == [] and "printed no device rows" in npu["empty_reason"]
+    assert "Unexpected output" in npu["empty_reason"]
+    tools("nvidia-smi", "echo 'No devices were found'\n")
+    assert "No devices were found" in smi.snapshot("cuda")["empty_reason"]

@@ -3,8 +3,9 @@ read (argv list, never a shell), parsed from "NPU Real-time Power(W)         : 9
 `\t%-30s : %.1f` layout of npu-smi's own source; "Power Dissipation(W)" on some boards).
 
 The chips of a cell: ASCEND_RT_VISIBLE_DEVICES counts chip *logic* ids; `npu-smi info -m`
-maps each to its (NPU ID, Chip ID). Without that map the logic id is taken as the NPU ID,
-chip 0 (one chip per NPU, the Atlas 800T A2 layout that workers/smi.py also assumes). On an
+maps each to its (NPU ID, Chip ID), read by workers/smi.py's one parser. Without that map the
+k-th logic id is the k-th chip of `npu-smi info`'s table (what workers/smi.py assumes too: a
+container that shows cards 4-7 counts them 0-3), else NPU k, chip 0. On an
 A3 board, where two chips share one NPU module, a chip without its own reading gives no
 source (the record says so). npu-smi has no faster mode than one call per read (`npu-smi
 info watch` refreshes once a second at best): the sampler calls it back to back, 0.2 s apart.
@@ -18,6 +19,7 @@ import subprocess
 
 from workers.energy_integrate import SourceInfo
 from workers.energy_sources import Unavailable, visible
+from workers.smi import parse_npu_map, parse_npu_smi
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +56,14 @@ def parse_kv(text: str) -> dict[str, str]:
 
 
 def parse_chip_map(text: str) -> dict[int, tuple[int, int]]:
-    """`npu-smi info -m`: chip logic id -> (NPU ID, Chip ID); rows without a logic id (the
-    Mcu) are skipped."""
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[0].isdigit() and parts[1].isdigit() and parts[2].isdigit():
-            out[int(parts[2])] = (int(parts[0]), int(parts[1]))
-    return out
+    """`npu-smi info -m`: chip logic id -> (NPU ID, Chip ID) (workers/smi.py's parser)."""
+    return {logic: key for key, logic in parse_npu_map(text).items()}
+
+
+def _table_order() -> dict[int, tuple[int, int]]:
+    """Logic id k -> the k-th chip of `npu-smi info`'s table."""
+    chips = parse_npu_smi(run_npu_smi(["info"]))
+    return {k: (c["npu"], c["chip"]) for k, c in enumerate(chips)}
 
 
 POWER_KEYS = ("NPU Real-time Power(W)", "Power Dissipation(W)")
@@ -78,17 +80,18 @@ def parse_power(text: str) -> float | None:
 
 
 def npu_chips(per_cell: int) -> list[tuple[int, int]]:
-    """(NPU ID, Chip ID) of the cell's chips. ASCEND_RT_VISIBLE_DEVICES counts chip logic ids:
-    `npu-smi info -m` maps them; without that map, logic id = NPU ID, chip 0 (the one-chip-per-
-    NPU layout of the Atlas 800T A2, as workers/smi.py assumes)."""
+    """(NPU ID, Chip ID) of the cell's chips (see the module docstring for the mapping)."""
     ids = visible("npu", per_cell)
     if not all(v.isdigit() for v in ids):
         raise Unavailable(f"ASCEND_RT_VISIBLE_DEVICES={','.join(ids)} holds non-integer ids")
-    try:
-        chip_map = parse_chip_map(run_npu_smi(["info", "-m"]))
-    except Unavailable as exc:
-        log.warning("npu-smi info -m failed (%s): assuming logic id = NPU ID, chip 0", exc)
-        chip_map = {}
+    chip_map: dict[int, tuple[int, int]] = {}
+    for how in (lambda: parse_chip_map(run_npu_smi(["info", "-m"])), _table_order):
+        try:
+            chip_map = how()
+        except Unavailable as exc:
+            log.warning("npu-smi could not map logic ids (%s)", exc)
+        if chip_map and all(int(v) in chip_map for v in ids):
+            break
     return [chip_map.get(int(v), (int(v), 0)) for v in ids]
 
 

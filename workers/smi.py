@@ -1,19 +1,23 @@
 """Device snapshots from the vendors' command-line tools: `npu-smi info` and `nvidia-smi`.
 
-``snapshot(kind)`` runs the tool (argv list, never a shell; 5 s timeout) and returns
-``{"tool", "devices": [...], "visible", "filtered"}``, or None where there is nothing to ask
-(cpu) or the tool is not installed. A tool that fails or times out gives ``{"tool", "error"}``:
-the record says why the snapshot is missing instead of hiding it.
+``snapshot(kind)`` runs the tool (argv lists, never a shell; 5 s timeout each) and returns
+``{"tool", "devices": [...], "visible", "filtered", "id_source"}``, or None where there is no
+tool to ask (cpu). A tool that is missing, fails or times out gives ``{"tool", "error"}``, and
+a snapshot whose device list ends up empty says why in ``empty_reason``: a record never holds
+a silently empty snapshot.
 
-Which rows are kept: both tools list every device of the node, whatever this process may
-see. When ASCEND_RT_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES holds integer ids, only those
-devices are kept, matched on ``device_id``:
-  npu:  the Phy-ID column where npu-smi prints one (Atlas A3: two chips per NPU), else the NPU
-        id (one chip per NPU, as on the Atlas 800T A2 / 910B). This assumes the logical ids
-        that ASCEND_RT_VISIBLE_DEVICES counts follow that order (check `npu-smi info -m`).
+Which rows are this process's devices: both tools list every device the node (or container)
+shows, whatever this process may use. ASCEND_RT_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES hold
+*logical* ids, and each device gets the logical id those variables count (``device_id``):
+  npu:  the "Chip Logic ID" of `npu-smi info -m` (NPU ID, Chip ID -> logical id), which is not
+        the NPU id when a container exposes cards 4-7 as logical 0-3, nor on an Atlas A3 (two
+        chips per card). Without that mapping, the position among the chips in table order
+        (``id_source`` says which), the order the driver numbers them in.
   cuda: nvidia-smi's index (PCI bus order); CUDA counts in the same order when
         CUDA_DEVICE_ORDER=PCI_BUS_ID, and on a node of identical GPUs either way.
-Ids that are not integers (GPU UUIDs, MIG) leave the list unfiltered (``filtered`` False).
+With integer ids set, only those devices are kept, in the variable's order (the first is this
+process's device 0). Ids that are not integers (GPU UUIDs, MIG) keep every device
+(``filtered`` False).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ NVIDIA_FIELDS = (
     "temperature.gpu",
     "utilization.gpu",
 )
+NPU_MAP_COMMAND = ["npu-smi", "info", "-m"]
 COMMANDS = {
     "npu": ["npu-smi", "info"],
     "cuda": [
@@ -114,7 +119,6 @@ def parse_npu_smi(text: str) -> list[dict[str, Any]]:
             "hbm_used_mb": pairs[1][0] if len(pairs) > 1 else None,
             "hbm_total_mb": pairs[1][1] if len(pairs) > 1 else None,
         }
-        chip["device_id"] = chip["phy_id"] if chip["phy_id"] is not None else chip["npu"]
         chips.append(chip)
         pending = None
     return chips
@@ -143,6 +147,30 @@ def parse_nvidia_smi(text: str) -> list[dict[str, Any]]:
     return gpus
 
 
+def parse_npu_map(text: str) -> dict[tuple[int, int], int]:
+    """(NPU ID, Chip ID) -> Chip Logic ID from `npu-smi info -m`; rows without a logical id
+    (the Mcu of each card) are left out."""
+    mapping = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 4 or not (parts[0].isdigit() and parts[1].isdigit()):
+            continue
+        if parts[2].isdigit():
+            mapping[(int(parts[0]), int(parts[1]))] = int(parts[2])
+    return mapping
+
+
+def assign_logical_ids(chips: list[dict[str, Any]], mapping: dict | None) -> str:
+    """Set each chip's ``device_id`` to its logical id; returns where the ids came from."""
+    if mapping and all((c["npu"], c["chip"]) in mapping for c in chips):
+        for c in chips:
+            c["device_id"] = mapping[(c["npu"], c["chip"])]
+        return "npu-smi info -m"
+    for position, c in enumerate(chips):
+        c["device_id"] = position
+    return "table order"
+
+
 def visible_ids(kind: str) -> list[int] | None:
     """Integer ids in the kind's *_VISIBLE_DEVICES, or None (unset, empty, or not integers)."""
     value = os.environ.get(VISIBLE_ENV.get(kind, ""), "").strip()
@@ -155,33 +183,65 @@ def visible_ids(kind: str) -> list[int] | None:
 
 
 def filter_visible(devices: list[dict[str, Any]], ids: list[int] | None) -> list[dict[str, Any]]:
+    """The devices whose logical id is in ``ids``, in the order of ``ids``."""
     if ids is None:
         return devices
-    return [d for d in devices if d["device_id"] in ids]
+    by_id = {d["device_id"]: d for d in devices}
+    return [by_id[i] for i in ids if i in by_id]
 
 
-PARSERS = {"npu": parse_npu_smi, "cuda": parse_nvidia_smi}
+def _run(argv: list[str]) -> tuple[str | None, str | None]:
+    """(stdout, None) or (None, why it failed)."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("%s failed: %s", " ".join(argv), exc)
+        return None, f"{type(exc).__name__}: {exc}"
+    if proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip()[-500:]
+        log.warning("%s exited with %d: %s", " ".join(argv), proc.returncode, msg)
+        return None, f"exit {proc.returncode}: {msg}"
+    return proc.stdout, None
+
+
+def _devices(kind: str, text: str) -> tuple[list[dict[str, Any]], str]:
+    if kind == "cuda":
+        return parse_nvidia_smi(text), "nvidia-smi index"
+    chips = parse_npu_smi(text)
+    mapping_text, _ = _run(NPU_MAP_COMMAND) if chips else (None, None)
+    return chips, assign_logical_ids(chips, parse_npu_map(mapping_text or ""))
+
+
+def _empty_reason(kind: str, text: str, found: list, ids: list[int] | None) -> str | None:
+    var = VISIBLE_ENV[kind]
+    if not found:
+        first = " | ".join(line.strip() for line in text.strip().splitlines()[:3])[:300]
+        return f"{COMMANDS[kind][0]} printed no device rows this parser reads: {first!r}"
+    seen = ",".join(str(d["device_id"]) for d in found)
+    return f"no device has a logical id in {var}={os.environ.get(var)} (ids seen: {seen})"
 
 
 def snapshot(kind: str) -> dict[str, Any] | None:
     """The device tool's view of this process's devices now (see the module docstring)."""
     argv = COMMANDS.get(kind)
-    if argv is None or shutil.which(argv[0]) is None:
+    if argv is None:
         return None
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log.warning("%s failed: %s", argv[0], exc)
-        return {"tool": argv[0], "error": f"{type(exc).__name__}: {exc}"}
-    if proc.returncode != 0:
-        msg = (proc.stderr or proc.stdout).strip()[-500:]
-        log.warning("%s exited with %d: %s", argv[0], proc.returncode, msg)
-        return {"tool": argv[0], "error": f"exit {proc.returncode}: {msg}"}
+    if shutil.which(argv[0]) is None:
+        return {"tool": argv[0], "error": f"{argv[0]} not found on PATH"}
+    text, error = _run(argv)
+    if text is None:
+        return {"tool": argv[0], "error": error}
+    found, id_source = _devices(kind, text)
     ids = visible_ids(kind)
-    devices = PARSERS[kind](proc.stdout)
-    return {
+    devices = filter_visible(found, ids)
+    snap = {
         "tool": argv[0],
-        "devices": filter_visible(devices, ids),
+        "devices": devices,
         "visible": os.environ.get(VISIBLE_ENV[kind]),
         "filtered": ids is not None,
+        "id_source": id_source,
     }
+    if not devices:
+        snap["empty_reason"] = _empty_reason(kind, text, found, ids)
+        log.warning("%s snapshot is empty: %s", argv[0], snap["empty_reason"])
+    return snap

@@ -5,7 +5,7 @@ backends per process, so one long-lived worker reuses it across cells) and is sh
 ``close``. A cell submits its `batch` prompts of exactly `prompt_len` token ids in one
 ``generate`` call (``input_ids=`` a list of lists; the engine runs with
 ``skip_tokenizer_init``), with sampling parameters that force exactly `seq` new tokens
-greedily (``max_new_tokens = min_new_tokens = seq, ignore_eos, temperature 0``). The count is
+greedily (``max_new_tokens = seq, ignore_eos, temperature 0``; see sglang_args). The count is
 read back from each output's ``meta_info["completion_tokens"]``, never assumed.
 
 Timing comes from streaming (``stream=True``): the engine yields one chunk per sequence per
@@ -17,85 +17,81 @@ so they include SGLang's IPC (scheduler -> detokenizer -> tokenizer manager) and
 work can escape them. Prefix (radix) caching is disabled: every iteration sends the same
 prompts, and a cached prefix would skip the prefill that TTFT is meant to measure.
 
-Engine arguments (names verified against ServerArgs of sglang 0.5.23, see engine_kwargs) are
-built by a pure function so tests can check them without SGLang. SGLang is imported only
-when an engine is started; it pins its own torch, so it is installed on accelerator hosts
-only (``pip install '.[sglang]'``).
+A failure of the engine's processes (scheduler exception, device out-of-memory, crash) ends
+the cell as `failed` / `oom` with the engine's own error, and this process lives on
+(sglang_watch). The record's ``engine`` part carries the engine's limits, whether the batch
+had to be split (flag ``batch_split``), how its decode steps ran (graphs), and the engine's
+memory (sglang_info); ``peak_memory_*`` come from the engine and the device tool, never from
+this process's torch counters, which cannot see the model.
+
+SGLang is imported only when an engine is started; it pins its own torch, so it is installed
+on accelerator hosts only (``pip install '.[sglang]'``; docs/ascend.md for Atlas nodes).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib
 import importlib.util
 import json
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from cells.config import CellConfig
-from workers.base import Backend, BackendReport, BackendUnavailable, IterationResult
+from cells.record import Flag
+from workers.backends.sglang_args import (
+    CHECKED_SGLANG,
+    engine_dtype,
+    engine_kwargs,
+    printable_kwargs,
+    sampling_params,
+)
+from workers.backends.sglang_info import (
+    batch_split,
+    decode_graph,
+    device_used_bytes,
+    engine_limits,
+    engine_memory,
+)
+from workers.backends.sglang_watch import EngineFailed, EngineWatch, is_oom_text, on_sigquit
+from workers.base import Backend, BackendReport, BackendUnavailable, CellOOM, IterationResult
 from workers.models import resolve_model_path
 from workers.prompts import prompt_ids
+
+__all__ = ["SGLangBackend", "check_available", "engine_dtype", "engine_kwargs", "sampling_params"]
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
     "backend=sglang needs SGLang: pip install '.[sglang]' on the accelerator host "
-    "(it pins its own torch)"
+    "(it pins its own torch; on Ascend see docs/ascend.md)"
 )
 
 
 def check_available() -> None:
-    """Raise BackendUnavailable with the install hint when SGLang is not installed here."""
+    """Raise BackendUnavailable with the install hint when SGLang cannot start an engine here:
+    not installed, or installed without what its engine needs (e.g. only the modules the
+    contract tests use, tests/contract-requirements.txt)."""
     if importlib.util.find_spec("sglang") is None:
         raise BackendUnavailable(INSTALL_HINT)
+    problem = _engine_import_problem()
+    if problem:
+        raise BackendUnavailable(f"{INSTALL_HINT}; the installed sglang cannot start an engine "
+                                 f"here: {problem}")  # fmt: skip
 
 
-def engine_dtype(dtype: str, device_kind: str) -> str:
-    """model.dtype as SGLang's `dtype`; auto follows the HF backend (float16 on accelerators),
-    so both backends measure the same weights dtype."""
-    if dtype == "auto":
-        return "float32" if device_kind == "cpu" else "float16"
-    return dtype
-
-
-def engine_kwargs(cell: CellConfig, device_kind: str, model_path: str) -> dict[str, Any]:
-    """Keyword arguments of `sglang.Engine(...)` (= ServerArgs fields) for a cell's model."""
-    opts = cell.backend.sglang
-    kw: dict[str, Any] = {
-        "model_path": model_path,
-        "skip_tokenizer_init": True,  # prompts are token ids; shipped configs have no tokenizer
-        "load_format": cell.model.load_format,  # auto | dummy
-        "trust_remote_code": cell.model.trust_remote_code,
-        "dtype": engine_dtype(cell.model.dtype, device_kind),
-        "device": device_kind,
-        "tp_size": opts.tp_size,
-        "mem_fraction_static": opts.mem_fraction_static,
-        "random_seed": cell.bench.seed,
-        "disable_radix_cache": True,  # same prompts every iteration: no prefix-cache hits
-        "stream_interval": 1,  # one streamed chunk per token: per-step times
-        "disable_cuda_graph": opts.disable_cuda_graph,
-        "log_level": opts.log_level,
-    }
-    attention = opts.attention_backend or ("ascend" if device_kind == "npu" else None)
-    if attention:
-        kw["attention_backend"] = attention
-    if cell.model.num_layers_override:
-        kw["json_model_override_args"] = json.dumps(
-            {"num_hidden_layers": cell.model.num_layers_override}
-        )
-    return kw
-
-
-def sampling_params(seq: int) -> dict[str, Any]:
-    """Exactly `seq` new tokens, greedy, whatever the model would rather do."""
-    return {
-        "max_new_tokens": seq,
-        "min_new_tokens": seq,
-        "ignore_eos": True,
-        "temperature": 0.0,
-    }
+@functools.lru_cache(maxsize=1)
+def _engine_import_problem() -> str | None:
+    try:
+        importlib.import_module("sglang.srt.entrypoints.engine")
+    except Exception as exc:  # ImportError, or what a half-installed stack raises
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def _start_sglang_engine(**kwargs: Any) -> Any:
@@ -105,6 +101,38 @@ def _start_sglang_engine(**kwargs: Any) -> Any:
     return sglang.Engine(**kwargs)
 
 
+@contextlib.contextmanager
+def _environ(extra: dict[str, str]) -> Iterator[None]:
+    """Set variables for the engine's child processes (spawned while it starts)."""
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _peak_rss() -> int | None:
+    """This process's peak RSS since the loop reset it (VmHWM), or None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _aborted(finish_reason: dict[str, Any]) -> Exception:
+    message = str(finish_reason.get("message") or finish_reason)
+    kind = CellOOM if is_oom_text(message) else EngineFailed
+    return kind(f"the SGLang engine aborted the request: {message}")
+
+
 class SGLangBackend(Backend):
     name = "sglang"
     #: Starts the engine from engine_kwargs; tests replace it with a stand-in.
@@ -112,13 +140,34 @@ class SGLangBackend(Backend):
 
     def load(self) -> None:
         path = resolve_model_path(self.cell.model)
-        self.kwargs = engine_kwargs(self.cell, self.device.kind, path)
         self.config = json.loads((Path(path) / "config.json").read_text())
         if self.cell.model.num_layers_override:
             self.config["num_hidden_layers"] = self.cell.model.num_layers_override
-        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        self.watch = EngineWatch(self.cell.backend.sglang.log_level)
+        self.kwargs = engine_kwargs(self.cell, self.device.kind, path, sigquit_handler=on_sigquit)
+        args = ", ".join(f"{k}={v!r}" for k, v in printable_kwargs(self.kwargs).items())
         log.info("[%s] starting sglang.Engine(%s)", self.cell.model.name, args)
-        self.engine = type(self).engine_factory(**self.kwargs)  # the real one checks for sglang
+        self.watch.activate()
+        try:
+            with _environ(self.watch.log_env()):
+                self.engine = type(self).engine_factory(**self.kwargs)
+        except BackendUnavailable:
+            self.watch.close()
+            raise
+        except Exception as exc:
+            failure = self.watch.failure(exc)
+            self.watch.close()
+            raise failure from exc
+        self.watch.attach(self.engine)
+        self.info, self.info_error = self._server_info()
+
+    def _server_info(self) -> tuple[dict[str, Any], str | None]:
+        try:
+            info = self.engine.get_server_info()
+        except Exception as exc:  # limits are for the record; the engine runs without them
+            log.warning("sglang get_server_info failed: %s", exc)
+            return {}, f"{type(exc).__name__}: {exc}"
+        return (info if isinstance(info, dict) else {}), None
 
     def model_info(self) -> dict[str, Any]:
         from workers.models import parameter_count
@@ -148,6 +197,21 @@ class SGLangBackend(Backend):
         self.sampling = sampling_params(cell.seq)
 
     def run_iteration(self) -> IterationResult:
+        if self.watch.failed:
+            raise self.watch.failure()
+        try:
+            result = self._stream()
+        except (EngineFailed, CellOOM):
+            raise
+        except Exception as exc:
+            if self.watch.failed:  # the engine's loop was stopped under us: say why
+                raise self.watch.failure(exc) from exc
+            raise
+        if self.watch.failed:
+            raise self.watch.failure()
+        return result
+
+    def _stream(self) -> IterationResult:
         batch = len(self.input_ids)
         arrivals: list[list[float]] = [[] for _ in range(batch)]  # per sequence, per token
         counts = [0] * batch
@@ -157,8 +221,12 @@ class SGLangBackend(Backend):
         )
         for chunk in chunks:
             now = time.perf_counter() - t0
+            meta = chunk["meta_info"]
+            reason = meta.get("finish_reason")
+            if isinstance(reason, dict) and reason.get("type") == "abort":
+                raise _aborted(reason)
             i = int(chunk.get("index", 0))
-            counts[i] = int(chunk["meta_info"]["completion_tokens"])
+            counts[i] = int(meta["completion_tokens"])
             # A chunk may carry several tokens: each gets the time it became visible here.
             arrivals[i].extend([now] * (counts[i] - len(arrivals[i])))
         e2e = time.perf_counter() - t0
@@ -173,23 +241,62 @@ class SGLangBackend(Backend):
         )
 
     def report(self) -> BackendReport:
-        """The engine's arguments and version next to the numbers they produced."""
-        try:
-            from importlib.metadata import version
-
-            sglang_version: str | None = version("sglang")
-        except Exception:
-            sglang_version = None
+        """The engine's arguments, limits, batch handling and memory next to the numbers."""
+        cell = self.cell
+        limits = engine_limits(self.info) if self.info else None
+        split = batch_split(limits, cell.batch, cell.prompt_len, cell.seq) if limits else None
+        mem = engine_memory(self.info)
+        used = device_used_bytes(self._snapshot(), cell.backend.sglang.tp_size)
+        reserved = mem["engine_reserved_bytes"]
+        source = "device tool" if used is not None else ("engine" if reserved else None)
+        engine = {
+            "name": "sglang.Engine",
+            "sglang": _sglang_version(),
+            "checked_sglang": CHECKED_SGLANG,
+            "server_args": printable_kwargs(self.kwargs),
+            "timing": "stream",
+            "limits": limits,
+            "batch_split": split,
+            "decode_graph": decode_graph(limits, cell.batch) if limits else None,
+            "memory": {**mem, "device_used_bytes": used, "peak_memory_source": source},
+            "server_info_error": self.info_error,
+        }
+        memory = {
+            "peak_memory_bytes": used if used is not None else reserved,
+            "peak_memory_allocated_bytes": None,  # torch counters of another process
+            "peak_memory_reserved_bytes": reserved,
+            "peak_rss_bytes": _peak_rss(),
+        }
         return BackendReport(
-            engine={
-                "name": "sglang.Engine",
-                "sglang": sglang_version,
-                "server_args": dict(self.kwargs),
-                "timing": "stream",
-            }
+            engine=engine, flags=[Flag.BATCH_SPLIT] if split else [], memory=memory
         )
+
+    def _snapshot(self) -> dict[str, Any] | None:
+        if self.device.kind not in ("cuda", "npu"):
+            return None
+        from workers.smi import snapshot
+
+        try:
+            return snapshot(self.device.kind)
+        except Exception:  # a reading is a nicety; never fail a cell for it
+            log.exception("device snapshot for the engine's memory failed")
+            return None
 
     def close(self) -> None:
         engine, self.engine = getattr(self, "engine", None), None
-        if engine is not None:
-            engine.shutdown()
+        try:
+            if engine is not None:
+                engine.shutdown()
+        finally:
+            watch = getattr(self, "watch", None)
+            if watch is not None:
+                watch.close()
+
+
+def _sglang_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("sglang")
+    except Exception:
+        return None
