@@ -86,7 +86,7 @@ def run_planned(planned: PlannedCell) -> Outcome:
     """The runner of a ray_cells worker: measure the planned cell here."""
     from workers.measure import measure
 
-    return measure(planned.cell)
+    return measure(planned.cell, planned.repeat)
 
 
 def run_task(cfg: Any) -> list[dict[str, Any]]:
@@ -118,7 +118,7 @@ def _measure_here(planned: PlannedCell, where: Path, resume: bool) -> dict[str, 
     from workers.measure import drop_models, measure
 
     done = finished_record(where, planned.cell_id) if resume else None
-    outcome = None if done else measure(planned.cell)
+    outcome = None if done else measure(planned.cell, planned.repeat)
     record = done or build_record(planned, outcome)
     if outcome is not None:
         write_record(where, record)
@@ -170,6 +170,16 @@ def _expand_repeats(jobs: list[Job], sweep_dir: str) -> None:
             twin.output_dir = os.path.join(sweep_dir, planned.cell_dir)
             out.append(twin)
     jobs[:] = out
+
+
+def _sweep_slo(jobs: list[Job]) -> dict[str, float] | None:
+    """The SLO the sweep's cells were given (slo.ttft_ms, slo.tpot_ms), when they agree: the
+    report then answers which batch or load meets it."""
+    slos = {(j.payload.cell.slo.ttft_ms, j.payload.cell.slo.tpot_ms) for j in jobs if j.payload}
+    if len(slos) != 1:
+        return None
+    ttft, tpot = slos.pop()
+    return {"slo_ttft_ms": ttft or None, "slo_tpot_ms": tpot or None} if ttft or tpot else None
 
 
 def _cell_line(rec: dict[str, Any], skipped: bool = False) -> str:
@@ -302,7 +312,7 @@ class CellSweepApp(App):
             dirs = [j.payload.cell_dir for j in jobs if j.payload is not None]
             missing = sum(1 for d in dirs if d not in self.results.rows)
             STATUS.not_ok += missing
-            self.results.finish(interrupted, plots=self.plots)
+            self.results.finish(interrupted, plots=self.plots, slo=_sweep_slo(jobs))
 
 
 __all__ = ["CellSweepApp", "ValidateOnRun", "exit_code", "run_task"]

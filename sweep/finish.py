@@ -89,10 +89,13 @@ class SweepResults:
             self._file.close()
             self._file = None
 
-    def finish(self, interrupted: bool = False, plots: bool = True) -> list[dict[str, Any]]:
+    def finish(
+        self, interrupted: bool = False, plots: bool = True, slo: dict[str, float] | None = None
+    ) -> list[dict[str, Any]]:
         """results.jsonl (+ csv, report, plots) for the cells of this sweep, and a summary.
         Cells without a record are listed as missing; a sweep that produced no record at
-        all (e.g. it could not start) writes nothing."""
+        all (e.g. it could not start) writes nothing. ``slo``: the p99 budgets (ms) the
+        report answers for (`slo_ttft_ms`, `slo_tpot_ms`)."""
         from aggregate import summary_table, write_outputs
 
         self.close()
@@ -102,7 +105,7 @@ class SweepResults:
         if not rows:
             print(f"sweep {'interrupted' if interrupted else 'ended'}: no cell has a record")
             return rows
-        manifest = _manifest(rows, missing, plots)
+        manifest = _manifest(rows, missing, plots) + f"slo={sorted((slo or {}).items())}\n"
         if self._up_to_date(manifest):
             self.partial.unlink(missing_ok=True)
             print(f"nothing ran: the outputs in {self.dir} are up to date")
@@ -111,7 +114,9 @@ class SweepResults:
             unreadable = [
                 (str(self.dir / m / "record.json"), "missing or cut short") for m in missing
             ]
-            paths = write_outputs(self.dir, rows, unreadable, plots=plots, jsonl=False)
+            paths = write_outputs(
+                self.dir, rows, unreadable, plots=plots, jsonl=False, **(slo or {})
+            )
             (self.dir / MANIFEST).write_text(manifest)
             log.debug("wrote %s", ", ".join(paths))
         print(summary_table(rows))

@@ -143,7 +143,8 @@ def test_a_failing_source_never_fails_the_cell(fake_cell, source, reason):
     rec = fake_cell(source)
     assert rec["status"] == "ok", rec["error"]
     assert rec["energy_valid"] is False and reason.value in rec["energy_invalid_reasons"]
-    assert rec["flags"] == [] and not sampler_threads()
+    # host_busy and unstable depend on how loaded the machine is; nothing else may be flagged
+    assert set(rec["flags"]) <= {"host_busy", "unstable"} and not sampler_threads()
 
 
 def test_a_stuck_read_is_reported_and_the_cell_goes_on(fake_cell, monkeypatch):
@@ -172,6 +173,7 @@ def test_npu_smi_sampler_leaves_no_process(tmp_path, monkeypatch):
     script = bin_dir / "npu-smi"
     script.write_text(
         f"""#!/bin/sh
+[ "$*" = "info" ] && exit 0
 n=$(/bin/cat {count}); n=$((n+1)); echo $n > {count}
 [ "$1 $2" = "info -m" ] && exit 1
 [ $n -gt 2 ] && exec /bin/sleep 60

@@ -22,6 +22,8 @@ def test_repeats_are_cells_of_their_own_and_resume(launch, tmp_path):
         assert sorted(r["repeat"] for r in mine) == [0, 1, 2]
         assert len({r["repeat_of"] for r in mine}) == 1 and len({r["cell_id"] for r in mine}) == 3
         assert all(r["cell_dir"].endswith(f"-r{r['repeat']}") for r in mine)
+        # each repeat is its own draw of the simulator's noise: the interval has a width
+        assert len({r["e2e_s_p50"] for r in mine}) == 3
     again = launch(*args)
     assert "6 already done, 0 to run" in again.stdout + again.stderr
 

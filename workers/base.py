@@ -52,6 +52,9 @@ class Backend(ABC):
     name: str = ""
     #: Simulated backends produce roofline-based numbers, never measurements.
     simulated: bool = False
+    #: Which repeat of its cell is being measured (bench.repeats; None: the cell has one).
+    #: Real devices vary by themselves; the simulator seeds its noise with it.
+    repeat: int | None = None
 
     def __init__(self, cell: CellConfig, device: Any) -> None:
         self.cell = cell

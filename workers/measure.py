@@ -195,10 +195,11 @@ def _device_snapshot(device: Any, simulated: bool) -> dict[str, Any] | None:
         return None
 
 
-def _run(cell: CellConfig, device: Any, out: Outcome) -> None:
+def _run(cell: CellConfig, device: Any, out: Outcome, repeat: int | None = None) -> None:
     """Load, measure and fill ``out`` (status ok); raises whatever the cell raised."""
     floor = _check_fits(cell, device)
     backend, reused, load_s = get_backend(cell, device)
+    backend.repeat = repeat
     info = backend.model_info()
     m = _measured(backend, cell, device)
     its, load = m.its, m.load
@@ -234,7 +235,7 @@ def _run(cell: CellConfig, device: Any, out: Outcome) -> None:
     out.status = Status.OK
 
 
-def measure(cell: CellConfig) -> Outcome:
+def measure(cell: CellConfig, repeat: int | None = None) -> Outcome:
     """Measure one cell on this process's device. Never raises for a problem of the cell."""
     if cell.serving:  # requests to a server: the serving loop (workers/serving/measure.py)
         from workers.serving.measure import measure_serving
@@ -256,7 +257,7 @@ def measure(cell: CellConfig) -> Outcome:
         log.info(
             "[%s] start b=%d s=%d p=%d", cell.model.name, cell.batch, cell.seq, cell.prompt_len
         )
-        _run(cell, device, out)
+        _run(cell, device, out, repeat)
     except Exception as exc:  # every failure becomes a record; the sweep goes on
         oom = isinstance(exc, CellOOM) or (device is not None and device.is_oom(exc))
         failed = Outcome.failure(exc, Status.OOM if oom else Status.FAILED)

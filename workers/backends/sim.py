@@ -173,6 +173,7 @@ class SimBackend(Backend):
             cell.batch,
             cell.seq,
             cell.prompt_len,
+            *(() if self.repeat is None else (self.repeat,)),  # each repeat its own draw
         )
         self.rng = random.Random(zlib.crc32(repr(key).encode()))
         self._power = self._phase_power(cell)
