@@ -6,7 +6,9 @@
 
 speedup: the same 16 cells (each about 1 s of real time: backend.sim.time_scale) on 1, 2, 4, 8
          declared NPUs of one node; span = first cell start to last cell end, from the records;
-         ideal = sum of the cells' own times / NPUs.
+         ideal = sum of the cells' own times / NPUs; "after start-up": per device, its cells'
+         own time over its first cell start to its last cell end (what dispatch loses), and
+         the stagger of the devices' first cells (what starting the workers costs).
 nodes:   the same with 2..8 simulated Ray nodes (hydra.launcher.ray.sim_nodes) of 8 NPUs each.
 many:    thousands of zero-length cells (time_scale 0): dispatch cost per cell, the driver's
          RSS sampled while it runs (flat or not), and the time to resume the finished sweep.
@@ -97,11 +99,25 @@ def span(rows: list[dict]) -> tuple[float, float]:
     return end - start, own
 
 
+def steady(rows: list[dict]) -> tuple[float, float]:
+    """(efficiency once every device has its worker, the last device's first start - the
+    first's): per device, its cells' own time over its first start to its last end."""
+    by: dict[tuple, list[tuple[float, float]]] = {}
+    for r in rows:
+        key = (r.get("ray_node_id"), str(r.get("visible_devices")))
+        by.setdefault(key, []).append((ts(r["started_at"]), ts(r["finished_at"])))
+    busy = sum(e - b for v in by.values() for b, e in v)
+    held = sum(max(e for _, e in v) - min(b for b, _ in v) for v in by.values())
+    firsts = [min(b for b, _ in v) for v in by.values()]
+    return busy / held, max(firsts) - min(firsts)
+
+
 def cmd_speedup(a: argparse.Namespace, extra: list[str], label: str) -> None:
     batches = ",".join(str(b) for b in range(1, a.cells + 1))
     base = None
     print(f"{label}: {a.cells} cells, seq=32, time_scale={a.scale}")
-    print("devices | wall s | span s | sum of cell s | ideal s | speed-up | efficiency")
+    print("devices | wall s | span s | sum of cell s | ideal s | speed-up | efficiency | "
+          "after start-up | start-up stagger s")  # fmt: skip
     for n, args in extra:
         with tempfile.TemporaryDirectory() as cwd:
             cmd = ["-m", f"batch={batches}", "seq=32", *SIM,
@@ -110,8 +126,9 @@ def cmd_speedup(a: argparse.Namespace, extra: list[str], label: str) -> None:
         sp, own = span(r["rows"])
         base = base or sp
         ideal = own / n
+        eff, stagger = steady(r["rows"])
         print(f"{n:7d} | {r['wall']:6.1f} | {sp:6.2f} | {own:13.2f} | {ideal:7.2f} | "
-              f"{base / sp:8.2f} | {ideal / sp:10.2f}")  # fmt: skip
+              f"{base / sp:8.2f} | {ideal / sp:10.2f} | {eff:14.2f} | {stagger:18.2f}")  # fmt: skip
         print(f"        command: python launch.py {' '.join(cmd)}")
 
 
