@@ -55,6 +55,10 @@ def records(sweep: Path) -> dict[str, dict]:
     return out
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Driver:
     """`python launch.py` in the background, its output in a file (a pipe could fill up)."""
 
@@ -69,6 +73,10 @@ class Driver:
                 stderr=subprocess.STDOUT,
                 text=True,
                 start_new_session=True,
+                # Ctrl-C reaches it as it reaches a terminal's foreground job, even when the
+                # tests themselves run where SIGINT is ignored (e.g. `nohup ... &`), which a
+                # child would otherwise inherit.
+                preexec_fn=_sigint_default,
             )
         self.pid = self.proc.pid
 
