@@ -55,7 +55,9 @@ def main() -> None:
         start, wall, proc = run(args, cwd)
         if proc.returncode != 0:
             sys.exit(f"sweep failed:\n{proc.stderr[-3000:]}")
-        rows = [json.loads(x) for x in (Path(cwd) / "multirun/sweep/results.jsonl").open()]
+        # the sweep's directory is named from its overrides: the only one under multirun/
+        (results,) = Path(cwd).glob("multirun/*/results.jsonl")
+        rows = [json.loads(x) for x in results.open()]
         cell_s = sum(ts(r["finished_at"]) - ts(r["started_at"]) for r in rows)
         first = min(ts(r["started_at"]) for r in rows)
         loads = collections.Counter(
