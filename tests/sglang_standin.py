@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,24 @@ def sgl_cell(**kw: Any) -> CellConfig:
         bench=kw.pop("bench", QUICK),
         **kw,
     )
+
+
+def installed(monkeypatch: Any, server_info: dict | None = None) -> Iterator[type[StandInEngine]]:
+    """The body of a test's ``stand_in`` fixture: the backend builds this stand-in instead of
+    ``sglang.Engine`` (fresh class state, ``server_info`` as its engine reports it); after the
+    test, the models are dropped and SIGQUIT's disposition is put back."""
+    from workers import measure
+    from workers.backends import sglang as sgl
+
+    StandInEngine.instances = []
+    StandInEngine.short_by = 0
+    StandInEngine.fail = StandInEngine.abort = None
+    StandInEngine.server_info = server_info or {}
+    monkeypatch.setattr(sgl.SGLangBackend, "engine_factory", StandInEngine)
+    previous = signal.getsignal(signal.SIGQUIT)
+    yield StandInEngine
+    measure.drop_models()
+    signal.signal(signal.SIGQUIT, previous)
 
 
 class ProcessTreeKilled(SystemExit):

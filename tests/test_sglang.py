@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import signal
 
 import pytest
 
 from cells.config import ModelConfig, SGLangOptions
-from tests.sglang_standin import REAL_SGLANG, StandInEngine, sgl_cell
+from tests.sglang_standin import REAL_SGLANG, StandInEngine, installed, sgl_cell
 from workers import measure
 from workers.backends import sglang as sgl
 from workers.backends.sglang import SGLangBackend, check_available, engine_kwargs
@@ -29,15 +28,7 @@ from workers.base import BackendUnavailable
 
 @pytest.fixture
 def stand_in(monkeypatch):
-    StandInEngine.instances = []
-    StandInEngine.short_by = 0
-    StandInEngine.fail = StandInEngine.abort = None
-    StandInEngine.server_info = {}
-    monkeypatch.setattr(SGLangBackend, "engine_factory", StandInEngine)
-    previous = signal.getsignal(signal.SIGQUIT)
-    yield StandInEngine
-    measure.drop_models()
-    signal.signal(signal.SIGQUIT, previous)
+    yield from installed(monkeypatch)
 
 
 @pytest.mark.parametrize("device", ["npu", "cuda", "cpu"])

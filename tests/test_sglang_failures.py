@@ -15,7 +15,7 @@ import signal
 
 import pytest
 
-from tests.sglang_standin import ProcessTreeKilled, StandInEngine, sgl_cell
+from tests.sglang_standin import ProcessTreeKilled, installed, sgl_cell
 from workers import measure
 from workers.backends import sglang as sgl
 from workers.backends import sglang_watch
@@ -23,15 +23,7 @@ from workers.backends import sglang_watch
 
 @pytest.fixture
 def stand_in(monkeypatch):
-    StandInEngine.instances = []
-    StandInEngine.short_by = 0
-    StandInEngine.fail = StandInEngine.abort = None
-    StandInEngine.server_info = {}
-    monkeypatch.setattr(sgl.SGLangBackend, "engine_factory", StandInEngine)
-    previous = signal.getsignal(signal.SIGQUIT)
-    yield StandInEngine
-    measure.drop_models()
-    signal.signal(signal.SIGQUIT, previous)
+    yield from installed(monkeypatch)
 
 
 def test_scheduler_oom_while_generating_is_an_oom_record(stand_in):

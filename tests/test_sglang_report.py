@@ -5,11 +5,10 @@ the engine's server info and the device tool, never from this process's torch co
 from __future__ import annotations
 
 import json
-import signal
 
 import pytest
 
-from tests.sglang_standin import StandInEngine, sgl_cell
+from tests.sglang_standin import installed, sgl_cell
 from workers import measure
 from workers.backends import sglang as sgl
 from workers.backends.sglang_info import (
@@ -37,15 +36,7 @@ INFO = {  # the shape of sglang 0.5.23's get_server_info() (see test_sglang_cont
 
 @pytest.fixture
 def stand_in(monkeypatch):
-    StandInEngine.instances = []
-    StandInEngine.short_by = 0
-    StandInEngine.fail = StandInEngine.abort = None
-    StandInEngine.server_info = INFO
-    monkeypatch.setattr(sgl.SGLangBackend, "engine_factory", StandInEngine)
-    previous = signal.getsignal(signal.SIGQUIT)
-    yield StandInEngine
-    measure.drop_models()
-    signal.signal(signal.SIGQUIT, previous)
+    yield from installed(monkeypatch, INFO)
 
 
 def test_a_batch_within_the_limits_runs_as_one(stand_in):
