@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 PROGRESS_MODES = ("auto", "on", "off")
@@ -14,18 +14,19 @@ class SettingsError(ValueError):
 
 @dataclass
 class Settings:
-    """The launcher's settings (RayCellsLauncherConf), typed."""
+    """The launcher's settings, typed. Their defaults and meanings are RayCellsLauncherConf's
+    (ray_cells_launcher.py), which Hydra always passes whole."""
 
-    ray: Any = None
-    app: str | None = None
-    app_options: dict[str, Any] = field(default_factory=dict)
-    resume: bool = True
-    max_retries: int = 2
-    job_timeout_s: float = 0.0
-    stall_timeout_s: float = 60.0
-    ship_working_dir: bool = True
-    progress: str = "auto"
-    keep_job_configs: bool = True
+    ray: Any
+    app: str | None
+    app_options: dict[str, Any]
+    resume: bool
+    max_retries: int
+    job_timeout_s: float
+    stall_timeout_s: float
+    ship_working_dir: bool
+    progress: str
+    keep_job_configs: bool
 
     def __post_init__(self) -> None:
         def bad(key: str, allowed: str) -> SettingsError:
