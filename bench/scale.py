@@ -132,6 +132,31 @@ def cmd_speedup(a: argparse.Namespace, extra: list[str], label: str) -> None:
         print(f"        command: python launch.py {' '.join(cmd)}")
 
 
+def kept_per_cell(records: list[dict]) -> tuple[float, float, int]:
+    """Bytes the driver keeps per cell, by tracemalloc: (its planned cell, its summary row,
+    the row's keys), each made again here from the sweep's records as the driver makes them."""
+    import copy
+    import gc
+    import tracemalloc
+
+    sys.path.insert(0, str(ROOT))
+    from sweep.finish import summary_row
+    from sweep.plan import plan_cell
+
+    sizes = []
+    for make in (lambda r: plan_cell(copy.deepcopy(r["config"]), lambda: r["device"]),
+                 lambda r: summary_row(r, {})):  # fmt: skip
+        make(records[0])  # imports and caches outside the measurement
+        gc.collect()
+        tracemalloc.start()
+        kept = [make(r) for r in records]
+        gc.collect()
+        sizes.append(tracemalloc.get_traced_memory()[0] / len(kept))
+        tracemalloc.stop()
+        del kept
+    return sizes[0], sizes[1], len(summary_row(records[0], {}))
+
+
 def cmd_many(a: argparse.Namespace) -> None:
     per = max(1, a.cells // 2)
     cmd = ["-m", f"batch=range(1,{per + 1})", "seq=8,16", *SIM, "backend.sim.time_scale=0",
@@ -159,6 +184,9 @@ def cmd_many(a: argparse.Namespace) -> None:
             f"{d}: {rss / 2**20:.0f}" for _, rss, d in marks))  # fmt: skip
     peak = max(x[1] for x in r["samples"]) if r["samples"] else 0
     print(f"driver peak RSS: {peak / 2**20:.0f} MiB")
+    planned, row, keys = kept_per_cell(rows)
+    print(f"kept by the driver per cell (tracemalloc): planned cell {planned / 1000:.1f} KB, "
+          f"summary row {row / 1000:.1f} KB ({keys} keys)")  # fmt: skip
     wall_n, cpu_n = min(resumes, key=lambda x: x[1])
     wall_1, cpu_1 = min(fixed, key=lambda x: x[1])
     print(
