@@ -22,7 +22,7 @@ from aggregate.load import load_records
 from aggregate.outputs import write_outputs
 from aggregate.slo import Slo, SloError, records_slo
 from aggregate.summary import summary_table
-from cells.files import atomic_write_text
+from jobs.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 

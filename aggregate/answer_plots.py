@@ -17,7 +17,7 @@ from typing import Any
 from aggregate.frontier import FRONTIER_FIGURE, FrontierRow, oom_frontier
 from aggregate.pareto import PARETO_FIGURE, Point, Workload, pareto_points
 from aggregate.tables import SIMULATED
-from cells.files import atomic_write_bytes
+from jobs.files import atomic_write_bytes
 
 Record = dict[str, Any]
 MAX_PANELS = 12

@@ -2,7 +2,7 @@
 
 An energy number is shown only when its record says ``energy_valid: true``; a cell whose
 figure failed its validity rules shows ``invalid`` and the group lists the reasons
-(``energy_invalid_reasons``, meanings in cells/record.py).
+(``energy_invalid_reasons``, meanings in jobs/record.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aggregate.tables import Metric, ok_number
-from cells.record import ENERGY_REASON_MEANINGS
+from jobs.record import ENERGY_REASON_MEANINGS
 
 Record = dict[str, Any]
 

@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cells.files import RecordError, is_newer_schema
-from cells.files import read_record as _read
-from cells.record import RECORD_FILE, SCHEMA_VERSION
+from jobs.files import RecordError, is_newer_schema
+from jobs.files import read_record as _read
+from jobs.record import RECORD_FILE, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from aggregate.html import REPORT_HTML, build_html
 from aggregate.load import sort_key
 from aggregate.report import build_report
 from aggregate.tables import error_text
-from cells.files import atomic_write_text
-from cells.record import FLAT_KEYS
+from jobs.files import atomic_write_text
+from jobs.record import FLAT_KEYS
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any
 from aggregate.serving import split
 from aggregate.serving_plots import serving_plots
 from aggregate.tables import SIMULATED, GroupKey, cell_map, group_records, is_simulated, ok_number
-from cells.files import atomic_write_bytes
+from jobs.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

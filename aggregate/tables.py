@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cells.record import FLAG_MEANINGS as _MEANINGS
+from jobs.record import FLAG_MEANINGS as _MEANINGS
 
 Record = dict[str, Any]
 
@@ -25,7 +25,7 @@ NOT_REPORTED = "n/a"
 SIMULATED = "SIMULATED"
 NOT_VALID = "invalid"
 
-# Flag -> mark appended to a cell's numbers; what each flag means is cells.record's.
+# Flag -> mark appended to a cell's numbers; what each flag means is jobs.record's.
 FLAG_MARKS = {
     "unstable": "*",
     "above_bound": "†",

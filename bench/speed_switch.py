@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from cells.config import (  # noqa: E402
+from jobs.config import (  # noqa: E402
     BackendConfig,
     BenchConfig,
     CellConfig,

@@ -1,8 +1,8 @@
 """The benchmark's hooks into the `ray_cells` launcher, and the task of single runs.
 
 Under the launcher (``hydra.launcher.app``): every job is planned once on the driver into a
-:class:`~cells.identity.PlannedCell` and validated before anything starts; a worker receives
-the planned cell and returns the bare :class:`~cells.record.Outcome`; the driver builds the
+:class:`~jobs.identity.PlannedCell` and validated before anything starts; a worker receives
+the planned cell and returns the bare :class:`~jobs.record.Outcome`; the driver builds the
 record (one place), writes it (no shared filesystem needed), streams it to results.jsonl and
 writes the reports at the end. A single run (and Hydra's basic launcher) measures in this
 process through :func:`run_task`.
@@ -24,11 +24,11 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 
-from cells.config import ConfigError
-from cells.files import finished_record, newer_record, write_cell_files, write_record
-from cells.identity import PlannedCell
-from cells.record import SCHEMA_VERSION, Flag, Outcome, Status, build_record
 from hydra_plugins.ray_cells_launcher.app import App, HostOutOfMemory, Job, Planner
+from jobs.config import ConfigError
+from jobs.files import finished_record, newer_record, write_cell_files, write_record
+from jobs.identity import PlannedCell
+from jobs.record import SCHEMA_VERSION, Flag, Outcome, Status, build_record
 from sweep.finish import SweepResults
 from sweep.placement import cell_resources
 from sweep.plan import auto_device, cell_here, plan_cell, task_values

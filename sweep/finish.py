@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cells.files import json_safe
-from cells.record import flat_row
+from jobs.files import json_safe
+from jobs.record import flat_row
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cells.config import CellConfig
+from jobs.config import CellConfig
 
 # Ray's accelerator resource per device; Ray sets the visible-devices variable itself.
 ACCELERATOR_RESOURCE = {"npu": "NPU", "cuda": "GPU"}

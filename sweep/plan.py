@@ -1,7 +1,7 @@
 """From a job to its planned cell, once, on the driver.
 
 A job arrives as Hydra overrides; :func:`plan_cell` turns its task values into a validated
-:class:`~cells.config.CellConfig` (every value converted and checked, unknown keys refused),
+:class:`~jobs.config.CellConfig` (every value converted and checked, unknown keys refused),
 resolves ``device=auto`` to the device the cell will really run on (so the identity is the
 measurement's, not the request's), and wraps it with its id, directory name and model key.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from cells.config import CellConfig, ConfigError, from_values
-from cells.identity import PlannedCell, cell_dir_name
+from jobs.config import CellConfig, ConfigError, from_values
+from jobs.identity import PlannedCell, cell_dir_name
 
 
 def task_values(cfg: DictConfig) -> dict[str, Any]:

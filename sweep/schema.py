@@ -5,7 +5,7 @@ from __future__ import annotations
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from cells.config import CellConfig
+from jobs.config import CellConfig
 from sweep.plan import cell_dir_resolver, sweep_name_resolver
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bounds.roofline import SHIPPED_CONFIGS
-from cells.config import CellConfig, ConfigError
+from jobs.config import CellConfig, ConfigError
 from workers.models import causal_lm_problem, model_config_json, position_limit
 
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cells.config import (
+from jobs.config import (
     BackendConfig,
     BenchConfig,
     CellConfig,

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cells.config import BenchConfig, CellConfig, DeviceConfig, ModelConfig
+from jobs.config import BenchConfig, CellConfig, DeviceConfig, ModelConfig
 from workers import base, energy, measure
 from workers.base import Backend, IterationResult
 from workers.energy_integrate import Reason, SourceInfo
@@ -230,7 +230,7 @@ def test_real_cpu_cell_says_why_it_has_no_energy(tiny_cache):
 
 def test_simulated_cell_has_energy_from_the_spec():
     def run(batch: int) -> dict:
-        from cells.config import BackendConfig
+        from jobs.config import BackendConfig
 
         return measure.run_cell(
             CellConfig(

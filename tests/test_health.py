@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
 
-from cells.record import Flag, Outcome, Status
+from jobs.record import Flag, Outcome, Status
 from tests.nvml_stub import FakeGpu, install_fake_nvml
 from workers import energy_npu, health
 
@@ -87,9 +87,9 @@ def test_dirty_start_flags_the_cell_and_replaces_the_worker(device_memory, monke
 
 def _replaced(outcome: Outcome, tmp: Path) -> bool:
     """What CellSweepApp.on_result answers to "replace this worker?" for an outcome."""
-    from cells.config import CellConfig
-    from cells.identity import PlannedCell
     from hydra_plugins.ray_cells_launcher.app import Job
+    from jobs.config import CellConfig
+    from jobs.identity import PlannedCell
     from sweep.app import CellSweepApp
     from sweep.finish import SweepResults
 

@@ -3,7 +3,7 @@
 Every import statement of every module counts, including those inside functions (a lazy
 import is still a dependency). Lowest first:
 
-    cells/ (ground floor)   bounds/ (leaf)   ->   workers/, aggregate/   ->   sweep/   ->   launch.py
+    jobs/ (ground floor)   bounds/ (leaf)   ->   workers/, aggregate/   ->   sweep/   ->   launch.py
     hydra_plugins/ (the generic launcher: imports no project package)
 """
 
@@ -16,15 +16,15 @@ import pytest
 
 from tests.conftest import ROOT
 
-PROJECT = ("cells", "bounds", "workers", "aggregate", "sweep", "hydra_plugins", "launch")
+PROJECT = ("jobs", "bounds", "workers", "aggregate", "sweep", "hydra_plugins", "launch")
 
 # package -> (project packages it may import, third-party top-level modules it must not)
 RULES: dict[str, tuple[set[str], set[str]]] = {
-    "cells": (set(), {"hydra", "omegaconf", "ray", "torch", "transformers", "matplotlib"}),
+    "jobs": (set(), {"hydra", "omegaconf", "ray", "torch", "transformers", "matplotlib"}),
     "bounds": (set(), {"hydra", "omegaconf", "ray", "torch", "transformers", "matplotlib"}),
-    "workers": ({"cells", "bounds"}, {"hydra", "ray", "matplotlib"}),
-    "aggregate": ({"cells", "bounds"}, {"ray", "torch", "transformers", "hydra"}),
-    "sweep": ({"cells", "bounds", "workers", "aggregate", "hydra_plugins"}, set()),
+    "workers": ({"jobs", "bounds"}, {"hydra", "ray", "matplotlib"}),
+    "aggregate": ({"jobs", "bounds"}, {"ray", "torch", "transformers", "hydra"}),
+    "sweep": ({"jobs", "bounds", "workers", "aggregate", "hydra_plugins"}, set()),
     "hydra_plugins": (set(), {"torch", "transformers"}),
 }
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cells.config import BenchConfig, CellConfig, DeviceConfig, ModelConfig
+from jobs.config import BenchConfig, CellConfig, DeviceConfig, ModelConfig
 from workers import measure
 from workers.backends.hf import _count_generated
 

@@ -11,7 +11,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bounds.roofline import SHIPPED_CONFIGS
-from cells.config import (
+from jobs.config import (
     BackendConfig,
     BenchConfig,
     CellConfig,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from cells.config import CellConfig, ConfigError, DeviceConfig, from_values
-from cells.identity import PlannedCell, cell_id
-from cells.record import FLAG_MEANINGS, Flag, Outcome, Status, build_record
+from jobs.config import CellConfig, ConfigError, DeviceConfig, from_values
+from jobs.identity import PlannedCell, cell_id
+from jobs.record import FLAG_MEANINGS, Flag, Outcome, Status, build_record
 from sweep.plan import plan_cell, sweep_name
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from bounds import specs
 from bounds.roofline import ModelShape, bounds_for, shipped_model_config
-from cells.config import CellConfig, DeviceConfig
+from jobs.config import CellConfig, DeviceConfig
 from tests.conftest import ROOT
 from workers import bandwidth
 from workers.bounding import bound_fields

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from cells.config import BenchConfig, CellConfig, DeviceConfig, ModelConfig
-from cells.identity import cell_dir_name, safe_name
+from jobs.config import BenchConfig, CellConfig, DeviceConfig, ModelConfig
+from jobs.identity import cell_dir_name, safe_name
 from workers import measure
 
 

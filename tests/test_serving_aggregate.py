@@ -8,8 +8,8 @@ import re
 from aggregate import summary_table
 from aggregate.outputs import write_outputs
 from aggregate.serving import highest_meeting_slo, load_label, serving_groups
-from cells.config import from_values
-from cells.record import Outcome, Status, build_record
+from jobs.config import from_values
+from jobs.record import Outcome, Status, build_record
 
 
 def serving_record(c: int, ttft_p99: float, tpot_p99: float, tps: float, ok: bool = True):
@@ -75,7 +75,7 @@ def test_report_plots_and_summary(tmp_path):
 
 def test_serving_records_are_readable_and_finished(tmp_path):
     from aggregate.load import load_records
-    from cells.files import finished_record, write_record
+    from jobs.files import finished_record, write_record
 
     rec = records()[0]
     write_record(tmp_path / rec["cell_dir"], rec)

@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from cells.config import CellConfig, ConfigError, from_values
-from cells.identity import PlannedCell, cell_id, model_key
-from cells.record import FLAT_KEYS, Outcome, Status, build_record
+from jobs.config import CellConfig, ConfigError, from_values
+from jobs.identity import PlannedCell, cell_id, model_key
+from jobs.record import FLAT_KEYS, Outcome, Status, build_record
 from workers.serving.engines import request_body, server_argv
 
 

@@ -18,7 +18,7 @@ import json
 
 import pytest
 
-from cells.config import ModelConfig, SGLangOptions
+from jobs.config import ModelConfig, SGLangOptions
 from tests.sglang_standin import REAL_SGLANG, StandInEngine, installed, sgl_cell
 from workers import measure
 from workers.backends import sglang as sgl

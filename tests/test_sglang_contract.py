@@ -40,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         allow_module_level=True,
     )
 
-from cells.config import ModelConfig, SGLangOptions
+from jobs.config import ModelConfig, SGLangOptions
 from tests.sglang_standin import sgl_cell
 from workers.backends.sglang import engine_kwargs, sampling_params
 from workers.backends.sglang_info import engine_limits, engine_memory

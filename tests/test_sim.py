@@ -11,7 +11,7 @@ import pytest
 
 from bounds.roofline import bounds_for, shipped_model_config
 from bounds.specs import SPECS
-from cells.config import (
+from jobs.config import (
     BackendConfig,
     BenchConfig,
     CellConfig,

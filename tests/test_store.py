@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from cells.files import RecordError, finished_record, write_record
-from cells.files import read_record as _read_record
-from cells.record import SCHEMA_VERSION
 from hydra_plugins.ray_cells_launcher._lock import SweepBusy, SweepLock
+from jobs.files import RecordError, finished_record, write_record
+from jobs.files import read_record as _read_record
+from jobs.record import SCHEMA_VERSION
 
 
 def read_record(cell_dir):

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from cells.config import CellConfig
+from jobs.config import CellConfig
 
 
 class CellOOM(RuntimeError):
@@ -39,7 +39,7 @@ class BackendReport:
     """What a backend adds to its cell's record after measuring (every part optional)."""
 
     engine: dict[str, Any] | None = None  # record["engine"]: what really ran, with its settings
-    flags: list[str] = field(default_factory=list)  # cells.record.Flag values it raises
+    flags: list[str] = field(default_factory=list)  # jobs.record.Flag values it raises
     # Peak memory keys (peak_memory_bytes, ...) where the device counters of this process
     # cannot see the model (an engine in another process); None: use the device's counters.
     memory: dict[str, int | None] | None = None

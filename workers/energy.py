@@ -9,7 +9,7 @@ cannot be opened, read or closed gives ``energy_valid: false`` with the reason.
 
 Record keys (docs/energy.md): energy_j, power_w_mean, power_w_peak, energy_j_per_output_token,
 output_tokens_per_j, energy_source, energy_samples, energy_valid, energy_invalid_reasons
-(reason codes: cells.record.EnergyReason), prefill_energy_j and decode_energy_j (the
+(reason codes: jobs.record.EnergyReason), prefill_energy_j and decode_energy_j (the
 spans [submit, first token] and [first token, last token] of every measured iteration; only
 when the total is valid and every span lasts SPLIT_MIN_PERIODS update periods of the
 source), and the nested ``energy`` block (devices, period, wraps, details).

@@ -32,7 +32,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cells.record import EnergyReason
+from jobs.record import EnergyReason
 
 MIN_POWER_SAMPLES = 5
 MIN_COUNTER_UPDATES = 10

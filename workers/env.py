@@ -38,7 +38,7 @@ def _git(root: Path, *args: str) -> str | None:
 def git_state() -> dict[str, Any]:
     """{"git_commit": the checkout's commit or None, "git_dirty": uncommitted changes to
     tracked files (True/False) or None}. A sweep's workers get the code without .git: the
-    driver's state goes into their records (cells.record.build_record's ``code``)."""
+    driver's state goes into their records (jobs.record.build_record's ``code``)."""
     root = Path(__file__).resolve().parent.parent
     commit = _git(root, "rev-parse", "HEAD")
     if not commit:

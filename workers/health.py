@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from cells.record import Flag
+from jobs.record import Flag
 from workers import energy_npu as npu_smi
 from workers import energy_sources as src
 

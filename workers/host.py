@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bounds.roofline import memory_floor
-from cells.config import CellConfig
+from jobs.config import CellConfig
 from workers.base import CellOOM
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,10 @@
 """The measuring loop: warm-up and timed iterations of one cell, through one backend.
 
-``measure(cell)`` always returns an :class:`~cells.record.Outcome`; an exception inside the
+``measure(cell)`` always returns an :class:`~jobs.record.Outcome`; an exception inside the
 cell becomes a `failed` (or `oom`) outcome with the error and the end of its traceback. Each
 part returns its own piece (the metrics, the memory, the bounds, the backend's report) and
 the outcome is assembled here, once; the record is built from it by
-:func:`cells.record.build_record`. Loaded models are kept in a per-process cache, so a
+:func:`jobs.record.build_record`. Loaded models are kept in a per-process cache, so a
 long-lived worker (one Ray actor per device) loads each model once.
 """
 
@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from cells.config import CellConfig
-from cells.identity import model_key
-from cells.record import Flag, Outcome, Status
+from jobs.config import CellConfig
+from jobs.identity import model_key
+from jobs.record import Flag, Outcome, Status
 from workers import health
 from workers.base import Backend, BackendReport, CellOOM, IterationResult, backend_class
 from workers.bounding import bound_fields
@@ -283,6 +283,6 @@ def measure(cell: CellConfig, repeat: int | None = None) -> Outcome:
 
 def run_cell(cell: CellConfig) -> dict[str, Any]:
     """Measure one cell and return its record (for notebooks, tests and single runs)."""
-    from cells.record import build_record
+    from jobs.record import build_record
 
     return build_record(cell, measure(cell))

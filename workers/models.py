@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bounds.roofline import SHIPPED_CONFIGS
-from cells.config import ModelConfig
+from jobs.config import ModelConfig
 from workers.devices import Device
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from cells.config import TinyModelConfig
+from jobs.config import TinyModelConfig
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cells.config import CellConfig, HFOptions
+from jobs.config import CellConfig, HFOptions
 from workers.base import Backend, BackendReport, IterationResult
 from workers.models import load_hf_model
 from workers.prompts import prompt_ids

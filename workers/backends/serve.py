@@ -19,7 +19,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from cells.config import CellConfig
+from jobs.config import CellConfig
 from workers.backends.sglang import engine_dtype
 from workers.base import Backend, IterationResult
 from workers.devices import VISIBLE_ENV

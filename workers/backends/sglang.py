@@ -42,8 +42,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from cells.config import CellConfig
-from cells.record import Flag
+from jobs.config import CellConfig
+from jobs.record import Flag
 from workers.backends.sglang_args import (
     CHECKED_SGLANG,
     engine_dtype,

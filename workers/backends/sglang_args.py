@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from cells.config import CellConfig
+from jobs.config import CellConfig
 
 #: The SGLang release whose code the contract tests run against.
 CHECKED_SGLANG = "0.5.23"

@@ -42,7 +42,7 @@ from typing import Any
 
 from bounds.roofline import Bounds, ModelShape, bounds_for, bytes_per_element
 from bounds.specs import SPECS, DeviceSpec, lookup
-from cells.config import CellConfig
+from jobs.config import CellConfig
 from workers.base import Backend, BackendReport, CellOOM, IterationResult
 from workers.devices import VISIBLE_ENV
 from workers.models import model_config_json

@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any
 
-from cells.config import CellConfig, SGLangOptions
+from jobs.config import CellConfig, SGLangOptions
 from workers.backends.sglang import engine_dtype, engine_kwargs
 
 HOST = "127.0.0.1"

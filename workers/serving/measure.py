@@ -14,8 +14,8 @@ import logging
 import os
 from typing import Any
 
-from cells.config import CellConfig
-from cells.record import Flag, Outcome, Status
+from jobs.config import CellConfig
+from jobs.record import Flag, Outcome, Status
 from workers.devices import VISIBLE_ENV, Device, _cpu_model_name
 from workers.env import environment, utc_now
 from workers.serving.load import LoadResult

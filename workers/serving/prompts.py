@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from cells.serving import LengthDist
+from jobs.serving import LengthDist
 
 _TRIES = 30
 

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
-from cells.config import CellConfig
-from cells.identity import PlannedCell, engine_name
+from jobs.config import CellConfig
+from jobs.identity import PlannedCell, engine_name
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"

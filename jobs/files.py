@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cells.record import RECORD_FILE, SCHEMA_VERSION
+from jobs.record import RECORD_FILE, SCHEMA_VERSION
 
 # Keys without which a record cannot be placed in any table.
 _REQUIRED = ("schema_version", "cell_id", "status", "batch", "seq")

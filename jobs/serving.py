@@ -6,7 +6,7 @@ instead of calling ``generate`` on a batch: ``concurrency`` requests in flight (
 or ``request_rate`` requests per second arriving with gamma-distributed gaps (open loop;
 ``burstiness`` 1 = Poisson, as vLLM's benchmark). ``prompt_len`` and ``seq`` are the mean
 lengths; ``workload.prompt_len_dist`` / ``workload.seq_dist`` spread them. The checks here
-raise :class:`~cells.checks.ConfigError` naming the setting, before anything starts.
+raise :class:`~jobs.checks.ConfigError` naming the setting, before anything starts.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from cells.checks import ConfigError, at_least, one_of, positive_int
+from jobs.checks import ConfigError, at_least, one_of, positive_int
 
 SERVER_KINDS = ("transformers", "sglang", "vllm", "url", "command")
 # How a server is asked for exact output lengths (its request body's dialect).

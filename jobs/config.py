@@ -14,9 +14,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from cells.checks import ConfigError
-from cells.serving import ServerConfig, SloConfig, WorkloadConfig, check_load
-from cells.values import ValuesError, build
+from jobs.checks import ConfigError
+from jobs.serving import ServerConfig, SloConfig, WorkloadConfig, check_load
+from jobs.values import ValuesError, build
 
 BACKENDS = ("hf", "sglang", "sim")
 DEVICES = ("auto", "cpu", "cuda", "npu")

@@ -8,7 +8,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cells.config import CellConfig
+from jobs.config import CellConfig
 
 # Server settings that change how long the client waits, not what is measured.
 _SERVER_NOT_IDENTITY = ("startup_timeout_s", "request_timeout_s", "health_path")
