@@ -15,13 +15,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aggregate import envdiff
-from aggregate.answers import slo_lines
-from aggregate.compare import OLD_ONLY, compare, compare_markdown
-from aggregate.load import load_records
-from aggregate.outputs import write_outputs
-from aggregate.slo import Slo, SloError, records_slo
-from aggregate.summary import summary_table
+from aggregate.answers.slo import Slo, SloError
+from aggregate.baseline import envdiff
+from aggregate.baseline.compare import OLD_ONLY, compare, compare_markdown
+from aggregate.outputs import write_answered
+from aggregate.reader import read_records
+from aggregate.render.slo import slo_lines
+from aggregate.render.summary import summary_table
 from jobs.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -152,22 +152,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SloError as exc:
         return _usage_error(str(exc).replace("slo.", "--slo-").replace("_ms=", "-ms="))
 
-    records, unreadable = load_records(args.sweep_dir)
+    records, unreadable = read_records(args.sweep_dir)
     if not records and not unreadable:
         return _usage_error(f"no record.json files under {args.sweep_dir!r}")
-    old, old_unreadable = load_records(args.baseline) if args.baseline else ([], [])
+    old, old_unreadable = read_records(args.baseline) if args.baseline else ([], [])
     if args.baseline is not None:
         problem = _refused_baseline(args, records, old)
         if problem:
             return _usage_error(problem)
-    written = write_outputs(
-        args.sweep_dir,
-        records,
-        unreadable,
-        plots=not args.no_plots,
-        slo_ttft_ms=slo.ttft_ms,
-        slo_tpot_ms=slo.tpot_ms,
-        slo_e2e_ms=slo.e2e_ms,
+    written, answers = write_answered(
+        args.sweep_dir, records, unreadable, plots=not args.no_plots, jsonl=True, given=slo
     )
     not_ok = [r for r in records if r.get("status") != "ok"]
     if not args.quiet:
@@ -177,9 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n{len(records)} cells, {len(not_ok)} not ok, {len(unreadable)} unreadable")
         print(f"wrote {written['report.md']} (+ {len(written) - 1} files)")
         if "slo.csv" in written:
-            slo = slo if slo.active() else records_slo(records)  # the one the cells ran with
-            print(f"\nSLO {slo.text()}:")
-            print("\n".join(slo_lines(records, slo)))
+            # the SLO judged: the one given, else the one the cells ran with
+            print(f"\nSLO {answers.slo.text()}:")
+            print("\n".join(slo_lines(answers)))
             print(f"-> {written['slo.csv']}")
     code = EXIT_NOT_OK if not_ok or unreadable else EXIT_OK
 

@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aggregate.answers import PARETO_CSV, SLO_CSV, answer_files, answer_sections
-from aggregate.confidence import fold_repeats
-from aggregate.html import REPORT_HTML, build_html
-from aggregate.load import sort_key
-from aggregate.report import build_report
+from aggregate.answers.compute import Answers, compute_answers
+from aggregate.answers.confidence import fold_repeats
+from aggregate.answers.slo import Slo
+from aggregate.reader import sort_key
+from aggregate.render.answers import PARETO_CSV, SLO_CSV, answer_files, answer_sections
+from aggregate.render.html import REPORT_HTML, build_html
+from aggregate.render.report import build_report
 from aggregate.tables import error_text
 from jobs.files import atomic_write_text
 from jobs.record import FLAT_KEYS
@@ -96,24 +98,36 @@ def write_outputs(
     ``jsonl=False``: the caller writes results.jsonl itself (a sweep streams it).
     ``slo_*_ms``: p99 budgets in ms (None or 0: none); with one set, slo.csv is written.
     results.* keep every record; the report, plots and answers see repeats folded into one
-    summary per cell. Raises aggregate.slo.SloError for a budget that is not a number >= 0
-    (before anything is written)."""
+    summary per cell. Raises aggregate.answers.slo.SloError for a budget that is not a
+    number >= 0 (before anything is written)."""
+    given = Slo(ttft_ms=slo_ttft_ms, tpot_ms=slo_tpot_ms, e2e_ms=slo_e2e_ms)
+    return write_answered(sweep_dir, records, unreadable, plots, jsonl, given)[0]
+
+
+def write_answered(
+    sweep_dir: str | os.PathLike[str],
+    records: Sequence[Record],
+    unreadable: Sequence[tuple[str, str]],
+    plots: bool,
+    jsonl: bool,
+    given: Slo,
+) -> tuple[dict[str, str], Answers]:
+    """:func:`write_outputs`, also returning the answers it computed (once) and rendered."""
     root = Path(sweep_dir)
     records = sorted(records, key=sort_key)
-    slo = {"slo_ttft_ms": slo_ttft_ms, "slo_tpot_ms": slo_tpot_ms, "slo_e2e_ms": slo_e2e_ms}
     shown = fold_repeats(records)
-    extra = answer_files(shown, **slo)
+    answers = compute_answers(shown, given)
+    extra = answer_files(answers)
     out: dict[str, str] = {}
     if jsonl:
         out[RESULTS_JSONL] = atomic_write_text(root / RESULTS_JSONL, results_jsonl(records))
     out[RESULTS_CSV] = atomic_write_text(root / RESULTS_CSV, results_csv(records))
     figures: dict[str, str] = {}
     if plots:
-        from aggregate.plots import write_plots  # matplotlib only when plots are asked for
+        from aggregate.render.plots.static import write_plots  # matplotlib only when asked
 
-        figures = write_plots(root, shown)
-    answers = answer_sections(shown, figures, **slo)
-    report = build_report(root, shown, unreadable, figures, answers)
+        figures = write_plots(root, shown, answers)
+    report = build_report(root, shown, unreadable, figures, answer_sections(answers, figures))
     out[REPORT_MD] = atomic_write_text(root / REPORT_MD, report)
     out[REPORT_HTML] = atomic_write_text(root / REPORT_HTML, build_html(report, root))
     for name, text in extra.items():
@@ -122,4 +136,4 @@ def write_outputs(
         (root / stale).unlink(missing_ok=True)
     out.update(figures)
     log.debug("%s: wrote %s", root, ", ".join(out))
-    return out
+    return out, answers

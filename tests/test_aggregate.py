@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from aggregate import compare, compare_markdown, load_records, summary_table, write_outputs
-from aggregate.sidebyside import side_by_side
+from aggregate import compare, compare_markdown, summary_table, write_outputs
+from aggregate.reader import read_records as load_records
+from aggregate.render.sidebyside import side_by_side
 from aggregate.tables import (
     PIVOT_METRICS,
     FailureNotes,
@@ -317,13 +318,13 @@ def test_baseline_gate_fails_when_nothing_matched_or_cells_disappeared(tmp_path:
 
 
 def test_plot_titles_say_simulated_and_no_heavy_imports() -> None:
-    from aggregate.plots import _title
+    from aggregate.render.plots.static import _title
 
     recs = grid(backend="sim")
     assert "SIMULATED" in _title("label", "Output tokens/s vs batch", recs)
     assert "SIMULATED" not in _title("label", "Output tokens/s vs batch", grid())
     code = (
-        "import sys, aggregate, aggregate.plots, aggregate.__main__; "
+        "import sys, aggregate, aggregate.render.plots.static, aggregate.__main__; "
         "bad = [m for m in ('ray', 'torch', 'workers', 'pandas') if m in sys.modules]; "
         "assert not bad, bad"
     )

@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 
 from aggregate import write_outputs
-from aggregate.answers import SLO_COLUMNS, answer_sections, slo_csv, slo_row
-from aggregate.frontier import oom_frontier
-from aggregate.pareto import pareto_csv, pareto_points
-from aggregate.points import devices_per_cell, per_card
-from aggregate.slo import Slo, SloError, records_slo, slo_answers
+from aggregate.answers.frontier import oom_frontier
+from aggregate.answers.pareto import pareto_points
+from aggregate.answers.points import devices_per_cell, per_card
+from aggregate.answers.slo import Slo, SloError, records_slo, slo_answers
+from aggregate.render.answers import answer_sections_of as answer_sections
+from aggregate.render.answers import pareto_csv_of as pareto_csv
+from aggregate.render.slo import SLO_COLUMNS, slo_csv, slo_row
 from tests.test_aggregate import make_record, run_cli, write_sweep
 
 
@@ -214,7 +216,7 @@ def test_answers_in_report_with_plots(tmp_path: Path) -> None:
 def test_throughput_axis_is_log_when_the_bound_is_far_above() -> None:
     from matplotlib.figure import Figure
 
-    from aggregate.plots import _throughput
+    from aggregate.render.plots.static import _throughput
 
     for ratio, scale in ((50.0, "log"), (2.0, "linear")):
         recs = tpot_grid(seqs=(64,))

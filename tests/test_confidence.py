@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from aggregate import compare, write_outputs
-from aggregate.confidence import fold_repeats, interval, interval_of, t_quantile
-from aggregate.envdiff import environment_diff
+from aggregate.answers.confidence import fold_repeats, interval, interval_of, t_quantile
+from aggregate.baseline.envdiff import environment_diff
 from tests.test_aggregate import grid, make_record, run_cli, write_sweep
 
 # Student's t, two-sided 95% (scipy.stats.t.ppf(0.975, df)), and 99% at df 5.

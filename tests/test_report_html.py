@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from aggregate import write_outputs
-from aggregate.html import build_html, inline
+from aggregate.render.html import build_html, inline
 from tests.chromium import Chromium, find_chromium
 from tests.test_aggregate import grid, make_record, oom_record
 

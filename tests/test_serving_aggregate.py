@@ -7,7 +7,8 @@ import re
 
 from aggregate import summary_table
 from aggregate.outputs import write_outputs
-from aggregate.serving import highest_meeting_slo, load_label, serving_groups
+from aggregate.render.serving_tables import highest_meeting_slo
+from aggregate.serving import load_label, serving_groups
 from jobs.config import from_values
 from jobs.record import Outcome, Status, build_record
 
@@ -74,7 +75,7 @@ def test_report_plots_and_summary(tmp_path):
 
 
 def test_serving_records_are_readable_and_finished(tmp_path):
-    from aggregate.load import load_records
+    from aggregate.reader import read_records as load_records
     from jobs.files import finished_record, write_record
 
     rec = records()[0]

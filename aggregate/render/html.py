@@ -16,7 +16,7 @@ import logging
 import re
 from pathlib import Path
 
-from aggregate.html_assets import CSP, SCRIPT, STYLE
+from aggregate.render.html_assets import CSP, SCRIPT, STYLE
 from aggregate.tables import FLAG_MARKS, FLAG_MEANINGS, UNKNOWN_FLAG_MARK
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ Per group, with one line per seq and batch on a log2 axis:
   <slug>-memory.png      peak memory
   <slug>-energy.png      output tokens per joule and energy per output token (valid only)
 and, when the sweep has two or more groups, compare-throughput.png (one panel per seq);
-pareto.png and oom-frontier.png come from aggregate/answer_plots.py. Where the bound is more
+pareto.png and oom-frontier.png come from render/plots/answers.py. Where the bound is more
 than LOG_BOUND_RATIO x the measured tokens/s (a CPU), the throughput axis is logarithmic.
 Only ok cells are drawn; titles say how many cells are left out and carry SIMULATED when
 any cell of the figure is simulated.
@@ -15,31 +15,24 @@ any cell of the figure is simulated.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aggregate.answers.compute import Answers
+from aggregate.render.plots.answers import answer_plots
+from aggregate.render.plots.names import COMPARE_FIGURE, GROUP_FIGURES, PLOT_DIR, plot_name
+from aggregate.render.plots.save import save_png
+from aggregate.render.plots.serving import serving_plots
 from aggregate.serving import split
-from aggregate.serving_plots import serving_plots
 from aggregate.tables import SIMULATED, GroupKey, cell_map, group_records, is_simulated, ok_number
-from jobs.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
-PLOT_DIR = "plots"
 MIB = 2**20
-# The figures of one group, in report order (file name suffixes).
-GROUP_FIGURES = ("throughput", "e2e", "ttft-tpot", "memory", "energy")
-COMPARE_FIGURE = f"{PLOT_DIR}/compare-throughput.png"
-
-
-def plot_name(key: GroupKey, figure: str) -> str:
-    """Path of a group's figure relative to the sweep directory."""
-    return f"{PLOT_DIR}/{key.slug()}-{figure}.png"
 
 
 def _series(recs: Sequence[Record], key: str, scale: float = 1.0) -> dict[int, list[tuple]]:
@@ -82,12 +75,6 @@ def _draw(ax: Any, recs: Sequence[Record], key: str, scale: float, ylabel: str) 
         _log2_batch_axis(ax, batches)
         ax.set_ylabel(ylabel)
     return bool(batches)
-
-
-def _save(fig: Any, path: Path) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 # A bound this many times above the measured tokens/s puts the measured curves on a log axis.
@@ -177,7 +164,7 @@ def group_plots(key: GroupKey, recs: Sequence[Record], plot_dir: Path) -> dict[s
                 ax.legend(fontsize=8)
         if drawn:
             rel = plot_name(key, name)
-            out[rel] = _save(fig, plot_dir / Path(rel).name)
+            out[rel] = save_png(fig, plot_dir / Path(rel).name)
     return out
 
 
@@ -211,11 +198,14 @@ def compare_plot(groups: dict[GroupKey, list[Record]], plot_dir: Path) -> dict[s
             ax.legend(fontsize=7)
     for ax in axes[len(seqs) :]:
         ax.set_visible(False)
-    return {COMPARE_FIGURE: _save(fig, plot_dir / Path(COMPARE_FIGURE).name)}
+    return {COMPARE_FIGURE: save_png(fig, plot_dir / Path(COMPARE_FIGURE).name)}
 
 
-def write_plots(sweep_dir: str | os.PathLike[str], records: Sequence[Record]) -> dict[str, str]:
-    """All figures under SWEEP/plots/; PNGs there that this run did not draw are removed."""
+def write_plots(
+    sweep_dir: str | os.PathLike[str], records: Sequence[Record], answers: Answers
+) -> dict[str, str]:
+    """All figures under SWEEP/plots/ (``answers``: computed from ``records``); PNGs there
+    that this run did not draw are removed."""
     plot_dir = Path(sweep_dir) / PLOT_DIR
     plot_dir.mkdir(parents=True, exist_ok=True)
     static, serving = split(records)
@@ -225,9 +215,7 @@ def write_plots(sweep_dir: str | os.PathLike[str], records: Sequence[Record]) ->
         out.update(group_plots(key, recs, plot_dir))
     out.update(compare_plot(groups, plot_dir))
     out.update(serving_plots(serving, plot_dir))
-    from aggregate.answer_plots import answer_plots  # the answers' figures (Pareto, OOM)
-
-    out.update(answer_plots(records, plot_dir))
+    out.update(answer_plots(answers, plot_dir))
     kept = {Path(p).name for p in out.values()}
     for stale in plot_dir.glob("*.png"):
         if stale.name not in kept:

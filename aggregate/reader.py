@@ -1,4 +1,4 @@
-"""Finding and reading result records: every `record.json` under a sweep directory.
+"""The record reader: every `record.json` under a sweep directory, read and sorted.
 
 A record that cannot be used (truncated file, bad JSON, missing identity keys) is never
 dropped silently: it comes back as ``(path, reason)`` so reports can list it.
@@ -65,7 +65,7 @@ def sort_key(rec: dict[str, Any]) -> tuple:
     )
 
 
-def load_records(
+def read_records(
     sweep_dir: str | os.PathLike[str],
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """(records sorted by :func:`sort_key`, unreadable files as (path, reason))."""

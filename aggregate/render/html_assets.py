@@ -1,4 +1,4 @@
-"""The inline style, script and Content-Security-Policy of report.html (see aggregate/html.py).
+"""The inline style, script and Content-Security-Policy of report.html (see render/html.py).
 
 The policy allows only what is in the page: inline style and script, and data: images.
 The script sorts a table on a click of its header (numbers as numbers; text, '—' and 'n/a'

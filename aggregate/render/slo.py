@@ -1,30 +1,20 @@
-"""The "Answers" part of report.md and its CSV files: SLO limits (slo.csv), the Pareto front
-(pareto.csv), the out-of-memory frontier and the repeats' confidence intervals.
-
-The entry points take plain values so the end of a sweep can call them with numbers from
-its config: ``answer_sections(records, figures, slo_tpot_ms=50)`` and
-``answer_files(records, slo_tpot_ms=50)``.
-"""
+"""The SLO answers in the report, in slo.csv and on the console (the answers themselves:
+answers/slo.py)."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from aggregate.confidence import fold_repeats
-from aggregate.frontier import frontier_section
-from aggregate.pareto import pareto_csv, pareto_section
-from aggregate.points import devices_per_cell, load_text, per_card
-from aggregate.repeats import repeats_section
-from aggregate.slo import Slo, SloAnswer, records_slo, slo_answers
+from aggregate.answers.compute import Answers
+from aggregate.answers.points import devices_per_cell, load_text, per_card
+from aggregate.answers.slo import Slo, SloAnswer
 from aggregate.tables import MISSING, SIMULATED, Table, is_simulated, markdown, marks, ok_number
 
 Record = dict[str, Any]
 
-SLO_CSV = "slo.csv"
-PARETO_CSV = "pareto.csv"
 SLO_COLUMNS = (
     "kind", "model", "backend", "device", "dtype", "prompt_len", "seq", "fixed",
     "slo_ttft_ms", "slo_tpot_ms", "slo_e2e_ms", "load_axis", "answer_load",
@@ -118,10 +108,11 @@ def slo_section(answers: Sequence[SloAnswer], slo: Slo) -> list[str]:
     return lines + [markdown(table), ""]
 
 
-def slo_lines(records: Sequence[Record], slo: Slo) -> list[str]:
-    """One console line per answer (repeats folded), for the end of `python -m aggregate`."""
+def slo_lines(answers: Answers) -> list[str]:
+    """One console line per SLO answer, for the end of `python -m aggregate`."""
+    slo = answers.slo
     out = []
-    for ans in slo_answers(fold_repeats(records), slo):
+    for ans in answers.slo_answers:
         where = f"{ans.group.label()}{' · ' + ans.fixed if ans.fixed else ''}, seq {ans.seq}"
         if ans.best is None:
             out.append(f"  {where}: none ({ans.note(slo)})")
@@ -132,48 +123,4 @@ def slo_lines(records: Sequence[Record], slo: Slo) -> list[str]:
             f"  {where}: {ans.axis} {load_text(load)}{marks(rec)}, "
             f"{'n/a' if tps is None else f'{tps:.1f}'} output tok/s per card"
         )
-    return out
-
-
-def _slo(records: Sequence[Record], ttft_ms: Any, tpot_ms: Any, e2e_ms: Any) -> Slo:
-    """The SLO given; with none given, the one the records were run with (if any)."""
-    given = Slo(ttft_ms=ttft_ms, tpot_ms=tpot_ms, e2e_ms=e2e_ms)
-    return given if given.active() else records_slo(records)
-
-
-def answer_sections(
-    records: Sequence[Record],
-    figures: Mapping[str, str] | None = None,
-    *,
-    slo_ttft_ms: float | None = None,
-    slo_tpot_ms: float | None = None,
-    slo_e2e_ms: float | None = None,
-) -> list[str]:
-    """The "Answers" part of report.md (records: repeats already folded); [] when there is
-    nothing to answer. No budget given: the SLO the records were run with (``slo.*`` of their
-    config) when they agree on one. Raises SloError for a budget that is not a number >= 0."""
-    slo = _slo(records, slo_ttft_ms, slo_tpot_ms, slo_e2e_ms)
-    figures = figures or {}
-    body = slo_section(slo_answers(records, slo), slo)
-    body += pareto_section(records, figures)
-    body += frontier_section(records, figures)
-    body += repeats_section(records)
-    return ["## Answers", "", *body] if body else []
-
-
-def answer_files(
-    records: Sequence[Record],
-    *,
-    slo_ttft_ms: float | None = None,
-    slo_tpot_ms: float | None = None,
-    slo_e2e_ms: float | None = None,
-) -> dict[str, str]:
-    """{file name: text}: slo.csv when an SLO is set, pareto.csv when there are points."""
-    slo = _slo(records, slo_ttft_ms, slo_tpot_ms, slo_e2e_ms)
-    out = {}
-    if slo.active():
-        out[SLO_CSV] = slo_csv(slo_answers(records, slo), slo)
-    pareto = pareto_csv(records)
-    if pareto:
-        out[PARETO_CSV] = pareto
     return out

@@ -8,16 +8,14 @@ apart. Static sweeps only (records with a batch and no serving load).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aggregate.points import is_serving
-from aggregate.tables import MISSING, SIMULATED, GroupKey, Table, is_simulated, markdown
+from aggregate.answers.points import has_serving_load
+from aggregate.tables import GroupKey, is_simulated
 
 Record = dict[str, Any]
-
-FRONTIER_FIGURE = "plots/oom-frontier.png"
 
 
 @dataclass
@@ -72,7 +70,7 @@ def oom_frontier(records: Sequence[Record]) -> list[FrontierRow]:
     best: dict[tuple[GroupKey, int, int], Record] = {}
     for rec in records:
         b, s = rec.get("batch"), rec.get("seq")
-        if is_serving(rec) or not isinstance(b, int) or not isinstance(s, int):
+        if has_serving_load(rec) or not isinstance(b, int) or not isinstance(s, int):
             continue
         key = (GroupKey.of(rec), s, b)
         if key not in best or _rank(rec) > _rank(best[key]):
@@ -85,39 +83,3 @@ def oom_frontier(records: Sequence[Record]) -> list[FrontierRow]:
         if row.status[batch] == "ok" and "above_bound" in (rec.get("flags") or []):
             row.above_bound.add(batch)
     return list(rows.values())
-
-
-def frontier_section(records: Sequence[Record], figures: Mapping[str, str]) -> list[str]:
-    rows = oom_frontier(records)
-    if not rows:
-        return []
-    lines = ["### Out-of-memory frontier", ""]
-    if not any(r.smallest_oom is not None for r in rows):
-        largest = sorted({r.largest_ok for r in rows if r.largest_ok is not None})
-        shown = ", ".join(str(b) for b in largest) or MISSING
-        return lines + [f"No cell ran out of memory; largest batch that ran: {shown}.", ""]
-    lines += [
-        "Per group and generated length: the largest batch that ran (ok) and the smallest "
-        "that ran out of memory (`oom`); cells that failed otherwise are listed apart.",
-        "",
-    ]
-    table = Table(["group", "seq", "largest batch ran", "smallest batch OOM",
-                   "failed (not OOM)", "frontier"])  # fmt: skip
-    for r in rows:
-        ok = r.largest_ok
-        ran = MISSING if ok is None else str(ok) + (" †" if ok in r.above_bound else "")
-        oom = r.smallest_oom
-        table.rows.append(
-            [
-                r.group.label() + (f" ({SIMULATED})" if r.simulated else ""),
-                str(r.seq),
-                ran,
-                MISSING if oom is None else str(oom),
-                ", ".join(str(b) for b in r.failed) or MISSING,
-                r.note(),
-            ]  # fmt: skip
-        )
-    lines += [markdown(table), ""]
-    if FRONTIER_FIGURE in figures:
-        lines += [f"![out-of-memory frontier]({FRONTIER_FIGURE})", ""]
-    return lines

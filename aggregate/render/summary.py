@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aggregate.load import sort_key
+from aggregate.reader import sort_key
 from aggregate.serving import load_label
 from aggregate.tables import (
     NOT_REPORTED,

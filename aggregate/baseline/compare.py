@@ -14,10 +14,10 @@ regression). A cell that was ok in the baseline and is failed/oom now is a regre
 Cells only in one of the sweeps are listed but not counted.
 
 Repeats (records with ``repeat_of``) are folded into one summary per cell first
-(aggregate/confidence.py). When a matched pair has 95% confidence intervals, on one side or
-both, the intervals decide instead of the CV band: a change counts only when it lies outside
-them (no overlap; or a single value outside the other side's interval) and is larger than
-threshold_pct; a change within the intervals is noise.
+(aggregate/answers/confidence.py). When a matched pair has 95% confidence intervals, on one
+side or both, the intervals decide instead of the CV band: a change counts only when it lies
+outside them (no overlap; or a single value outside the other side's interval) and is larger
+than threshold_pct; a change within the intervals is noise.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aggregate.confidence import ci_call, fold_repeats
-from aggregate.energy import fmt_j, valid_number
+from aggregate.answers.confidence import ci_call, fold_repeats
+from aggregate.render.energy import fmt_j, valid_number
 from aggregate.tables import (
     MISSING,
     Table,

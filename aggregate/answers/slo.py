@@ -11,7 +11,7 @@ card (divided by the devices one cell used). Serving sweeps (records with ``requ
 ``concurrency``; ``workload == "serve"``): per (group, server settings, seq) the highest
 load that meets it; the load is the
 request rate when the sweep varies it (per concurrency), else the concurrency. A cell
-measured several times is judged on the means over its repeats (aggregate/confidence.py).
+measured several times is judged on the means over its repeats (aggregate/answers/confidence.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aggregate.points import is_serving, load_text, number, per_card, server_settings, usable
+from aggregate.answers.points import (
+    has_serving_load,
+    load_text,
+    number,
+    per_card,
+    server_settings,
+    usable,
+)
 from aggregate.tables import GroupKey, ok_number
 
 Record = dict[str, Any]
@@ -134,7 +141,7 @@ def _serving_axis(recs: Sequence[Record]) -> str:
 def _buckets(records: Sequence[Record]) -> dict[tuple, list[Record]]:
     out: dict[tuple, list[Record]] = {}
     for rec in records:
-        if is_serving(rec):
+        if has_serving_load(rec):
             key = ("serving", GroupKey.of(rec), server_settings(rec), rec.get("seq"))
         else:
             key = ("static", GroupKey.of(rec), "", rec.get("seq"))

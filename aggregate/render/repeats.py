@@ -1,12 +1,12 @@
 """The report section of cells measured several times: means and 95% confidence intervals
-(from records folded by :func:`aggregate.confidence.fold_repeats`)."""
+(from records folded by :func:`aggregate.answers.confidence.fold_repeats`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from aggregate.confidence import interval_of
+from aggregate.answers.confidence import interval_of
 from aggregate.tables import MISSING, SIMULATED, GroupKey, Table, is_simulated, markdown, marks
 
 Record = dict[str, Any]
@@ -30,9 +30,8 @@ def _ci_text(rec: Record, key: str, scale: float, spec: str) -> list[str]:
     return [mean, f"{iv.lo * scale:{spec}} – {iv.hi * scale:{spec}}{pct}"]
 
 
-def repeats_section(records: Sequence[Record]) -> list[str]:
-    """[] when no record is a summary of repeats."""
-    folded = [r for r in records if isinstance(r.get("repeats"), int)]
+def repeats_section(folded: Sequence[Record]) -> list[str]:
+    """``folded``: the records that summarise repeats (``Answers.repeats``); [] when none."""
     if not folded:
         return []
     headers = ["group", "batch", "seq", "repeats ok"]

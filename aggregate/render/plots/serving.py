@@ -1,4 +1,4 @@
-"""Serving figures (headless matplotlib, as aggregate.plots): per server settings, throughput
+"""Serving figures (headless matplotlib, as plots/static.py): per server settings, throughput
 and latency percentiles against the load; one Pareto plot of output tokens/s per card
 against tokens/s per user over every group. Only ok cells are drawn."""
 
@@ -8,17 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aggregate.render.plots.names import SERVE_PARETO_FIGURE, serving_figures
+from aggregate.render.plots.save import save_png
 from aggregate.serving import ServingKey, load_label, load_value, serving_groups
 from aggregate.tables import ok_number
 
 Record = dict[str, Any]
-PLOT_DIR = "plots"
-PARETO_FIGURE = f"{PLOT_DIR}/serve-pareto.png"
 _LATENCY = (("TTFT", "ttft_s"), ("TPOT", "tpot_s"))
-
-
-def group_figures(key: ServingKey) -> list[str]:
-    return [f"{PLOT_DIR}/{key.slug()}-{name}.png" for name in ("throughput", "latency")]
 
 
 def _points(recs: Sequence[Record], key: str, scale: float = 1.0) -> tuple[list, list]:
@@ -69,29 +65,25 @@ def _latency(axes: Sequence[Any], key: ServingKey, recs: Sequence[Record]) -> bo
 def _figures(key: ServingKey, recs: Sequence[Record], plot_dir: Path) -> dict[str, str]:
     from matplotlib.figure import Figure
 
-    from aggregate.plots import _save
-
     out: dict[str, str] = {}
-    through, latency = group_figures(key)
+    through, latency = serving_figures(key)
     fig = Figure(figsize=(6.5, 4.6), layout="constrained")
     ax = fig.subplots()
     if _throughput(ax, key, recs):
         _xaxis(ax, key, recs)
         ax.legend(fontsize=8)
         ax.set_title(f"Output tokens/s vs load\n{key.label()}", fontsize=9)
-        out[through] = _save(fig, plot_dir / Path(through).name)
+        out[through] = save_png(fig, plot_dir / Path(through).name)
     fig = Figure(figsize=(13, 4.6), layout="constrained")
     axes = fig.subplots(1, 2)
     if _latency(axes, key, recs):
         fig.suptitle(f"Latency percentiles vs load\n{key.label()}", fontsize=9)
-        out[latency] = _save(fig, plot_dir / Path(latency).name)
+        out[latency] = save_png(fig, plot_dir / Path(latency).name)
     return out
 
 
 def _pareto(groups: dict[ServingKey, list[Record]], plot_dir: Path) -> dict[str, str]:
     from matplotlib.figure import Figure
-
-    from aggregate.plots import _save
 
     fig = Figure(figsize=(7.5, 5.2), layout="constrained")
     ax = fig.subplots()
@@ -116,7 +108,7 @@ def _pareto(groups: dict[ServingKey, list[Record]], plot_dir: Path) -> dict[str,
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title("Serving: throughput per card against interactivity (up and right is better)")
-    return {PARETO_FIGURE: _save(fig, plot_dir / Path(PARETO_FIGURE).name)}
+    return {SERVE_PARETO_FIGURE: save_png(fig, plot_dir / Path(SERVE_PARETO_FIGURE).name)}
 
 
 def serving_plots(records: Sequence[Record], plot_dir: Path) -> dict[str, str]:

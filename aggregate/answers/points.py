@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from aggregate.serving import is_serving as _serve_workload
+from aggregate.serving import is_serving
 from aggregate.tables import ok_number
 
 Record = dict[str, Any]
@@ -55,15 +55,15 @@ def usable(rec: Record) -> bool:
     return rec.get("status") == "ok" and "above_bound" not in (rec.get("flags") or [])
 
 
-def is_serving(rec: Record) -> bool:
-    """A record of a serving sweep (``workload == "serve"``: a load against a server), not
-    of a static batch; a record with a serving load counts too."""
-    return _serve_workload(rec) or any(rec.get(k) is not None for k in SERVING_LOAD_KEYS)
+def has_serving_load(rec: Record) -> bool:
+    """Judged as serving by the answers: a serving record (``workload == "serve"``), or any
+    record with a serving load (``request_rate`` / ``concurrency``), not a static batch."""
+    return is_serving(rec) or any(rec.get(k) is not None for k in SERVING_LOAD_KEYS)
 
 
 def server_settings(rec: Record) -> str:
     """What tells one server configuration from another (serving records), else ''."""
-    if not is_serving(rec):
+    if not has_serving_load(rec):
         return ""
     return str(rec.get("server_settings") or rec.get("server") or rec.get("backend"))
 

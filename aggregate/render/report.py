@@ -8,10 +8,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from aggregate.energy import ENERGY_METRICS, energy_notes
-from aggregate.plots import COMPARE_FIGURE, GROUP_FIGURES, plot_name
-from aggregate.serving import serving_section, split
-from aggregate.sidebyside import side_by_side
+from aggregate.render.energy import ENERGY_METRICS, energy_notes
+from aggregate.render.plots.names import COMPARE_FIGURE, GROUP_FIGURES, plot_name
+from aggregate.render.serving_tables import serving_section
+from aggregate.render.sidebyside import side_by_side
+from aggregate.serving import split
 from aggregate.tables import (
     MISSING,
     NOT_REPORTED,
@@ -198,7 +199,7 @@ def build_report(
     answers: Sequence[str] = (),
 ) -> str:
     """The whole report.md text; ``plots`` maps relative PNG paths (as linked) to files;
-    ``answers``: the lines of the Answers part (aggregate/answers.py), after the overview."""
+    ``answers``: the lines of the Answers part (render/answers.py), after the overview."""
     plots = plots or {}
     static, serving = split(records)
     groups = group_records(static)

@@ -1,6 +1,6 @@
 """Figures of the answers: the Pareto front and the out-of-memory frontier map.
 
-Headless like aggregate/plots.py (matplotlib's Figure + Agg, no pyplot state).
+Headless like plots/static.py (matplotlib's Figure + Agg, no pyplot state).
   plots/pareto.png        one panel per (model, prompt length, workload); a colour per seq;
                           filled points on the front (joined), hollow points dominated
   plots/oom-frontier.png  one panel per group: a mark per (seq, batch) cell by status and
@@ -9,17 +9,17 @@ Headless like aggregate/plots.py (matplotlib's Figure + Agg, no pyplot state).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aggregate.frontier import FRONTIER_FIGURE, FrontierRow, oom_frontier
-from aggregate.pareto import PARETO_FIGURE, Point, Workload, pareto_points
+from aggregate.answers.compute import Answers
+from aggregate.answers.frontier import FrontierRow
+from aggregate.answers.pareto import Fronts, Point, Workload
+from aggregate.render.plots.names import FRONTIER_FIGURE, PARETO_FIGURE
+from aggregate.render.plots.save import save_png
 from aggregate.tables import SIMULATED
-from jobs.files import atomic_write_bytes
 
-Record = dict[str, Any]
 MAX_PANELS = 12
 _STATUS_STYLE = {  # status -> (marker, colour, label)
     "ok": ("o", "tab:green", "ran (ok)"),
@@ -27,12 +27,6 @@ _STATUS_STYLE = {  # status -> (marker, colour, label)
     "oom": ("X", "tab:red", "out of memory"),
     "failed": ("s", "tab:orange", "failed (not OOM)"),
 }
-
-
-def _save(fig: Any, path: Path) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 def _grid(n: int, width: float, height: float) -> tuple[Any, list[Any]]:
@@ -92,8 +86,7 @@ def _pareto_panel(ax: Any, title: str, works: list[tuple[Workload, list[Point]]]
     ax.legend(fontsize=7)
 
 
-def pareto_plot(records: Sequence[Record], plot_dir: Path) -> dict[str, str]:
-    fronts = pareto_points(records)
+def pareto_plot(fronts: Fronts, plot_dir: Path) -> dict[str, str]:
     if not fronts:
         return {}
     panels: dict[tuple, list[tuple[Workload, list[Point]]]] = {}
@@ -110,7 +103,7 @@ def pareto_plot(records: Sequence[Record], plot_dir: Path) -> dict[str, str]:
         model, prompt, workload, simulated = key
         title = f"{model} · prompt {prompt}" + (" · serving" if workload else "")
         _pareto_panel(ax, title + (f" — {SIMULATED}" if simulated else ""), panels[key])
-    return {PARETO_FIGURE: _save(fig, plot_dir / Path(PARETO_FIGURE).name)}
+    return {PARETO_FIGURE: save_png(fig, plot_dir / Path(PARETO_FIGURE).name)}
 
 
 def _frontier_panel(ax: Any, rows: list[FrontierRow]) -> None:
@@ -140,9 +133,8 @@ def _frontier_panel(ax: Any, rows: list[FrontierRow]) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
-def frontier_plot(records: Sequence[Record], plot_dir: Path) -> dict[str, str]:
+def frontier_plot(rows: Sequence[FrontierRow], plot_dir: Path) -> dict[str, str]:
     """Drawn only when some cell ran out of memory."""
-    rows = oom_frontier(records)
     if not any(r.smallest_oom is not None for r in rows):
         return {}
     by_group: dict[Any, list[FrontierRow]] = {}
@@ -156,9 +148,9 @@ def frontier_plot(records: Sequence[Record], plot_dir: Path) -> dict[str, str]:
         group_sim = any(r.simulated for r in by_group[group])
         ax.set_title(group.label() + (f" — {SIMULATED}" if group_sim else ""), fontsize=10)
         _frontier_panel(ax, by_group[group])
-    return {FRONTIER_FIGURE: _save(fig, plot_dir / Path(FRONTIER_FIGURE).name)}
+    return {FRONTIER_FIGURE: save_png(fig, plot_dir / Path(FRONTIER_FIGURE).name)}
 
 
-def answer_plots(records: Sequence[Record], plot_dir: Path) -> dict[str, str]:
+def answer_plots(answers: Answers, plot_dir: Path) -> dict[str, str]:
     """Both figures (each only when it has something to show)."""
-    return {**pareto_plot(records, plot_dir), **frontier_plot(records, plot_dir)}
+    return {**pareto_plot(answers.pareto, plot_dir), **frontier_plot(answers.frontier, plot_dir)}

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from aggregate.points import number
+from aggregate.answers.points import number
 
 Record = dict[str, Any]
 
