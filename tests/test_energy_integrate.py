@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.energy_integrate import (
+from workers.energy.integrate import (
     MIN_POWER_SAMPLES,
     Reason,
     Sample,

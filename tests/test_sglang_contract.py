@@ -42,9 +42,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from jobs.config import ModelConfig, SGLangOptions
 from tests.sglang_standin import sgl_cell
-from workers.backends.sglang import engine_kwargs, sampling_params
-from workers.backends.sglang_info import engine_limits, engine_memory
-from workers.backends.sglang_watch import EngineWatch, on_sigquit
+from workers.backends.sglang.backend import engine_kwargs, sampling_params
+from workers.backends.sglang.info import engine_limits, engine_memory
+from workers.backends.sglang.watch import EngineWatch, on_sigquit
 from workers.base import CellOOM
 
 CHECKED_VERSION = "0.5.23"

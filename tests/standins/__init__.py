@@ -1,0 +1,1 @@
+"""Stand-ins the tests (and bench/ scripts) run in place of real servers and engines."""
