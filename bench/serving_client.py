@@ -3,7 +3,7 @@ server that emits tokens at a known pace and records the pace it really kept.
 
     python bench/serving_client.py [--ttft-ms 50] [--itl-ms 10] [--tokens 64] [--streams 1 64]
 
-Starts the paced stand-in (``tests.standins.paced``) on loopback, runs a closed loop of N
+Starts the paced stand-in (``tests/standins/paced.py``) on loopback, runs a closed loop of N
 concurrent streams through the real client (``workers.serving.client``) and load generator,
 then compares, per percentile, the client's TTFT and ITL with the server's own (on the
 server's clock, from ``/stats``: first-token delay after it read the request, gaps between
@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.standins import PACED_SCRIPT  # noqa: E402
 from workers.metrics import inter_token_gaps, percentile  # noqa: E402
 from workers.serving.client import RequestInput, new_session, send_completion  # noqa: E402
 from workers.serving.engines import request_body  # noqa: E402
@@ -72,7 +73,7 @@ def main() -> None:
     a = ap.parse_args()
     for n in a.streams:
         port = free_port()
-        argv = [sys.executable, "-m", "tests.standins.paced", "--port", str(port),
+        argv = [sys.executable, PACED_SCRIPT, "--port", str(port),
                 "--ttft-ms", str(a.ttft_ms), "--itl-ms", str(a.itl_ms)]  # fmt: skip
         server = ServerProcess(argv, f"http://127.0.0.1:{port}", "/health", "paced")
         server.start()

@@ -9,13 +9,14 @@ import sys
 
 import pytest
 
+from tests.standins import PACED_SCRIPT
 from workers.serving.client import RequestInput, RequestOutput, new_session, send_completion
 from workers.serving.engines import request_body
 from workers.serving.metrics import is_good, serving_metrics
 from workers.serving.process import ServerFailed, ServerProcess, free_port
 from workers.serving.traffic import TrafficPlan, arrival_gaps, run_traffic
 
-PACED = [sys.executable, "-m", "tests.standins.paced"]
+PACED = [sys.executable, PACED_SCRIPT]
 
 
 def start_paced(*args: str) -> ServerProcess:

@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from tests.conftest import read_jsonl, sweep_dir
+from tests.standins import PACED_SCRIPT
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +27,7 @@ SMALL = ["workload=serve", "seq=8", "prompt_len=8", "workload.num_requests=4",
 
 
 def paced(*extra: str) -> list[str]:
-    cmd = ["{python}", "-m", "tests.standins.paced", "--port", "{port}", "--ttft-ms", "5",
+    cmd = ["{python}", PACED_SCRIPT, "--port", "{port}", "--ttft-ms", "5",
            "--itl-ms", "2", *extra]  # fmt: skip
     return ["server.kind=command", "server.api=vllm", f"server.command={json.dumps(cmd)}"]
 
@@ -137,7 +138,7 @@ def test_an_external_server_url_is_used_as_it_is(launch, tmp_path):
     from workers.serving.process import ServerProcess, free_port
 
     port = free_port()
-    argv = [sys.executable, "-m", "tests.standins.paced", "--port", str(port)]
+    argv = [sys.executable, PACED_SCRIPT, "--port", str(port)]
     server = ServerProcess(argv, f"http://127.0.0.1:{port}", "/health", "paced")
     server.start()
     try:

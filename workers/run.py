@@ -12,7 +12,7 @@ of its traceback when the cell failed; the record is built from it by
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from jobs.config import CellConfig
 from jobs.record import Outcome, Status, build_record
@@ -24,9 +24,30 @@ from workers.static.measure import StaticCell
 log = logging.getLogger(__name__)
 
 
+class CellRun(Protocol):
+    """The steps of one kind of cell, around the one failure wrapper below."""
+
+    failure_level: int  # the level its failures are logged at
+
+    def start(self, out: Outcome) -> None:
+        """Record keys known before anything can fail (never raises)."""
+
+    def run(self, out: Outcome) -> None:
+        """Load (or reuse), measure and fill ``out`` with status ok; raises what the cell
+        raised."""
+
+    def is_oom(self, exc: BaseException) -> bool: ...
+
+    def after_failure(self, exc: BaseException, out: Outcome) -> None:
+        """After the models were dropped: what else a failure of this kind leaves."""
+
+    def summary(self, out: Outcome) -> str:
+        """The one-line summary of an ok cell for the log."""
+
+
 def measure(cell: CellConfig, repeat: int | None = None) -> Outcome:
     """Measure one cell on this process's device. Never raises for a problem of the cell."""
-    job = ServingCell(cell) if cell.serving else StaticCell(cell, repeat)
+    job: CellRun = ServingCell(cell) if cell.serving else StaticCell(cell, repeat)
     env = environment()
     out = Outcome(env=env, started_at=utc_now())
     out.fields.update(node=env["host"])
@@ -37,7 +58,7 @@ def measure(cell: CellConfig, repeat: int | None = None) -> Outcome:
         failed = Outcome.failure(exc, Status.OOM if job.is_oom(exc) else Status.FAILED)
         out.status, out.error = failed.status, failed.error
         first = str(exc).splitlines()[0] if str(exc) else ""
-        log.info("[%s] %s: %s", cell.model.name, out.status.value, first)  # the driver says it
+        log.log(job.failure_level, "[%s] %s: %s", cell.model.name, out.status.value, first)
         drop_models()  # a failed cell may leave its model or server in a bad state
         job.after_failure(exc, out)
     out.finished_at = utc_now()

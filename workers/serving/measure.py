@@ -130,6 +130,8 @@ def _measure(cell: CellConfig, device: Device, out: Outcome) -> None:
 class ServingCell:
     """One serving cell against this worker's server (see ``workers.run`` for the steps)."""
 
+    failure_level = logging.ERROR  # a server's failure is worth seeing in the worker's log
+
     def __init__(self, cell: CellConfig) -> None:
         self.cell = cell
 

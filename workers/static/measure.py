@@ -214,6 +214,8 @@ def _run(cell: CellConfig, device: Any, out: Outcome, repeat: int | None = None)
 class StaticCell:
     """One static cell on this process's device (see ``workers.run`` for the steps)."""
 
+    failure_level = logging.INFO  # the sweep's driver reports a failed cell
+
     def __init__(self, cell: CellConfig, repeat: int | None = None) -> None:
         self.cell, self.repeat = cell, repeat
         self.device: Any = None
