@@ -211,7 +211,7 @@ def test_sglang_processes_log_through_the_watch_config(tmp_path):
         "configure_logger(ServerArgs(model_path='/m', log_level='warning'))\n"
         "logging.getLogger('sglang.srt.managers.scheduler').error("
         "'Scheduler hit an exception: torch.OutOfMemoryError: CUDA out of memory')\n"
-        "logging.getLogger('workers.measure').error('a log line of this project')\n"
+        "logging.getLogger('workers.run').error('a log line of this project')\n"
     )
     env = {**os.environ, **watch.log_env()}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)

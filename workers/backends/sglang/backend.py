@@ -1,6 +1,6 @@
 """SGLang's offline engine (`sglang.Engine`) on one device (or `tp_size` devices).
 
-The engine starts once per (device, model) in ``load`` (the measuring loop keeps loaded
+The engine starts once per (device, model) in ``load`` (workers.model_cache keeps loaded
 backends per process, so one long-lived worker reuses it across cells) and is shut down in
 ``close``. A cell submits its `batch` prompts of exactly `prompt_len` token ids in one
 ``generate`` call (``input_ids=`` a list of lists; the engine runs with
