@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from jobs.config import BenchConfig, CellConfig, DeviceConfig  # noqa: E402
-from workers import measure  # noqa: E402
+from workers import model_cache  # noqa: E402
+from workers.run import run_cell  # noqa: E402
 
 
 def bare_generate_s(backend) -> tuple[float, int]:
@@ -63,9 +64,9 @@ def main() -> None:
         device=DeviceConfig(name=args.device),
         bench=BenchConfig(warmup=3, iterations=10),
     )
-    rec = measure.run_cell(cell)
+    rec = run_cell(cell)
     assert rec["status"] == "ok", rec["error"]
-    backend = next(iter(measure._LOADED.values()))
+    backend = next(iter(model_cache._LOADED.values()))
     backend.prepare(cell)
     harness, bare, ratios = [], [], []
     for _ in range(args.pairs):

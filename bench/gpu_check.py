@@ -162,8 +162,8 @@ def run_all(todo: list[Phase], work: Path, env: dict[str, str], budget_s: float)
 
 
 def direct_snapshot(smoke: bool) -> dict | None:
-    """nvidia-smi run here, parsed by workers.smi (None in smoke runs without the tool)."""
-    from workers.smi import snapshot
+    """nvidia-smi run here, parsed by workers.device.smi (None in smoke runs without the tool)."""
+    from workers.device.smi import snapshot
 
     snap = snapshot("cuda")
     if smoke and snap and snap.get("error", "").endswith("not found on PATH"):

@@ -3,7 +3,7 @@ server that emits tokens at a known pace and records the pace it really kept.
 
     python bench/serving_client.py [--ttft-ms 50] [--itl-ms 10] [--tokens 64] [--streams 1 64]
 
-Starts the paced stand-in (``workers.serving.paced``) on loopback, runs a closed loop of N
+Starts the paced stand-in (``tests/standins/paced.py``) on loopback, runs a closed loop of N
 concurrent streams through the real client (``workers.serving.client``) and load generator,
 then compares, per percentile, the client's TTFT and ITL with the server's own (on the
 server's clock, from ``/stats``: first-token delay after it read the request, gaps between
@@ -22,11 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.standins import PACED_SCRIPT  # noqa: E402
 from workers.metrics import inter_token_gaps, percentile  # noqa: E402
 from workers.serving.client import RequestInput, new_session, send_completion  # noqa: E402
 from workers.serving.engines import request_body  # noqa: E402
-from workers.serving.load import LoadPlan, run_load  # noqa: E402
 from workers.serving.process import ServerProcess, free_port  # noqa: E402
+from workers.serving.traffic import TrafficPlan, run_traffic  # noqa: E402
 
 
 def _run(base: str, streams: int, tokens: int, rounds: int) -> tuple[list, list]:
@@ -35,8 +36,8 @@ def _run(base: str, streams: int, tokens: int, rounds: int) -> tuple[list, list]
     async def go():
         async with new_session(streams) as session:
             url = base + "/v1/completions"
-            plan = LoadPlan(concurrency=streams, num_requests=streams * rounds)
-            return await run_load(lambda i: req, lambda r: send_completion(session, url, r, 600),
+            plan = TrafficPlan(concurrency=streams, num_requests=streams * rounds)
+            return await run_traffic(lambda i: req, lambda r: send_completion(session, url, r, 600),
                                   plan)  # fmt: skip
 
     res = asyncio.run(go())
@@ -72,7 +73,7 @@ def main() -> None:
     a = ap.parse_args()
     for n in a.streams:
         port = free_port()
-        argv = [sys.executable, "-m", "workers.serving.paced", "--port", str(port),
+        argv = [sys.executable, PACED_SCRIPT, "--port", str(port),
                 "--ttft-ms", str(a.ttft_ms), "--itl-ms", str(a.itl_ms)]  # fmt: skip
         server = ServerProcess(argv, f"http://127.0.0.1:{port}", "/health", "paced")
         server.start()

@@ -29,7 +29,7 @@ from jobs.config import (  # noqa: E402
     DeviceConfig,
     HFOptions,
 )
-from workers import measure  # noqa: E402
+from workers.run import run_cell  # noqa: E402
 
 VARIANTS = {
     "off (dynamic cache)": HFOptions(),
@@ -60,7 +60,7 @@ def main() -> None:
                 device=DeviceConfig(name=args.device),
                 bench=BenchConfig(warmup=3, iterations=10),
             )
-            rec = measure.run_cell(cell)
+            rec = run_cell(cell)
             assert rec["status"] == "ok", rec["error"]
             assert rec["generated_tokens"] == rec["expected_tokens"], rec["flags"]
             tok_s[name].append(rec["output_tokens_per_s"])

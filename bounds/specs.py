@@ -7,10 +7,10 @@ where sources disagree the highest credible figure is kept and the `note` says s
 
 `lookup(name)` maps a device name as torch reports it ("NVIDIA H100 80GB HBM3",
 "Ascend910B3", ...) or a spec key ("ascend_910b") to a spec. Devices without a spec (CPUs,
-unlisted chips) get a spec measured on the device itself (workers/bandwidth.py).
+unlisted chips) get a spec measured on the device itself (workers/device/bandwidth.py).
 
 Power (`tdp_w`, `idle_w`) feeds the simulator's power model only; measured energy comes from
-the device (workers/energy.py).
+the device (workers/energy/meter.py).
 
 Pure data: no torch, no project imports (workers/ and aggregate/ both use it).
 """

@@ -84,7 +84,7 @@ class ValidateOnRun(Callback):
 
 def run_planned(planned: PlannedCell) -> Outcome:
     """The runner of a ray_cells worker: measure the planned cell here."""
-    from workers.measure import measure
+    from workers.run import measure
 
     return measure(planned.cell, planned.repeat)
 
@@ -115,7 +115,8 @@ def run_task(cfg: Any) -> list[dict[str, Any]]:
 
 
 def _measure_here(planned: PlannedCell, where: Path, resume: bool) -> dict[str, Any]:
-    from workers.measure import drop_models, measure
+    from workers.model_cache import drop_models
+    from workers.run import measure
 
     done = finished_record(where, planned.cell_id) if resume else None
     outcome = None if done else measure(planned.cell, planned.repeat)

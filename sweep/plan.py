@@ -45,7 +45,7 @@ def normalise_paths(cell: CellConfig) -> CellConfig:
 
 @functools.lru_cache(maxsize=1)
 def _local_device() -> str:
-    from workers.devices import resolve_device
+    from workers.device.devices import resolve_device
 
     return resolve_device("auto")
 

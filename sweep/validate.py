@@ -67,7 +67,7 @@ def check_model_config(cell: CellConfig, on_this_host: bool = True) -> None:
 def check_backend(cell: CellConfig, on_this_host: bool = True) -> None:
     name = cell.backend.name
     if name == "sglang" and on_this_host:
-        from workers.backends.sglang import check_available
+        from workers.backends.sglang.backend import check_available
         from workers.base import BackendUnavailable
 
         try:
@@ -115,7 +115,7 @@ def check_device_here(cell: CellConfig) -> None:
     """For a run on this host (no Ray): is the requested device usable here?"""
     if cell.backend.name == "sim" or (cell.serving and cell.server.kind == "url"):
         return  # the simulator pretends to be the device; an external server has its own
-    from workers.devices import DeviceUnavailable, resolve_device
+    from workers.device.devices import DeviceUnavailable, resolve_device
 
     try:
         resolve_device(cell.device.name)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from workers import energy_sources as es
+from workers.device import nvml as nvml_lib
 
 SUCCESS, UNINITIALIZED, INVALID_ARGUMENT, NOT_SUPPORTED, NOT_FOUND = 0, 1, 2, 3, 6
 UNKNOWN = 999
@@ -127,6 +127,6 @@ def install_fake_nvml(monkeypatch: pytest.MonkeyPatch, gpus: list[FakeGpu]) -> F
     monkeypatch.setattr(pynvml, "nvmlLib", lib)
     monkeypatch.setattr(pynvml, "_nvmlGetFunctionPointer_cache", {})
     monkeypatch.setattr(pynvml, "_nvmlLib_refcount", 0)
-    monkeypatch.setattr(es, "_torch_uuids", lambda n: [])
+    monkeypatch.setattr(nvml_lib, "_torch_uuids", lambda n: [])
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return lib

@@ -66,8 +66,8 @@ def installed(monkeypatch: Any, server_info: dict | None = None) -> Iterator[typ
     """The body of a test's ``stand_in`` fixture: the backend builds this stand-in instead of
     ``sglang.Engine`` (fresh class state, ``server_info`` as its engine reports it); after the
     test, the models are dropped and SIGQUIT's disposition is put back."""
-    from workers import measure
-    from workers.backends import sglang as sgl
+    from workers.backends.sglang import backend as sgl
+    from workers.model_cache import drop_models
 
     StandInEngine.instances = []
     StandInEngine.short_by = 0
@@ -76,7 +76,7 @@ def installed(monkeypatch: Any, server_info: dict | None = None) -> Iterator[typ
     monkeypatch.setattr(sgl.SGLangBackend, "engine_factory", StandInEngine)
     previous = signal.getsignal(signal.SIGQUIT)
     yield StandInEngine
-    measure.drop_models()
+    drop_models()
     signal.signal(signal.SIGQUIT, previous)
 
 

@@ -1,4 +1,4 @@
-"""Energy of a window from samples, and the validity rules (workers/energy_integrate.py).
+"""Energy of a window from samples, and the validity rules (workers/energy/integrate.py).
 
 Pure arithmetic on synthetic times: no thread, no clock, nothing that depends on timing."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.energy_integrate import (
+from workers.energy.integrate import (
     MIN_POWER_SAMPLES,
     Reason,
     Sample,

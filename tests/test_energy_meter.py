@@ -13,9 +13,11 @@ import psutil
 import pytest
 
 from jobs.config import BenchConfig, CellConfig, DeviceConfig, ModelConfig
-from workers import base, energy, measure
+from workers import base
+from workers import run as measure
 from workers.base import Backend, IterationResult
-from workers.energy_integrate import Reason, SourceInfo
+from workers.energy import meter as energy
+from workers.energy.integrate import Reason, SourceInfo
 
 QUICK = BenchConfig(name="quick", warmup=2, iterations=3, max_iterations=3)
 WAIT_S = 60.0  # an upper limit for events on a loaded machine, never a duration relied on
@@ -164,7 +166,7 @@ def test_a_stuck_read_is_reported_and_the_cell_goes_on(fake_cell, monkeypatch):
 def test_npu_smi_sampler_leaves_no_process(tmp_path, monkeypatch):
     """A stand-in npu-smi that hangs on every read after the first two: reads time out, the
     window closes, and no npu-smi process is left running."""
-    from workers import energy_npu
+    from workers.device import npu_smi as energy_npu
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -12,9 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.nvml_stub import FakeGpu, install_fake_nvml
-from workers import energy_npu as en
-from workers import energy_sources as es
-from workers.energy_integrate import Reason, Sample, integrate
+from workers.device import nvml as nvml_lib
+from workers.device.npu_smi import npu_chips, parse_chip_map
+from workers.device.tools import Unavailable
+from workers.energy import npu as en
+from workers.energy import rapl
+from workers.energy.integrate import Reason, Sample, integrate
+from workers.energy.nvml import NvmlSource
+from workers.energy.rapl import RaplSource
 
 FIXTURES = Path(__file__).parent / "fixtures" / "energy"
 
@@ -32,7 +37,7 @@ def rows(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def replay(source: es.NvmlSource, gpu: FakeGpu, name: str) -> list[Sample]:
+def replay(source: NvmlSource, gpu: FakeGpu, name: str) -> list[Sample]:
     """Each fixture row: set what the GPU answers, read through pynvml at the row's time."""
     out = []
     for row in rows(name):
@@ -47,7 +52,7 @@ def test_nvml_energy_counter_over_a_captured_sequence(fake_nvml, monkeypatch):
     gpu = FakeGpu("GPU-aaaa")
     lib = fake_nvml([FakeGpu("GPU-other"), gpu])
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # the cell's GPU is NVML index 1
-    source = es.NvmlSource(per_cell=1)
+    source = NvmlSource(per_cell=1)
     assert source.info.name == "nvml_energy" and source.info.kind == "counter"
     samples = replay(source, gpu, "nvml-h100-sxm-decode.csv")
     assert sum(s.values[0] is None for s in samples) == 3  # the failed reads are gaps
@@ -67,7 +72,7 @@ def test_nvml_energy_counter_over_a_captured_sequence(fake_nvml, monkeypatch):
 def test_nvml_counter_reset_is_invalid(fake_nvml):
     gpu = FakeGpu("GPU-aaaa")
     fake_nvml([gpu])
-    source = es.NvmlSource(per_cell=1)
+    source = NvmlSource(per_cell=1)
     got = integrate(source.info, replay(source, gpu, "nvml-h100-sxm-reset.csv"), 0.0, 2.0)
     assert got.reasons == [Reason.COUNTER_RESET.value]
     source.close()
@@ -76,7 +81,7 @@ def test_nvml_counter_reset_is_invalid(fake_nvml):
 def test_nvml_power_where_no_counter(fake_nvml):
     gpu = FakeGpu("GPU-pascal", has_counter=False)
     fake_nvml([gpu])
-    source = es.NvmlSource(per_cell=1)
+    source = NvmlSource(per_cell=1)
     assert source.info.name == "nvml_power" and source.info.resolution_s == 1.0
     got = integrate(source.info, replay(source, gpu, "nvml-h100-sxm-decode.csv"), 0.05, 2.95)
     assert Reason.SAMPLE_GAP.value in got.reasons  # 0.4 s without power readings
@@ -87,24 +92,24 @@ def test_nvml_power_where_no_counter(fake_nvml):
 def test_nvml_events_and_uuid_mapping(fake_nvml, monkeypatch):
     gpus = [FakeGpu("GPU-a", reasons=0x1), FakeGpu("GPU-b", reasons=0x4 | 0x40)]
     fake_nvml(gpus)
-    monkeypatch.setattr(es, "_torch_uuids", lambda n: ["GPU-b"])  # torch's cuda:0 is GPU-b
-    source = es.NvmlSource(per_cell=1)
+    monkeypatch.setattr(nvml_lib, "_torch_uuids", lambda n: ["GPU-b"])  # torch's cuda:0 is GPU-b
+    source = NvmlSource(per_cell=1)
     assert source.events() == [0x44]
     source.close()
-    monkeypatch.setattr(es, "_torch_uuids", lambda n: ["GPU-missing"])
-    with pytest.raises(es.Unavailable, match="Not Found"):
-        es.NvmlSource(per_cell=1)
+    monkeypatch.setattr(nvml_lib, "_torch_uuids", lambda n: ["GPU-missing"])
+    with pytest.raises(Unavailable, match="Not Found"):
+        NvmlSource(per_cell=1)
 
 
 def test_nvml_missing_library_or_module(monkeypatch):
     pynvml = pytest.importorskip("pynvml")
     monkeypatch.setattr(pynvml, "nvmlLib", None)  # libnvidia-ml.so.1 is not on this host
     monkeypatch.setattr(pynvml, "_nvmlGetFunctionPointer_cache", {})
-    with pytest.raises(es.Unavailable, match="nvmlInit failed"):
-        es.NvmlSource(per_cell=1)
-    monkeypatch.setattr(es.importlib, "import_module", _no_module)
-    with pytest.raises(es.Unavailable, match="nvidia-ml-py"):
-        es.NvmlSource(per_cell=1)
+    with pytest.raises(Unavailable, match="nvmlInit failed"):
+        NvmlSource(per_cell=1)
+    monkeypatch.setattr(nvml_lib.importlib, "import_module", _no_module)
+    with pytest.raises(Unavailable, match="nvidia-ml-py"):
+        NvmlSource(per_cell=1)
 
 
 def _no_module(name: str) -> None:
@@ -131,7 +136,7 @@ def npu_smi(tmp_path, monkeypatch):
         assert kw.get("timeout") is not None
         return real_run(argv, **kw)
 
-    monkeypatch.setattr(en.subprocess, "run", spy)
+    monkeypatch.setattr(subprocess, "run", spy)
 
     def install(chip_map: str = "npu-smi-m-910b3-x8.txt", health: str = "ok", body: str = ""):
         script = bin_dir / "npu-smi"
@@ -166,13 +171,13 @@ def test_npu_smi_power_format_parses():
 
 
 def test_npu_chip_map_and_logical_ids(npu_smi, monkeypatch):
-    assert en.parse_chip_map((FIXTURES / "npu-smi-m-a3-2x2.txt").read_text()) == {
+    assert parse_chip_map((FIXTURES / "npu-smi-m-a3-2x2.txt").read_text()) == {
         0: (0, 0), 1: (0, 1), 2: (1, 0), 3: (1, 1)
     }  # fmt: skip
     npu_smi(chip_map="npu-smi-m-a3-2x2.txt")
     monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "3,1")
-    assert en.npu_chips(per_cell=1) == [(1, 1)]  # logic id 3 is NPU 1, chip 1
-    assert en.npu_chips(per_cell=2) == [(1, 1), (0, 1)]
+    assert npu_chips(per_cell=1) == [(1, 1)]  # logic id 3 is NPU 1, chip 1
+    assert npu_chips(per_cell=2) == [(1, 1), (0, 1)]
 
 
 def test_npu_smi_power_sequence_with_failures(npu_smi, monkeypatch):
@@ -193,10 +198,10 @@ def test_npu_smi_power_sequence_with_failures(npu_smi, monkeypatch):
 
 def test_npu_smi_without_tool_or_reading(npu_smi, monkeypatch, tmp_path):
     npu_smi(body='[ "$1 $2 $3" = "info -t power" ] && { echo "NA"; exit 0; }')
-    with pytest.raises(es.Unavailable, match="no reading for NPU 0 chip 0"):
+    with pytest.raises(Unavailable, match="no reading for NPU 0 chip 0"):
         en.NpuSmiSource(per_cell=1)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    with pytest.raises(es.Unavailable, match="not on PATH"):
+    with pytest.raises(Unavailable, match="not on PATH"):
         en.NpuSmiSource(per_cell=1)
 
 
@@ -229,7 +234,7 @@ def test_rapl_packages_and_dram_with_a_wrap(tmp_path):
             "intel-rapl:2": ("psys", 9, MAX_UJ),  # platform: overlaps the packages
         },
     )
-    source = es.RaplSource(root)
+    source = RaplSource(root)
     assert source.info.devices == (
         "intel-rapl:0 (package-0)", "intel-rapl:0:1 (dram)", "intel-rapl:1 (package-1)"
     )  # fmt: skip
@@ -247,12 +252,12 @@ def test_rapl_packages_and_dram_with_a_wrap(tmp_path):
 
 
 def test_rapl_missing_or_unreadable(tmp_path, monkeypatch):
-    with pytest.raises(es.Unavailable, match="no RAPL package zone"):
-        es.RaplSource(tmp_path / "nothing")
+    with pytest.raises(Unavailable, match="no RAPL package zone"):
+        RaplSource(tmp_path / "nothing")
     root = powercap(tmp_path / "pc", {"intel-rapl:0": ("package-0", 1, MAX_UJ)}, mode=0o000)
-    monkeypatch.setattr(es.os, "access", lambda path, mode: False)  # as a non-root user sees it
-    with pytest.raises(es.Unavailable, match="CVE-2020-8694"):
-        es.RaplSource(root)
+    monkeypatch.setattr(rapl.os, "access", lambda path, mode: False)  # as a non-root user sees it
+    with pytest.raises(Unavailable, match="CVE-2020-8694"):
+        RaplSource(root)
 
 
 def test_torch_uuids_get_nvidia_prefix(monkeypatch):
@@ -266,5 +271,5 @@ def test_torch_uuids_get_nvidia_prefix(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: Props(uuids[i]))
-    assert es._torch_uuids(2) == [f"GPU-{uuids[0]}", uuids[1]]
-    assert es._torch_uuids(3) == []  # fewer GPUs than the cell holds: use the env ids
+    assert nvml_lib._torch_uuids(2) == [f"GPU-{uuids[0]}", uuids[1]]
+    assert nvml_lib._torch_uuids(3) == []  # fewer GPUs than the cell holds: use the env ids

@@ -12,7 +12,7 @@ from hydra.core.utils import JobReturn, JobStatus
 
 from jobs.record import Flag, Outcome, Status
 from tests.nvml_stub import FakeGpu, install_fake_nvml
-from workers import energy_npu, health
+from workers.device import health, npu_smi
 
 MIB = 2**20
 GIB = 2**30
@@ -119,7 +119,7 @@ def test_nvml_throttle_reasons_during_the_window(monkeypatch):
 
 
 def test_nvml_missing_is_reported_not_raised(monkeypatch):
-    monkeypatch.setattr(health.src, "import_pynvml", _raise)
+    monkeypatch.setattr(health.nvml_lib, "import_pynvml", _raise)
     monkeypatch.setitem(health.PROBE, "memory", lambda kind: None)
     watch = health.CellHealth("cuda", 1, simulated=False)
     watch.before()
@@ -128,7 +128,7 @@ def test_nvml_missing_is_reported_not_raised(monkeypatch):
 
 
 def _raise() -> None:
-    raise health.src.Unavailable("pynvml is not installed: pip install -e '.[cuda]' (nvidia-ml-py)")
+    raise health.Unavailable("pynvml is not installed: pip install -e '.[cuda]' (nvidia-ml-py)")
 
 
 @pytest.mark.parametrize("status, flagged", [("ok", False), ("warning", True)])
@@ -150,7 +150,7 @@ esac
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "6")
     monkeypatch.setitem(health.PROBE, "memory", lambda kind: None)
-    assert energy_npu.npu_chips(1) == [(6, 0)]
+    assert npu_smi.npu_chips(1) == [(6, 0)]
     watch = health.CellHealth("npu", 1, simulated=False)
     watch.before()
     row = watch.start[0]

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from jobs.config import BenchConfig, CellConfig, DeviceConfig, ModelConfig
-from workers import measure
+from workers import model_cache
+from workers import run as measure
 from workers.backends.hf import _count_generated
+from workers.static.measure import quality_flags
 
 QUICK = BenchConfig(name="quick", warmup=1, iterations=2, max_iterations=2)
 
@@ -68,10 +70,10 @@ def test_count_stops_at_first_eos():
 
 def test_model_is_loaded_once_per_process(tiny_cache):
     measure.drop_models()
-    before = measure.LOAD_COUNT["loads"]
+    before = model_cache.LOAD_COUNT["loads"]
     a = measure.run_cell(cell(tiny_cache, batch=1, seq=3, prompt_len=4))
     b = measure.run_cell(cell(tiny_cache, batch=2, seq=4, prompt_len=4))
-    assert measure.LOAD_COUNT["loads"] == before + 1
+    assert model_cache.LOAD_COUNT["loads"] == before + 1
     assert a["model_reused"] is False and b["model_reused"] is True
 
 
@@ -89,6 +91,6 @@ def test_short_output_and_unstable_flags():
     c = CellConfig(bench=BenchConfig(iterations=2, min_duration_s=5.0, unstable_cv=0.1))
     rec = {"generated_tokens": 5, "expected_tokens": 8, "e2e_cv": 0.5,
            "measured_iterations": 2, "measured_s": 1.0}  # fmt: skip
-    assert measure.quality_flags(rec, c, False) == ["short_output", "unstable", "too_brief"]
+    assert quality_flags(rec, c, False) == ["short_output", "unstable", "too_brief"]
     rec.update(generated_tokens=8, e2e_cv=0.01, measured_s=6.0)
-    assert measure.quality_flags(rec, c, True) == ["simulated"]
+    assert quality_flags(rec, c, True) == ["simulated"]

@@ -19,7 +19,7 @@ from jobs.config import (
     HFOptions,
     ModelConfig,
 )
-from workers import measure, run_cell
+from workers import model_cache, run_cell
 from workers.backends import hf
 from workers.models import (
     DUMMY_HIGH,
@@ -43,7 +43,7 @@ def llama_parameters(cfg: dict) -> int:
 @pytest.fixture(autouse=True)
 def _drop_loaded_models():
     yield
-    measure.drop_models()
+    model_cache.drop_models()
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,7 @@ def test_llama3_8b_dummy_one_layer_through_run_cell():
     assert rec["dtype"] == "bfloat16" and rec["load_format"] == "dummy"
     assert Path(rec["model_path"]) == SHIPPED_CONFIGS / "llama3_8b"
     assert rec["generated_tokens"] == rec["expected_tokens"] == 2
-    (backend,) = measure._LOADED.values()
+    (backend,) = model_cache._LOADED.values()
     assert backend.tokenizer is None
     params = list(backend.model.parameters())
     assert {p.dtype for p in params} == {torch.bfloat16}
@@ -135,7 +135,7 @@ def test_static_cache_exact_tokens_and_step_clock(tiny_cache):
     assert set(rec["flags"]) <= {"unstable", "host_busy"}  # they depend on machine load
     assert all(len(s) == 6 and s == sorted(s) for s in rec["raw"]["step_times_s"])
     assert rec["engine"] == {"kv_cache": "static", "compiled": False}
-    (backend,) = measure._LOADED.values()
+    (backend,) = model_cache._LOADED.values()
     assert not hasattr(backend.model, "_compiled_call")
 
 
@@ -149,6 +149,6 @@ def test_compile_wiring_exact_tokens(tiny_cache, monkeypatch):
     assert rec["generated_tokens"] == rec["expected_tokens"] == 8
     assert all(len(s) == 4 for s in rec["raw"]["step_times_s"])
     assert rec["engine"] == {"kv_cache": "static", "compiled": True}
-    (backend,) = measure._LOADED.values()
+    (backend,) = model_cache._LOADED.values()
     assert backend.model._last_compile_config.backend == "eager"  # the compiled forward ran
     assert backend.compiled_for == (2, 5, 4)  # compiled in prepare(), outside the timers

@@ -111,8 +111,8 @@ def test_a_failed_cell_ends_without_a_traceback(launch, tmp_path):
 def test_expected_conditions_of_the_host(tmp_path: Path):
     """Unit level: a CPU allocation failure is `oom`; a cell that cannot fit is refused."""
     from jobs.config import BenchConfig, CellConfig, DeviceConfig
-    from workers.devices import Device
-    from workers.host import check_fits
+    from workers.device.devices import Device
+    from workers.device.host import check_fits
     from workers.models import model_config_json
 
     cpu = Device("cpu")

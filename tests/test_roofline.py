@@ -11,8 +11,8 @@ from bounds import specs
 from bounds.roofline import ModelShape, bounds_for, shipped_model_config
 from jobs.config import CellConfig, DeviceConfig
 from tests.conftest import ROOT
-from workers import bandwidth
-from workers.bounding import bound_fields
+from workers.device import bandwidth
+from workers.device.bounding import bound_fields
 
 L8B = shipped_model_config("llama3_8b")
 L70B = shipped_model_config("llama3_70b")

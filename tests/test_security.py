@@ -8,7 +8,7 @@ import shutil
 
 from jobs.config import BenchConfig, CellConfig, DeviceConfig, ModelConfig
 from jobs.identity import cell_dir_name, safe_name
-from workers import measure
+from workers import run as measure
 
 
 def test_trust_remote_code_is_off_by_default(launch):

@@ -9,13 +9,14 @@ import sys
 
 import pytest
 
+from tests.standins import PACED_SCRIPT
 from workers.serving.client import RequestInput, RequestOutput, new_session, send_completion
 from workers.serving.engines import request_body
-from workers.serving.load import LoadPlan, arrival_gaps, run_load
 from workers.serving.metrics import is_good, serving_metrics
 from workers.serving.process import ServerFailed, ServerProcess, free_port
+from workers.serving.traffic import TrafficPlan, arrival_gaps, run_traffic
 
-PACED = [sys.executable, "-m", "workers.serving.paced"]
+PACED = [sys.executable, PACED_SCRIPT]
 
 
 def start_paced(*args: str) -> ServerProcess:
@@ -46,12 +47,12 @@ def req(n: int = 4, api: str = "vllm", **body) -> RequestInput:
     return RequestInput("a b c", 3, n, b)
 
 
-def load(proc: ServerProcess, plan: LoadPlan, make=None):
+def load(proc: ServerProcess, plan: TrafficPlan, make=None):
     url = proc.base_url + "/v1/completions"
 
     async def go():
         async with new_session(64) as session:
-            return await run_load(make or (lambda i: req()),
+            return await run_traffic(make or (lambda i: req()),
                                   lambda r: send_completion(session, url, r, 60), plan)  # fmt: skip
 
     return asyncio.run(go())
@@ -59,7 +60,7 @@ def load(proc: ServerProcess, plan: LoadPlan, make=None):
 
 def test_closed_loop_keeps_at_most_n_in_flight_and_counts_tokens(paced):
     proc = paced()
-    res = load(proc, LoadPlan(concurrency=3, num_requests=9))
+    res = load(proc, TrafficPlan(concurrency=3, num_requests=9))
     assert len(res.outputs) == 9 and all(o.ok for o in res.outputs)
     spans = [(o.send_s, o.last_token_s) for o in res.outputs]
     for t, _ in spans:  # at every send, at most 3 requests are in flight (itself included)
@@ -75,11 +76,11 @@ def test_closed_loop_keeps_at_most_n_in_flight_and_counts_tokens(paced):
 
 def test_open_loop_sends_every_request_and_duration_stops_it(paced):
     proc = paced()
-    res = load(proc, LoadPlan(rate=200.0, burstiness=0.5, num_requests=12, seed=3))
+    res = load(proc, TrafficPlan(rate=200.0, burstiness=0.5, num_requests=12, seed=3))
     assert len(res.outputs) == 12 and all(o.ok for o in res.outputs)
     sends = [o.send_s for o in res.outputs]
     assert sends == sorted(sends)
-    res = load(proc, LoadPlan(concurrency=2, num_requests=0, duration_s=0.5))
+    res = load(proc, TrafficPlan(concurrency=2, num_requests=0, duration_s=0.5))
     assert res.outputs and all(o.ok for o in res.outputs)
 
 
@@ -94,13 +95,13 @@ def test_arrival_gaps_have_the_asked_mean_and_are_seeded():
 
 def test_errors_by_kind_short_outputs_and_usage_mismatch(paced):
     proc = paced("--error-every", "3", "--short-by", "1")
-    res = load(proc, LoadPlan(concurrency=2, num_requests=6))
+    res = load(proc, TrafficPlan(concurrency=2, num_requests=6))
     kinds = [o.error_kind for o in res.outputs]
     assert kinds.count("http_500") == 2 and kinds.count(None) == 4
     m = serving_metrics(res.outputs, res.duration_s, cards=1)
     assert m["request_errors"] == {"http_500": 2} and m["failed_requests"] == 2
     assert m["short_requests"] == 4  # 3 of the 4 tokens asked for
-    bad = load(proc, LoadPlan(concurrency=1, num_requests=1),
+    bad = load(proc, TrafficPlan(concurrency=1, num_requests=1),
                make=lambda i: req(ignore_eos=True, best_of=2))  # fmt: skip
     assert bad.outputs[0].error_kind == "http_400"  # the stand-in refuses unknown fields
 

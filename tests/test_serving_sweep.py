@@ -1,6 +1,6 @@
 """Serving sweeps for real: `python launch.py -m workload=serve ...` on Ray.
 
-The paced stand-in (`workers.serving.paced`, started as `server=command`) stands in for an
+The paced stand-in (`tests.standins.paced`, started as `server=command`) stands in for an
 engine on a card (SGLang or vLLM on an NPU, which cannot run here): a real server process,
 started by the worker like the engines, that prints the device ids it was given. The NPUs
 are declared Ray resources; Ray sets ASCEND_RT_VISIBLE_DEVICES for each worker. One test
@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from tests.conftest import read_jsonl, sweep_dir
+from tests.standins import PACED_SCRIPT
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +27,7 @@ SMALL = ["workload=serve", "seq=8", "prompt_len=8", "workload.num_requests=4",
 
 
 def paced(*extra: str) -> list[str]:
-    cmd = ["{python}", "-m", "workers.serving.paced", "--port", "{port}", "--ttft-ms", "5",
+    cmd = ["{python}", PACED_SCRIPT, "--port", "{port}", "--ttft-ms", "5",
            "--itl-ms", "2", *extra]  # fmt: skip
     return ["server.kind=command", "server.api=vllm", f"server.command={json.dumps(cmd)}"]
 
@@ -137,7 +138,7 @@ def test_an_external_server_url_is_used_as_it_is(launch, tmp_path):
     from workers.serving.process import ServerProcess, free_port
 
     port = free_port()
-    argv = [sys.executable, "-m", "workers.serving.paced", "--port", str(port)]
+    argv = [sys.executable, PACED_SCRIPT, "--port", str(port)]
     server = ServerProcess(argv, f"http://127.0.0.1:{port}", "/health", "paced")
     server.start()
     try:

@@ -20,9 +20,9 @@ import pytest
 
 from jobs.config import ModelConfig, SGLangOptions
 from tests.sglang_standin import REAL_SGLANG, StandInEngine, installed, sgl_cell
-from workers import measure
-from workers.backends import sglang as sgl
-from workers.backends.sglang import SGLangBackend, check_available, engine_kwargs
+from workers import run as measure
+from workers.backends.sglang import backend as sgl
+from workers.backends.sglang.backend import SGLangBackend, check_available, engine_kwargs
 from workers.base import BackendUnavailable
 
 
@@ -83,7 +83,7 @@ def test_generate_call_shape_and_exact_counts(stand_in):
     assert rec["engine"]["server_args"]["device"] == "cpu"
     assert rec["engine"]["timing"] == "stream"
     handler = rec["engine"]["server_args"]["custom_sigquit_handler"]
-    assert handler == "workers.backends.sglang_watch.on_sigquit"  # recorded by name (JSON)
+    assert handler == "workers.backends.sglang.watch.on_sigquit"  # recorded by name (JSON)
     json.dumps(rec)  # the whole record is JSON
 
 

@@ -42,9 +42,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from jobs.config import ModelConfig, SGLangOptions
 from tests.sglang_standin import sgl_cell
-from workers.backends.sglang import engine_kwargs, sampling_params
-from workers.backends.sglang_info import engine_limits, engine_memory
-from workers.backends.sglang_watch import EngineWatch, on_sigquit
+from workers.backends.sglang.backend import engine_kwargs, sampling_params
+from workers.backends.sglang.info import engine_limits, engine_memory
+from workers.backends.sglang.watch import EngineWatch, on_sigquit
 from workers.base import CellOOM
 
 CHECKED_VERSION = "0.5.23"
@@ -211,7 +211,7 @@ def test_sglang_processes_log_through_the_watch_config(tmp_path):
         "configure_logger(ServerArgs(model_path='/m', log_level='warning'))\n"
         "logging.getLogger('sglang.srt.managers.scheduler').error("
         "'Scheduler hit an exception: torch.OutOfMemoryError: CUDA out of memory')\n"
-        "logging.getLogger('workers.measure').error('a log line of this project')\n"
+        "logging.getLogger('workers.run').error('a log line of this project')\n"
     )
     env = {**os.environ, **watch.log_env()}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)

@@ -16,9 +16,9 @@ import signal
 import pytest
 
 from tests.sglang_standin import ProcessTreeKilled, installed, sgl_cell
-from workers import measure
-from workers.backends import sglang as sgl
-from workers.backends import sglang_watch
+from workers import run as measure
+from workers.backends.sglang import backend as sgl
+from workers.backends.sglang import watch as sglang_watch
 
 
 @pytest.fixture

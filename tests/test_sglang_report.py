@@ -9,9 +9,9 @@ import json
 import pytest
 
 from tests.sglang_standin import installed, sgl_cell
-from workers import measure
-from workers.backends import sglang as sgl
-from workers.backends.sglang_info import (
+from workers import run as measure
+from workers.backends.sglang import backend as sgl
+from workers.backends.sglang.info import (
     batch_split,
     decode_graph,
     device_used_bytes,

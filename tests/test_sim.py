@@ -22,7 +22,7 @@ from jobs.config import (
 from tests.conftest import ROOT
 from workers import run_cell
 from workers.backends.sim import SimBackend, SimDevice
-from workers.bounding import bound_fields
+from workers.device.bounding import bound_fields
 from workers.metrics import cell_metrics
 
 QUICK = BenchConfig(name="quick", warmup=1, iterations=3, max_iterations=3)

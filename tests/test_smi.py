@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from workers import smi
+from workers.device import smi
 
 FIXTURES = Path(__file__).parent / "fixtures" / "smi"
 
@@ -98,7 +98,7 @@ def tools(tmp_path, monkeypatch):
         calls.append(argv)
         return real_run(argv, **kw)
 
-    monkeypatch.setattr(smi.subprocess, "run", spy)
+    monkeypatch.setattr(subprocess, "run", spy)
 
     def install(name: str, body: str) -> None:
         script = bin_dir / name

@@ -1,7 +1,7 @@
 """The backend interface and the lazy registry of backends.
 
 A backend loads a model once (``load``) and then runs one timed generate call per
-``run_iteration``. The measuring loop in :mod:`workers.measure` owns warm-up, repetition and
+``run_iteration``. The measuring loop in :mod:`workers.static.measure` owns warm-up, repetition and
 metrics, so every backend is measured the same way.
 """
 
@@ -87,9 +87,8 @@ class Backend(ABC):
 # Registry key == conf/backend/ file name. Imported only when selected.
 _REGISTRY = {
     "hf": "workers.backends.hf:HFBackend",
-    "sglang": "workers.backends.sglang:SGLangBackend",
+    "sglang": "workers.backends.sglang.backend:SGLangBackend",
     "sim": "workers.backends.sim:SimBackend",
-    "serve": "workers.backends.serve:ServeBackend",  # serving cells (workload=serve)
 }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from bounds.roofline import SHIPPED_CONFIGS
 from jobs.config import ModelConfig
-from workers.devices import Device
+from workers.device.devices import Device
 
 log = logging.getLogger(__name__)
 
@@ -180,14 +180,19 @@ def parameter_count(model: ModelConfig, dtype: str = "bfloat16") -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-def _load_tokenizer(path: str, trust_remote_code: bool) -> Any:
-    if not any((Path(path) / f).is_file() for f in TOKENIZER_FILES):
-        return None  # e.g. a shipped config.json for dummy weights: prompts are token ids anyway
+def load_tokenizer(path: str, trust_remote_code: bool, required: bool = True) -> Any:
+    """The model's own tokenizer, from its local directory (nothing is downloaded). Where
+    it is not ``required`` (prompts are token ids), None when the directory has none (e.g.
+    a shipped config.json for dummy weights) or it cannot be loaded."""
+    if not required and not any((Path(path) / f).is_file() for f in TOKENIZER_FILES):
+        return None
     from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
+        if required:
+            raise
         log.warning("no usable tokenizer in %s (%s): special ids come from config.json", path, exc)
         return None
 
@@ -218,7 +223,7 @@ def load_hf_model(model: ModelConfig, device: Device) -> tuple[Any, Any, dict[st
             )
         net = net.to(device.torch_device)
     net.eval()
-    tokenizer = _load_tokenizer(path, trc)
+    tokenizer = load_tokenizer(path, trc, required=False)
     params = sum(p.numel() for p in net.parameters())
     info = {
         "path": path,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from jobs.config import CellConfig, HFOptions
@@ -166,7 +165,3 @@ def _count_generated(row: list[int], eos_ids: set[int]) -> int:
         if tok in eos_ids:
             return i + 1
     return len(row)
-
-
-def model_dir_ok(path: str) -> bool:
-    return (Path(path) / "config.json").is_file()

@@ -44,7 +44,7 @@ from bounds.roofline import Bounds, ModelShape, bounds_for, bytes_per_element
 from bounds.specs import SPECS, DeviceSpec, lookup
 from jobs.config import CellConfig
 from workers.base import Backend, BackendReport, CellOOM, IterationResult
-from workers.devices import VISIBLE_ENV
+from workers.device.visible import VISIBLE_ENV
 from workers.models import model_config_json
 
 
@@ -74,7 +74,7 @@ def phase_power_w(
 
 
 class SimDevice:
-    """Stand-in for workers.devices.Device under backend=sim: nothing to open or synchronise.
+    """Stand-in for workers.device.devices.Device under backend=sim: nothing to open or synchronise.
 
     kind is the requested device (npu, cuda or cpu; auto becomes the spec's own kind), so
     placement and records look like the real thing; name() is the simulated chip."""

@@ -151,7 +151,7 @@ async def send_completion(
 
 
 def new_session(limit: int) -> aiohttp.ClientSession:
-    """A session for one load run: at most ``limit`` connections (0: no limit), no overall
+    """A session for one traffic run: at most ``limit`` connections (0: no limit), no overall
     timeout (each request has its own), no proxies from the environment."""
     connector = aiohttp.TCPConnector(limit=limit, force_close=False)
     return aiohttp.ClientSession(

@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from jobs.config import CellConfig, SGLangOptions
-from workers.backends.sglang import engine_dtype, engine_kwargs
+from workers.backends.sglang.args import engine_dtype, engine_kwargs
 
 HOST = "127.0.0.1"
 INSTALL_HINTS = {

@@ -115,7 +115,7 @@ def serving_metrics(
 
 
 def raw_requests(outputs: Sequence[RequestOutput], start_s: float) -> dict[str, list]:
-    """Per-request values for the record's ``raw`` (times relative to the load's start)."""
+    """Per-request values for the record's ``raw`` (times relative to the traffic's start)."""
 
     def rel(t: float | None) -> float | None:
         return None if t is None else t - start_s

@@ -56,10 +56,3 @@ class PromptMaker:
                 return text, n
             ids = enc[:n] if count > n else enc + self._random(n - count)
         return text, count
-
-
-def load_tokenizer(path: str, trust_remote_code: bool) -> Any:
-    """The model's own tokenizer, from its local directory (nothing is downloaded)."""
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)

@@ -1,11 +1,11 @@
-"""The load generator: when each request is sent, apart from what is measured of it.
+"""The traffic generator: when each request is sent, apart from what is measured of it.
 
 Closed loop (``concurrency`` only): ``concurrency`` requests in flight; the next is sent the
 moment one finishes. Open loop (``rate``): requests arrive with independent gaps drawn from a
 gamma distribution of mean ``1 / rate`` and shape ``burstiness`` (1 = Poisson arrivals; as
 vLLM's ``bench serve``), whether or not earlier ones have finished; with ``concurrency`` too,
 an arrival waits for a free slot before it is sent (its TTFT starts when it is sent). The
-load stops after ``num_requests`` requests or ``duration_s`` seconds of sending, whichever
+traffic stops after ``num_requests`` requests or ``duration_s`` seconds of sending, whichever
 comes first (0 = no such limit).
 """
 
@@ -23,7 +23,7 @@ Send = Callable[[RequestInput], Awaitable[RequestOutput]]
 
 
 @dataclass(frozen=True)
-class LoadPlan:
+class TrafficPlan:
     concurrency: int | None = None
     rate: float | None = None  # requests per second (open loop)
     burstiness: float = 1.0
@@ -33,13 +33,13 @@ class LoadPlan:
 
     def __post_init__(self) -> None:
         if self.concurrency is None and self.rate is None:
-            raise ValueError("a load needs a concurrency or a rate")
+            raise ValueError("traffic needs a concurrency or a rate")
         if self.num_requests <= 0 and self.duration_s <= 0:
-            raise ValueError("a load needs num_requests > 0 or duration_s > 0")
+            raise ValueError("traffic needs num_requests > 0 or duration_s > 0")
 
 
 @dataclass
-class LoadResult:
+class TrafficResult:
     outputs: list[RequestOutput] = field(default_factory=list)
     start_s: float = 0.0  # perf_counter when the first request was due
     duration_s: float = 0.0  # first send to last answer
@@ -53,7 +53,9 @@ def arrival_gaps(rate: float, burstiness: float, seed: int) -> Iterator[float]:
         yield rng.gammavariate(burstiness, theta)
 
 
-async def run_load(make: Callable[[int], RequestInput], send: Send, plan: LoadPlan) -> LoadResult:
+async def run_traffic(
+    make: Callable[[int], RequestInput], send: Send, plan: TrafficPlan
+) -> TrafficResult:
     """Send ``make(0), make(1), ...`` as the plan says; the outputs in sending order."""
     slots = asyncio.Semaphore(plan.concurrency) if plan.concurrency else None
     closed = plan.rate is None
@@ -85,4 +87,4 @@ async def run_load(make: Callable[[int], RequestInput], send: Send, plan: LoadPl
         tasks.append(asyncio.create_task(one(make(i), holding=closed)))
         i += 1
     outputs = list(await asyncio.gather(*tasks))
-    return LoadResult(outputs, t0, time.perf_counter() - t0)
+    return TrafficResult(outputs, t0, time.perf_counter() - t0)

@@ -11,7 +11,7 @@ import platform
 from dataclasses import dataclass
 from typing import Any
 
-VISIBLE_ENV = {"npu": "ASCEND_RT_VISIBLE_DEVICES", "cuda": "CUDA_VISIBLE_DEVICES"}
+from workers.device.visible import VISIBLE_ENV
 
 
 class DeviceUnavailable(RuntimeError):
@@ -99,7 +99,7 @@ class Device:
     def name(self) -> str:
         mod = self._module()
         if mod is None:
-            return _cpu_model_name()
+            return cpu_model_name()
         try:
             return str(mod.get_device_name(0))
         except Exception:
@@ -140,7 +140,7 @@ class Device:
         return "out of memory" in text
 
 
-def _cpu_model_name() -> str:
+def cpu_model_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -1,5 +1,5 @@
 """What only the host running a cell can tell: is the model here, does the cell fit in the
-memory left, and did other processes load the host while the cell was measured."""
+memory left, and how busy other processes kept the host while the cell was measured."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def check_fits(
 
 
 @dataclass
-class LoadWindow:
+class ActivityWindow:
     """CPU time of the whole host and of this process over a measured window."""
 
     wall: float
@@ -70,7 +70,7 @@ class LoadWindow:
         return max(0.0, self.host_busy_s - self.own_s) / self.wall if self.wall > 0 else 0.0
 
 
-class HostLoad:
+class HostActivity:
     """Samples host CPU use around the measured window (psutil; never fails the cell)."""
 
     def __init__(self) -> None:
@@ -89,19 +89,19 @@ class HostLoad:
         try:
             self._start = self._now()
         except Exception:  # no psutil figures: no flag, never a failed cell
-            log.debug("host load not sampled", exc_info=True)
+            log.debug("host activity not sampled", exc_info=True)
 
-    def stop(self) -> LoadWindow | None:
+    def stop(self) -> ActivityWindow | None:
         if self._start is None:
             return None
         try:
             end = self._now()
         except Exception:
             return None
-        return LoadWindow(*(b - a for a, b in zip(self._start, end, strict=True)))
+        return ActivityWindow(*(b - a for a, b in zip(self._start, end, strict=True)))
 
 
-def host_busy(window: LoadWindow | None, cell: CellConfig, device_kind: str) -> bool:
+def host_busy(window: ActivityWindow | None, cell: CellConfig, device_kind: str) -> bool:
     """Other processes used more of the host than the cell left them: a cpu cell reserves
     its cores (all of the node by default); an accelerator cell needs one core to drive it."""
     if window is None:

@@ -9,7 +9,7 @@ from typing import Any
 from bounds.roofline import ModelShape, bounds_for, bytes_per_element, violations
 from bounds.specs import DeviceSpec, lookup
 from jobs.config import CellConfig
-from workers.bandwidth import measured_spec
+from workers.device.bandwidth import measured_spec
 
 log = logging.getLogger(__name__)
 

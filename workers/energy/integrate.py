@@ -41,7 +41,7 @@ MAX_GAP_PERIODS = 3.0
 PEAK_SPAN_S = 1.0  # counter sources: peak power is the highest mean over >= 1 s stretches
 
 
-Reason = EnergyReason  # the record's reason codes (cells/record.py)
+Reason = EnergyReason  # the record's reason codes (jobs/record.py)
 
 
 @dataclass(frozen=True)

@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
-import subprocess
 from typing import Any
+
+from workers.device.npu_smi import number, parse_npu_map, parse_npu_smi
+from workers.device.tools import Unavailable, run_tool
+from workers.device.visible import VISIBLE_ENV, visible_ids
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 5.0
-VISIBLE_ENV = {"npu": "ASCEND_RT_VISIBLE_DEVICES", "cuda": "CUDA_VISIBLE_DEVICES"}
 NVIDIA_FIELDS = (
     "index",
     "name",
@@ -52,76 +53,10 @@ COMMANDS = {
     ],
 }
 
-_PAIR = re.compile(r"(\d+)\s*/\s*(\d+)")
-
-
-def _number(text: str) -> float | None:
-    """'97.5' -> 97.5; '-', 'NA', 'N/A', '[N/A]', '[Not Supported]' -> None."""
-    try:
-        return float(text.strip())
-    except ValueError:
-        return None
-
 
 def _int(text: str) -> int | None:
-    value = _number(text)
+    value = number(text)
     return int(value) if value is not None else None
-
-
-def _cells(line: str) -> list[str]:
-    """'| a | b | c |' -> ['a', 'b', 'c']."""
-    return [c.strip() for c in line.strip().strip("|").split("|")]
-
-
-def parse_npu_smi(text: str) -> list[dict[str, Any]]:
-    """One dict per chip from the table of `npu-smi info` (910B, Atlas A3 and 310P layouts).
-
-    Each chip takes two rows: "NPU Name | Health | Power(W) Temp(C) Hugepages-Usage(page)" and
-    "Chip [Phy-ID] | Bus-Id | AICore(%) Memory-Usage(MB) [HBM-Usage(MB)]". The process table
-    that follows the chip table is not read.
-    """
-    chips: list[dict[str, Any]] = []
-    pending: dict[str, Any] | None = None
-    for line in text.splitlines():
-        if not line.startswith("|"):
-            continue
-        if "Process id" in line:
-            break  # the process table: its rows look like chip rows
-        cells = _cells(line)
-        if len(cells) < 3 or cells[0].startswith(("NPU", "Chip", "npu-smi")):
-            continue
-        first = cells[0].split()
-        if pending is None:
-            if len(first) < 2 or not first[0].isdigit():
-                continue
-            power_temp = cells[2].split()
-            pending = {
-                "npu": int(first[0]),
-                "name": " ".join(first[1:]),
-                "health": cells[1],
-                "power_w": _number(power_temp[0]) if power_temp else None,
-                "temp_c": _number(power_temp[1]) if len(power_temp) > 1 else None,
-            }
-            continue
-        if not first or not first[0].isdigit():
-            pending = None  # not the second row of a chip: start over
-            continue
-        usage = cells[2].split()
-        pairs = [(int(a), int(b)) for a, b in _PAIR.findall(cells[2])]
-        chip = {
-            **pending,
-            "chip": int(first[0]),
-            "phy_id": int(first[1]) if len(first) > 1 and first[1].isdigit() else None,
-            "bus_id": cells[1],
-            "aicore_pct": _number(usage[0]) if usage else None,
-            "memory_used_mb": pairs[0][0] if pairs else None,
-            "memory_total_mb": pairs[0][1] if pairs else None,
-            "hbm_used_mb": pairs[1][0] if len(pairs) > 1 else None,
-            "hbm_total_mb": pairs[1][1] if len(pairs) > 1 else None,
-        }
-        chips.append(chip)
-        pending = None
-    return chips
 
 
 def parse_nvidia_smi(text: str) -> list[dict[str, Any]]:
@@ -139,25 +74,12 @@ def parse_nvidia_smi(text: str) -> list[dict[str, Any]]:
                 "name": name,
                 "memory_used_mb": _int(mem_used),
                 "memory_total_mb": _int(mem_total),
-                "power_w": _number(power),
-                "temp_c": _number(temp),
-                "utilization_pct": _number(util),
+                "power_w": number(power),
+                "temp_c": number(temp),
+                "utilization_pct": number(util),
             }
         )
     return gpus
-
-
-def parse_npu_map(text: str) -> dict[tuple[int, int], int]:
-    """(NPU ID, Chip ID) -> Chip Logic ID from `npu-smi info -m`; rows without a logical id
-    (the Mcu of each card) are left out."""
-    mapping = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 4 or not (parts[0].isdigit() and parts[1].isdigit()):
-            continue
-        if parts[2].isdigit():
-            mapping[(int(parts[0]), int(parts[1]))] = int(parts[2])
-    return mapping
 
 
 def assign_logical_ids(chips: list[dict[str, Any]], mapping: dict | None) -> str:
@@ -171,17 +93,6 @@ def assign_logical_ids(chips: list[dict[str, Any]], mapping: dict | None) -> str
     return "table order"
 
 
-def visible_ids(kind: str) -> list[int] | None:
-    """Integer ids in the kind's *_VISIBLE_DEVICES, or None (unset, empty, or not integers)."""
-    value = os.environ.get(VISIBLE_ENV.get(kind, ""), "").strip()
-    if not value:
-        return None
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if not items or not all(v.isdigit() for v in items):
-        return None
-    return [int(v) for v in items]
-
-
 def filter_visible(devices: list[dict[str, Any]], ids: list[int] | None) -> list[dict[str, Any]]:
     """The devices whose logical id is in ``ids``, in the order of ``ids``."""
     if ids is None:
@@ -193,15 +104,10 @@ def filter_visible(devices: list[dict[str, Any]], ids: list[int] | None) -> list
 def _run(argv: list[str]) -> tuple[str | None, str | None]:
     """(stdout, None) or (None, why it failed)."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        return run_tool(argv, TIMEOUT_S), None
+    except Unavailable as exc:
         log.warning("%s failed: %s", " ".join(argv), exc)
-        return None, f"{type(exc).__name__}: {exc}"
-    if proc.returncode != 0:
-        msg = (proc.stderr or proc.stdout).strip()[-500:]
-        log.warning("%s exited with %d: %s", " ".join(argv), proc.returncode, msg)
-        return None, f"exit {proc.returncode}: {msg}"
-    return proc.stdout, None
+        return None, str(exc)
 
 
 def _devices(kind: str, text: str) -> tuple[list[dict[str, Any]], str]:

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobs.record import Flag
-from workers import energy_npu as npu_smi
-from workers import energy_sources as src
+from workers.device import npu_smi
+from workers.device import nvml as nvml_lib
+from workers.device.tools import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +135,10 @@ def memory_check(kind: str) -> dict[str, Any]:
 
 
 def nvml_telemetry(per_cell: int) -> list[dict[str, Any]]:
-    nvml = src.import_pynvml()
+    nvml = nvml_lib.import_pynvml()
     nvml.nvmlInit()
     try:
-        handles, labels = src.nvml_handles(nvml, per_cell)
+        handles, labels = nvml_lib.nvml_handles(nvml, per_cell)
         out = []
         for h, label in zip(handles, labels, strict=True):
             row: dict[str, Any] = {"device": label}
@@ -145,7 +146,7 @@ def nvml_telemetry(per_cell: int) -> list[dict[str, Any]]:
                 "temp_c": lambda h=h: nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU),
                 "sm_clock_mhz": lambda h=h: nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_SM),
                 "mem_clock_mhz": lambda h=h: nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_MEM),
-                "clock_event_reasons": lambda h=h: _reasons(nvml, h),
+                "clock_event_reasons": lambda h=h: nvml_lib.clock_event_reasons(nvml, h),
             }
             for key, probe in probes.items():
                 try:
@@ -157,11 +158,6 @@ def nvml_telemetry(per_cell: int) -> list[dict[str, Any]]:
         return out
     finally:
         nvml.nvmlShutdown()
-
-
-def _reasons(nvml: Any, handle: Any) -> int:
-    fn = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
-    return int((fn or nvml.nvmlDeviceGetCurrentClocksThrottleReasons)(handle))
 
 
 def _num(text: str | None) -> float | None:
@@ -184,13 +180,13 @@ def npu_telemetry(per_cell: int) -> list[dict[str, Any]]:
                 aicore_cur_freq_mhz=_num(kv.get("Aicore curFreq(MHZ)")),
                 power_w=_num(kv.get("NPU Real-time Power(W)")),
             )
-        except src.Unavailable as exc:
+        except Unavailable as exc:
             row.setdefault("errors", []).append(str(exc))
         try:
             kv = npu_smi.parse_kv(npu_smi.run_npu_smi(["info", "-t", "health", *ids]))
             row["health"] = kv.get("Health Status") or kv.get("Health")
             row["error_code"] = kv.get("Error Code")
-        except src.Unavailable as exc:
+        except Unavailable as exc:
             row.setdefault("errors", []).append(str(exc))
         out.append(row)
     return out

@@ -1,11 +1,9 @@
-"""The measuring loop: warm-up and timed iterations of one cell, through one backend.
+"""A static cell: warm-up and timed iterations of one batch, through one backend.
 
-``measure(cell)`` always returns an :class:`~jobs.record.Outcome`; an exception inside the
-cell becomes a `failed` (or `oom`) outcome with the error and the end of its traceback. Each
-part returns its own piece (the metrics, the memory, the bounds, the backend's report) and
-the outcome is assembled here, once; the record is built from it by
-:func:`jobs.record.build_record`. Loaded models are kept in a per-process cache, so a
-long-lived worker (one Ray actor per device) loads each model once.
+:class:`StaticCell` loads (or reuses, ``workers.model_cache``) the cell's backend on this
+process's device and fills the cell's :class:`~jobs.record.Outcome`: each part returns its
+own piece (the metrics, the memory, the bounds, the backend's report) and the outcome is
+assembled here, once. What it raises becomes a failed (or oom) outcome in ``workers.run``.
 """
 
 from __future__ import annotations
@@ -18,66 +16,42 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.config import CellConfig
-from jobs.identity import model_key
 from jobs.record import Flag, Outcome, Status
-from workers import health
 from workers.base import Backend, BackendReport, CellOOM, IterationResult, backend_class
-from workers.bounding import bound_fields
-from workers.devices import VISIBLE_ENV, Device, open_device
-from workers.energy import EnergyMeter, simulated_result
-from workers.env import environment, utc_now
-from workers.host import HostLoad, LoadWindow, check_fits, check_model_here, host_busy
+from workers.device import health
+from workers.device.bounding import bound_fields
+from workers.device.devices import VISIBLE_ENV, open_device
+from workers.device.host import (
+    ActivityWindow,
+    HostActivity,
+    check_fits,
+    check_model_here,
+    host_busy,
+)
+from workers.device.smi import snapshot
+from workers.energy.meter import EnergyMeter
+from workers.energy.simulated import simulated_result
 from workers.metrics import cell_metrics
+from workers.model_cache import get_model, is_loaded
 from workers.models import model_config_json
-from workers.smi import snapshot
 
 log = logging.getLogger(__name__)
-
-# One loaded backend per process, keyed by what makes a model load different.
-_LOADED: dict[tuple, Backend] = {}
-LOAD_COUNT: dict[str, int] = {"loads": 0}
-
-
-def get_backend(cell: CellConfig, device: Device) -> tuple[Backend, bool, float]:
-    """(backend, reused, load seconds). Evicts a different model first: one model per device."""
-    key = (model_key(cell), device.kind)
-    if key in _LOADED:
-        return _LOADED[key], True, 0.0
-    drop_models()
-    backend = backend_class("serve" if cell.serving else cell.backend.name)(cell, device)
-    t0 = time.perf_counter()
-    with health.loading(device.kind, backend.simulated):
-        backend.load()
-    load_s = time.perf_counter() - t0
-    LOAD_COUNT["loads"] += 1
-    _LOADED[key] = backend
-    log.info("[%s] loaded %s in %.2f s", cell.model.name, backend.name, load_s)
-    return backend, False, load_s
-
-
-def drop_models() -> None:
-    for backend in _LOADED.values():
-        try:
-            backend.close()
-        except Exception:  # closing must not hide the original problem
-            log.exception("closing a backend failed")
-    _LOADED.clear()
 
 
 def _iterations(
     backend: Backend, cell: CellConfig, device: Any, meter: EnergyMeter | None = None
-) -> tuple[list[IterationResult], LoadWindow | None]:
-    """Warm-up, then the measured window (and the host's load during it); ``meter`` samples
-    energy during the measured iterations only."""
+) -> tuple[list[IterationResult], ActivityWindow | None]:
+    """Warm-up, then the measured window (and the host's activity during it); ``meter``
+    samples energy during the measured iterations only."""
     backend.prepare(cell)
     for _ in range(cell.bench.warmup):
         backend.run_iteration()
     device.reset_peak_memory()
     its: list[IterationResult] = []
-    load = HostLoad()
+    activity = HostActivity()
     b = cell.bench
     with meter.window() if meter is not None else contextlib.nullcontext():
-        load.start()
+        activity.start()
         t0 = time.perf_counter()
         while len(its) < b.iterations or (
             time.perf_counter() - t0 < b.min_duration_s and len(its) < b.max_iterations
@@ -85,7 +59,7 @@ def _iterations(
             if meter is not None:
                 meter.iteration()
             its.append(backend.run_iteration())
-        window = load.stop()
+        window = activity.stop()
     return its, window
 
 
@@ -101,14 +75,14 @@ def _check_fits(cell: CellConfig, device: Any) -> int | None:
     dtype = cell.model.dtype
     if dtype == "auto":
         dtype = "float32" if device.kind == "cpu" else "float16"
-    loaded = (model_key(cell), device.kind) in _LOADED
+    loaded = is_loaded(cell, device.kind)
     return check_fits(cell, config, dtype, loaded, device.available_memory())
 
 
 @dataclass
 class _Measured:
     its: list[IterationResult]
-    load: LoadWindow | None  # the host's load during the window
+    activity: ActivityWindow | None  # the host's activity during the window
     fields: dict[str, Any]  # flat record keys: energy, health
     details: dict[str, Any]  # nested record keys: energy, health
     flags: list[Flag]
@@ -122,13 +96,13 @@ def _measured(backend: Backend, cell: CellConfig, device: Any) -> _Measured:
     watch.before()
     meter = None if backend.simulated else EnergyMeter(device.kind, cell.chips)
     with meter if meter is not None else contextlib.nullcontext():
-        its, load = _iterations(backend, cell, device, meter)
+        its, activity = _iterations(backend, cell, device, meter)
     energy, energy_block = meter.result(its) if meter else simulated_result(backend, its)
     health_fields, flags, health_block = watch.after(meter.events() if meter else [])
     details = {"energy": energy_block}
     if health_block is not None:
         details["health"] = health_block
-    return _Measured(its, load, {**energy, **health_fields}, details, flags)
+    return _Measured(its, activity, {**energy, **health_fields}, details, flags)
 
 
 _SIM_DEVICES: dict[tuple[str, str], Any] = {}
@@ -198,11 +172,13 @@ def _device_snapshot(device: Any, simulated: bool) -> dict[str, Any] | None:
 def _run(cell: CellConfig, device: Any, out: Outcome, repeat: int | None = None) -> None:
     """Load, measure and fill ``out`` (status ok); raises whatever the cell raised."""
     floor = _check_fits(cell, device)
-    backend, reused, load_s = get_backend(cell, device)
+    backend, reused, load_s = get_model(
+        cell, device, lambda: backend_class(cell.backend.name)(cell, device)
+    )
     backend.repeat = repeat
     info = backend.model_info()
     m = _measured(backend, cell, device)
-    its, load = m.its, m.load
+    its, activity = m.its, m.activity
     metrics = cell_metrics(its, batch=cell.batch, seq=cell.seq, prompt_len=cell.prompt_len)
     report = backend.report()
     bounds, broken = bound_fields(metrics, cell, info, device.kind, out.fields["device_name"])
@@ -218,12 +194,12 @@ def _run(cell: CellConfig, device: Any, out: Outcome, repeat: int | None = None)
         **m.fields,
         **report.fields,
         memory_floor_bytes=floor,
-        host_others_cores=None if load is None else round(load.others_cores, 3),
+        host_others_cores=None if activity is None else round(activity.others_cores, 3),
     )
     out.flags = [*quality_flags(metrics, cell, backend.simulated), *report.flags, *m.flags]
     if broken:
         out.flags.append(Flag.ABOVE_BOUND)
-    if not backend.simulated and host_busy(load, cell, device.kind):
+    if not backend.simulated and host_busy(activity, cell, device.kind):
         out.flags.append(Flag.HOST_BUSY)
     out.details["raw"] = raw_values(its)
     out.details.update(m.details)
@@ -235,54 +211,47 @@ def _run(cell: CellConfig, device: Any, out: Outcome, repeat: int | None = None)
     out.status = Status.OK
 
 
-def measure(cell: CellConfig, repeat: int | None = None) -> Outcome:
-    """Measure one cell on this process's device. Never raises for a problem of the cell."""
-    if cell.serving:  # requests to a server: the serving loop (workers/serving/measure.py)
-        from workers.serving.measure import measure_serving
+class StaticCell:
+    """One static cell on this process's device (see ``workers.run`` for the steps)."""
 
-        return measure_serving(cell)
-    env = environment()
-    visible_var = VISIBLE_ENV.get(cell.device.name)
-    out = Outcome(env=env, started_at=utc_now())
-    out.fields.update(
-        node=env["host"], visible_devices=os.environ.get(visible_var) if visible_var else None
-    )
-    device = None
-    try:
+    failure_level = logging.INFO  # the sweep's driver reports a failed cell
+
+    def __init__(self, cell: CellConfig, repeat: int | None = None) -> None:
+        self.cell, self.repeat = cell, repeat
+        self.device: Any = None
+
+    def start(self, out: Outcome) -> None:
+        """The record keys known before anything can fail."""
+        var = VISIBLE_ENV.get(self.cell.device.name)
+        out.fields.update(visible_devices=os.environ.get(var) if var else None)
+
+    def run(self, out: Outcome) -> None:
+        """Load, measure and fill ``out`` (status ok); raises whatever the cell raised."""
+        cell = self.cell
         check_model_here(cell)
-        device = _open(cell)
+        self.device = device = _open(cell)
         out.fields.update(
             device=device.kind, device_name=device.name(), visible_devices=device.visible_devices()
         )
         log.info(
             "[%s] start b=%d s=%d p=%d", cell.model.name, cell.batch, cell.seq, cell.prompt_len
         )
-        _run(cell, device, out, repeat)
-    except Exception as exc:  # every failure becomes a record; the sweep goes on
-        oom = isinstance(exc, CellOOM) or (device is not None and device.is_oom(exc))
-        failed = Outcome.failure(exc, Status.OOM if oom else Status.FAILED)
-        out.status, out.error = failed.status, failed.error
-        log.info("[%s] %s: %s", cell.model.name, out.status.value, exc)  # the driver says it
-        # A failed cell may leave the device in a bad state: drop the model, start clean.
-        drop_models()
-        if device is not None:
+        _run(cell, device, out, self.repeat)
+
+    def is_oom(self, exc: BaseException) -> bool:
+        return isinstance(exc, CellOOM) or (self.device is not None and self.device.is_oom(exc))
+
+    def after_failure(self, exc: BaseException, out: Outcome) -> None:
+        """The models are dropped; a failed cell may leave the device in a bad state too."""
+        if self.device is not None:
             try:
-                device.empty_cache()
+                self.device.empty_cache()
             except Exception:
                 log.exception("emptying the device cache failed")
-    out.finished_at = utc_now()
-    if out.status == Status.OK:
-        f = out.fields
-        log.info(
-            "[%s] ok b=%d s=%d: %.1f output tok/s, e2e p50 %.4f s, ttft %.4f s",
-            cell.model.name, cell.batch, cell.seq, f["output_tokens_per_s"] or 0.0,
-            f["e2e_s_p50"] or 0.0, f["ttft_s_mean"] or 0.0,
-        )  # fmt: skip
-    return out
 
-
-def run_cell(cell: CellConfig) -> dict[str, Any]:
-    """Measure one cell and return its record (for notebooks, tests and single runs)."""
-    from jobs.record import build_record
-
-    return build_record(cell, measure(cell))
+    def summary(self, out: Outcome) -> str:
+        f, cell = out.fields, self.cell
+        return (
+            f"b={cell.batch} s={cell.seq}: {f['output_tokens_per_s'] or 0.0:.1f} output tok/s, "
+            f"e2e p50 {f['e2e_s_p50'] or 0.0:.4f} s, ttft {f['ttft_s_mean'] or 0.0:.4f} s"
+        )

@@ -1,6 +1,6 @@
 """A tiny OpenAI-compatible completions server that emits tokens at a known pace.
 
-    python -m workers.serving.paced --port 8000 --ttft-ms 20 --itl-ms 10
+    python tests/standins/paced.py --port 8000 --ttft-ms 20 --itl-ms 10
 
 It stands in for a real engine (SGLang or vLLM on a card) where no engine can run: the
 client-overhead benchmark (``bench/serving_client.py``) and the serving tests use it. It

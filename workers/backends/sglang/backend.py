@@ -1,11 +1,11 @@
 """SGLang's offline engine (`sglang.Engine`) on one device (or `tp_size` devices).
 
-The engine starts once per (device, model) in ``load`` (the measuring loop keeps loaded
+The engine starts once per (device, model) in ``load`` (workers.model_cache keeps loaded
 backends per process, so one long-lived worker reuses it across cells) and is shut down in
 ``close``. A cell submits its `batch` prompts of exactly `prompt_len` token ids in one
 ``generate`` call (``input_ids=`` a list of lists; the engine runs with
 ``skip_tokenizer_init``), with sampling parameters that force exactly `seq` new tokens
-greedily (``max_new_tokens = seq, ignore_eos, temperature 0``; see sglang_args). The count is
+greedily (``max_new_tokens = seq, ignore_eos, temperature 0``; see args). The count is
 read back from each output's ``meta_info["completion_tokens"]``, never assumed.
 
 Timing comes from streaming (``stream=True``): the engine yields one chunk per sequence per
@@ -19,9 +19,9 @@ prompts, and a cached prefix would skip the prefill that TTFT is meant to measur
 
 A failure of the engine's processes (scheduler exception, device out-of-memory, crash) ends
 the cell as `failed` / `oom` with the engine's own error, and this process lives on
-(sglang_watch). The record's ``engine`` part carries the engine's limits, whether the batch
+(watch). The record's ``engine`` part carries the engine's limits, whether the batch
 had to be split (flag ``batch_split``), how its decode steps ran (graphs), and the engine's
-memory (sglang_info); ``peak_memory_*`` come from the engine and the device tool, never from
+memory (info); ``peak_memory_*`` come from the engine and the device tool, never from
 this process's torch counters, which cannot see the model.
 
 SGLang is imported only when an engine is started; it pins its own torch, so it is installed
@@ -44,21 +44,21 @@ from typing import Any
 
 from jobs.config import CellConfig
 from jobs.record import Flag
-from workers.backends.sglang_args import (
+from workers.backends.sglang.args import (
     CHECKED_SGLANG,
     engine_dtype,
     engine_kwargs,
     printable_kwargs,
     sampling_params,
 )
-from workers.backends.sglang_info import (
+from workers.backends.sglang.info import (
     batch_split,
     decode_graph,
     device_used_bytes,
     engine_limits,
     engine_memory,
 )
-from workers.backends.sglang_watch import EngineFailed, EngineWatch, is_oom_text, on_sigquit
+from workers.backends.sglang.watch import EngineFailed, EngineWatch, is_oom_text, on_sigquit
 from workers.base import Backend, BackendReport, BackendUnavailable, CellOOM, IterationResult
 from workers.models import resolve_model_path
 from workers.prompts import prompt_ids
@@ -274,7 +274,7 @@ class SGLangBackend(Backend):
     def _snapshot(self) -> dict[str, Any] | None:
         if self.device.kind not in ("cuda", "npu"):
             return None
-        from workers.smi import snapshot
+        from workers.device.smi import snapshot
 
         try:
             return snapshot(self.device.kind)

@@ -25,8 +25,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from workers.base import IterationResult
-from workers.energy_integrate import Integral, Reason, Sample, SourceInfo, integrate
-from workers.energy_sources import SOURCE_NAMES, Unavailable, open_source
+from workers.device.tools import Unavailable
+from workers.energy.integrate import Integral, Reason, Sample, SourceInfo, integrate
+from workers.energy.sources import SOURCE_NAMES, Source, open_source
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ ENERGY_KEYS = (
 class Sampler:
     """Reads a source on a daemon thread between start() and stop(); never raises."""
 
-    def __init__(self, source: Any, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, source: Source, clock: Callable[[], float] = time.perf_counter) -> None:
         self.source = source
         self.clock = clock
         self.samples: list[Sample] = []
@@ -109,7 +110,7 @@ class EnergyMeter:
     def __init__(self, kind: str, per_cell: int, clock: Callable[[], float] = time.perf_counter):
         self.kind, self.per_cell, self.clock = kind, per_cell, clock
         self.tried = SOURCE_NAMES.get(kind, kind)
-        self.source: Any = None
+        self.source: Source | None = None
         self.missing: str | None = None
         self.missing_reason = Reason.SOURCE_MISSING
         self.sampler: Sampler | None = None
@@ -253,35 +254,3 @@ def missing_fields(source: str, why: str, reason: Reason) -> tuple[dict[str, Any
         energy_samples=0,
     )
     return fields, {"source": source, "details": [why]}
-
-
-def simulated_result(backend: Any, its: Sequence[IterationResult]) -> tuple[dict, dict]:
-    """A simulated backend's energy from its power model (``sim_power() -> (prefill W,
-    decode W)`` or None where the device spec has no power figures)."""
-    power = backend.sim_power() if callable(getattr(backend, "sim_power", None)) else None
-    if power is None:
-        why = "the simulated device spec has no tdp_w / idle_w"
-        return missing_fields("simulated", why, Reason.SOURCE_MISSING)
-    return simulated_fields(its, *power, model=getattr(backend, "sim_power_model", ""))
-
-
-def simulated_fields(
-    its: Sequence[IterationResult], prefill_w: float, decode_w: float, model: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Energy of simulated iterations from the simulator's power model (no sampling)."""
-    prefill = sum((it.ttft_s or 0.0) * prefill_w for it in its)
-    decode = sum((it.e2e_s - (it.ttft_s or 0.0)) * decode_w for it in its)
-    seconds = sum(it.e2e_s for it in its)
-    got = Integral(
-        energy_j=prefill + decode,
-        power_w_mean=(prefill + decode) / seconds if seconds else None,
-        power_w_peak=max(prefill_w, decode_w),
-        samples=len(its),
-        reasons=[],
-        wraps=0,
-        traces=[],
-    )
-    tokens = sum(it.generated_tokens for it in its)
-    split = {"prefill_energy_j": prefill, "decode_energy_j": decode}
-    block = {"source": "simulated", "model": model, "prefill_w": prefill_w, "decode_w": decode_w}
-    return energy_fields("simulated", got, tokens, split), block

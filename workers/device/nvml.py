@@ -1,0 +1,54 @@
+"""NVML (pynvml, package nvidia-ml-py, extra `cuda`): imported only for a cuda cell, and the
+handles of the GPUs a cell holds."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from workers.device.tools import Unavailable
+from workers.device.visible import visible
+
+
+def import_pynvml() -> Any:
+    try:
+        return importlib.import_module("pynvml")
+    except ImportError:
+        raise Unavailable(
+            "pynvml is not installed: pip install -e '.[cuda]' (nvidia-ml-py)"
+        ) from None
+
+
+def nvml_handles(nvml: Any, per_cell: int) -> tuple[list[Any], list[str]]:
+    """NVML handles of the cell's GPUs: by UUID where torch knows them (exact whatever the
+    enumeration order), else CUDA_VISIBLE_DEVICES ids as NVML indices (PCI bus order)."""
+    uuids = _torch_uuids(per_cell)
+    if uuids:
+        return [nvml.nvmlDeviceGetHandleByUUID(u.encode()) for u in uuids], uuids
+    ids = visible("cuda", per_cell)
+    handles = []
+    for v in ids:
+        if v.isdigit():
+            handles.append(nvml.nvmlDeviceGetHandleByIndex(int(v)))
+        else:
+            handles.append(nvml.nvmlDeviceGetHandleByUUID(v.encode()))
+    return handles, [f"cuda {v}" for v in ids]
+
+
+def _torch_uuids(per_cell: int) -> list[str]:
+    try:
+        import torch
+
+        if not torch.cuda.is_available() or torch.cuda.device_count() < per_cell:
+            return []
+        uuids = [str(torch.cuda.get_device_properties(i).uuid) for i in range(per_cell)]
+    except Exception:  # no torch, no CUDA, an old torch without .uuid: use the env ids
+        return []
+    # torch prints the bare UUID; NVML wants NVIDIA's "GPU-" form
+    return [u if u.startswith(("GPU-", "MIG-")) else f"GPU-{u}" for u in uuids]
+
+
+def clock_event_reasons(nvml: Any, handle: Any) -> int:
+    """The GPU's clock-event (throttle) reason bitmask now (the older name on old drivers)."""
+    fn = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+    return int((fn or nvml.nvmlDeviceGetCurrentClocksThrottleReasons)(handle))

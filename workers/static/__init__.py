@@ -1,0 +1,1 @@
+"""Static cells: timed generate calls of one batch through one backend."""
