@@ -184,7 +184,7 @@ def build_record(
         dtype=cell.model.dtype,
         load_format=cell.model.load_format,
         device=cell.device.name,
-        devices_per_cell=cell.chips,
+        devices_per_cell=cell.devices_per_cell,
         expected_tokens=cell.batch * cell.seq,
         warmup_iterations=cell.bench.warmup,
         workload=cell.workload.name,
