@@ -25,9 +25,6 @@ class Status(str, Enum):
     OOM = "oom"
 
 
-STATUSES = tuple(s.value for s in Status)
-
-
 class Flag(str, Enum):
     """Everything a record can be flagged with; FLAG_MEANINGS says what each means."""
 
