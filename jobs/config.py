@@ -22,7 +22,6 @@ BACKENDS = ("hf", "sglang", "sim")
 DEVICES = ("auto", "cpu", "cuda", "npu")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 LOAD_FORMATS = ("auto", "dummy")
-WORKLOADS = ("static", "serve")
 
 
 def from_values(values: dict[str, Any]) -> CellConfig:
@@ -227,8 +226,9 @@ class CellConfig:
         return self.workload.name == "serve"
 
     @property
-    def chips(self) -> int:
-        """Devices one cell runs on (their bandwidth and FLOP/s add up in its bound)."""
+    def devices_per_cell(self) -> int:
+        """Devices one cell runs on (their bandwidth and FLOP/s add up in its bound): the
+        config key device.per_cell, raised by SGLang's tp_size or a server's parallel size."""
         n = self.device.per_cell
         if self.serving:
             return max(n, self.server.parallel_size)

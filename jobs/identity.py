@@ -56,7 +56,7 @@ def model_key(cell: CellConfig) -> str:
         server = _serving_identity(cell, asdict(cell))["server"]
         model = asdict(cell.model)
         model.pop("cache_dir", None)
-        return f"serve|{sorted(model.items())!r}|{sorted(server.items())!r}|{cell.chips}"
+        return f"serve|{sorted(model.items())!r}|{sorted(server.items())!r}|{cell.devices_per_cell}"
     backend = cell.backend.name
     model = asdict(cell.model)
     opts = asdict(getattr(cell.backend, backend))

@@ -25,9 +25,6 @@ class Status(str, Enum):
     OOM = "oom"
 
 
-STATUSES = tuple(s.value for s in Status)
-
-
 class Flag(str, Enum):
     """Everything a record can be flagged with; FLAG_MEANINGS says what each means."""
 
@@ -184,7 +181,7 @@ def build_record(
         dtype=cell.model.dtype,
         load_format=cell.model.load_format,
         device=cell.device.name,
-        devices_per_cell=cell.chips,
+        devices_per_cell=cell.devices_per_cell,
         expected_tokens=cell.batch * cell.seq,
         warmup_iterations=cell.bench.warmup,
         workload=cell.workload.name,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.files import json_safe
+from jobs.identity import PlannedCell
 from jobs.record import flat_row
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,16 @@ def summary_row(record: dict[str, Any], envs: dict[str, dict]) -> dict[str, Any]
     if isinstance(env, dict):
         row["env"] = envs.setdefault(json.dumps(env, sort_keys=True, default=str), env)
     return row
+
+
+def sweep_slo(cells: list[PlannedCell]) -> dict[str, float] | None:
+    """The SLO the sweep's cells were given (slo.ttft_ms, slo.tpot_ms), when they agree: the
+    report then answers which batch or load meets it."""
+    slos = {(p.cell.slo.ttft_ms, p.cell.slo.tpot_ms) for p in cells}
+    if len(slos) != 1:
+        return None
+    ttft, tpot = slos.pop()
+    return {"slo_ttft_ms": ttft or None, "slo_tpot_ms": tpot or None} if ttft or tpot else None
 
 
 class SweepResults:

@@ -6,9 +6,6 @@ from typing import Any
 
 from jobs.config import CellConfig
 
-# Ray's accelerator resource per device; Ray sets the visible-devices variable itself.
-ACCELERATOR_RESOURCE = {"npu": "NPU", "cuda": "GPU"}
-
 
 def resolve_auto(nodes: list[dict[str, Any]]) -> str:
     """device=auto on a cluster: npu if any node has NPUs, else cuda if any has GPUs, else cpu."""

@@ -98,7 +98,7 @@ def fake_cell(monkeypatch):
     def run(source: FakeSource | Exception) -> dict:
         FakeBackend.source = source if isinstance(source, FakeSource) else None
 
-        def open_source(kind: str, per_cell: int) -> FakeSource:
+        def open_source(kind: str, devices_per_cell: int) -> FakeSource:
             if isinstance(source, Exception):
                 raise source
             return source

@@ -52,7 +52,7 @@ def test_nvml_energy_counter_over_a_captured_sequence(fake_nvml, monkeypatch):
     gpu = FakeGpu("GPU-aaaa")
     lib = fake_nvml([FakeGpu("GPU-other"), gpu])
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # the cell's GPU is NVML index 1
-    source = NvmlSource(per_cell=1)
+    source = NvmlSource(devices_per_cell=1)
     assert source.info.name == "nvml_energy" and source.info.kind == "counter"
     samples = replay(source, gpu, "nvml-h100-sxm-decode.csv")
     assert sum(s.values[0] is None for s in samples) == 3  # the failed reads are gaps
@@ -72,7 +72,7 @@ def test_nvml_energy_counter_over_a_captured_sequence(fake_nvml, monkeypatch):
 def test_nvml_counter_reset_is_invalid(fake_nvml):
     gpu = FakeGpu("GPU-aaaa")
     fake_nvml([gpu])
-    source = NvmlSource(per_cell=1)
+    source = NvmlSource(devices_per_cell=1)
     got = integrate(source.info, replay(source, gpu, "nvml-h100-sxm-reset.csv"), 0.0, 2.0)
     assert got.reasons == [Reason.COUNTER_RESET.value]
     source.close()
@@ -81,7 +81,7 @@ def test_nvml_counter_reset_is_invalid(fake_nvml):
 def test_nvml_power_where_no_counter(fake_nvml):
     gpu = FakeGpu("GPU-pascal", has_counter=False)
     fake_nvml([gpu])
-    source = NvmlSource(per_cell=1)
+    source = NvmlSource(devices_per_cell=1)
     assert source.info.name == "nvml_power" and source.info.resolution_s == 1.0
     got = integrate(source.info, replay(source, gpu, "nvml-h100-sxm-decode.csv"), 0.05, 2.95)
     assert Reason.SAMPLE_GAP.value in got.reasons  # 0.4 s without power readings
@@ -93,12 +93,12 @@ def test_nvml_events_and_uuid_mapping(fake_nvml, monkeypatch):
     gpus = [FakeGpu("GPU-a", reasons=0x1), FakeGpu("GPU-b", reasons=0x4 | 0x40)]
     fake_nvml(gpus)
     monkeypatch.setattr(nvml_lib, "_torch_uuids", lambda n: ["GPU-b"])  # torch's cuda:0 is GPU-b
-    source = NvmlSource(per_cell=1)
+    source = NvmlSource(devices_per_cell=1)
     assert source.events() == [0x44]
     source.close()
     monkeypatch.setattr(nvml_lib, "_torch_uuids", lambda n: ["GPU-missing"])
     with pytest.raises(Unavailable, match="Not Found"):
-        NvmlSource(per_cell=1)
+        NvmlSource(devices_per_cell=1)
 
 
 def test_nvml_missing_library_or_module(monkeypatch):
@@ -106,10 +106,10 @@ def test_nvml_missing_library_or_module(monkeypatch):
     monkeypatch.setattr(pynvml, "nvmlLib", None)  # libnvidia-ml.so.1 is not on this host
     monkeypatch.setattr(pynvml, "_nvmlGetFunctionPointer_cache", {})
     with pytest.raises(Unavailable, match="nvmlInit failed"):
-        NvmlSource(per_cell=1)
+        NvmlSource(devices_per_cell=1)
     monkeypatch.setattr(nvml_lib.importlib, "import_module", _no_module)
     with pytest.raises(Unavailable, match="nvidia-ml-py"):
-        NvmlSource(per_cell=1)
+        NvmlSource(devices_per_cell=1)
 
 
 def _no_module(name: str) -> None:
@@ -176,14 +176,14 @@ def test_npu_chip_map_and_logical_ids(npu_smi, monkeypatch):
     }  # fmt: skip
     npu_smi(chip_map="npu-smi-m-a3-2x2.txt")
     monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "3,1")
-    assert npu_chips(per_cell=1) == [(1, 1)]  # logic id 3 is NPU 1, chip 1
-    assert npu_chips(per_cell=2) == [(1, 1), (0, 1)]
+    assert npu_chips(devices_per_cell=1) == [(1, 1)]  # logic id 3 is NPU 1, chip 1
+    assert npu_chips(devices_per_cell=2) == [(1, 1), (0, 1)]
 
 
 def test_npu_smi_power_sequence_with_failures(npu_smi, monkeypatch):
     log = npu_smi()
     monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "5")
-    source = en.NpuSmiSource(per_cell=1)  # first call of the sequence: the open probe
+    source = en.NpuSmiSource(devices_per_cell=1)  # first call of the sequence: the open probe
     assert source.info.name == "npu_smi_power" and source.info.devices == ("npu 5 chip 0",)
     values = [source.read()[0] for _ in range(11)]
     assert values[:3] == [301.2, 309.9, 312.4] and values[3:5] == [None, None]
@@ -199,10 +199,10 @@ def test_npu_smi_power_sequence_with_failures(npu_smi, monkeypatch):
 def test_npu_smi_without_tool_or_reading(npu_smi, monkeypatch, tmp_path):
     npu_smi(body='[ "$1 $2 $3" = "info -t power" ] && { echo "NA"; exit 0; }')
     with pytest.raises(Unavailable, match="no reading for NPU 0 chip 0"):
-        en.NpuSmiSource(per_cell=1)
+        en.NpuSmiSource(devices_per_cell=1)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(Unavailable, match="not on PATH"):
-        en.NpuSmiSource(per_cell=1)
+        en.NpuSmiSource(devices_per_cell=1)
 
 
 # --- RAPL ----------------------------------------------------------------------------------

@@ -71,7 +71,9 @@ def test_no_probe_no_check(monkeypatch):
 
 
 def test_dirty_start_flags_the_cell_and_replaces_the_worker(device_memory, monkeypatch, tmp_path):
-    monkeypatch.setitem(health.TELEMETRY, "npu", lambda per_cell: [{"device": "npu 0 chip 0"}])
+    monkeypatch.setitem(
+        health.TELEMETRY, "npu", lambda devices_per_cell: [{"device": "npu 0 chip 0"}]
+    )
     device_memory["in_use"] = 20 * GIB
     health.memory_check("npu")  # the worker's baseline
     device_memory["in_use"] = 25 * GIB

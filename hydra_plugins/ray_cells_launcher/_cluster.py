@@ -1,4 +1,5 @@
-"""Starting or joining Ray, and checking that a resource request can ever be met."""
+"""The Ray cluster: starting or joining it, stopping what was started, and checking that a
+resource request can ever be met."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import os
 import socket
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -73,11 +73,12 @@ def quiet_ray() -> None:
 
 
 @dataclass
-class Session:
-    """What `start` set up, so that `stop` undoes exactly that and nothing more."""
+class Cluster:
+    """The Ray cluster `start` started or joined, so that `stop` undoes exactly that and
+    nothing more."""
 
     owned: bool  # this launch called ray.init (and must shut it down)
-    cluster: Any = None  # the simulated Cluster, when sim_nodes > 0
+    simulated: Any = None  # ray.cluster_utils.Cluster, when sim_nodes > 0
 
 
 def _init_args(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> tuple:
@@ -110,18 +111,20 @@ def _join(address: str, common: dict[str, Any]) -> None:
 
 
 def _simulated_nodes(n: int, node_args: dict[str, Any], common: dict[str, Any]) -> Any:
-    from ray.cluster_utils import Cluster
+    from ray.cluster_utils import Cluster as SimulatedCluster
 
-    cluster = Cluster(initialize_head=True, head_node_args=dict(node_args, include_dashboard=False))
+    nodes = SimulatedCluster(
+        initialize_head=True, head_node_args=dict(node_args, include_dashboard=False)
+    )
     for _ in range(n - 1):
-        cluster.add_node(**node_args)
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, **common)
+        nodes.add_node(**node_args)
+    nodes.wait_for_nodes()
+    ray.init(address=nodes.address, **common)
     log.info("started %d simulated Ray nodes", n)
-    return cluster
+    return nodes
 
 
-def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Session:
+def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Cluster:
     """Start/join Ray for one launch.
 
     A Ray already initialised in this process (by the caller) is used as it is and left
@@ -130,17 +133,17 @@ def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Se
     """
     if ray.is_initialized():
         log.info("using the Ray already initialised in this process; launcher ray settings ignored")
-        return Session(owned=False)
+        return Cluster(owned=False)
     quiet_ray()
     if ray_cfg.address:
         check_reachable(str(ray_cfg.address))
     common, node_args = _init_args(ray_cfg, working_dir, env_vars)
-    session = Session(owned=True)
+    cluster = Cluster(owned=True)
     try:
         if ray_cfg.address:
             _join(str(ray_cfg.address), common)
         elif ray_cfg.sim_nodes and ray_cfg.sim_nodes > 0:
-            session.cluster = _simulated_nodes(ray_cfg.sim_nodes, node_args, common)
+            cluster.simulated = _simulated_nodes(ray_cfg.sim_nodes, node_args, common)
         else:
             # address="local": always a fresh private instance, never one left behind.
             ray.init(
@@ -151,16 +154,16 @@ def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Se
                 **common,
             )
     except BaseException:
-        stop(session)  # nothing half-started is left behind
+        stop(cluster)  # nothing half-started is left behind
         raise
-    return session
+    return cluster
 
 
-def stop(session: Session) -> None:
-    if session.owned and ray.is_initialized():
+def stop(cluster: Cluster) -> None:
+    if cluster.owned and ray.is_initialized():
         ray.shutdown()
-    if session.cluster is not None:
-        session.cluster.shutdown()
+    if cluster.simulated is not None:
+        cluster.simulated.shutdown()
 
 
 def alive_nodes() -> list[dict[str, Any]]:
@@ -205,7 +208,3 @@ def check_feasible(shape: dict[str, Any], what: str) -> None:
         f"{what} needs {{{need_s}}} on one node, but no node of the Ray cluster has that "
         f"(largest node offers {{{have_s}}})"
     )
-
-
-def project_root() -> str:
-    return str(Path.cwd())

@@ -24,7 +24,7 @@ from ._app import App, Job
 from ._compose import Composer
 from ._progress import Progress
 from ._scheduler import Scheduler
-from ._session import Cluster, Planner, finished_return, interrupt
+from ._session import Planner, Session, finished_return, interrupt
 from ._settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -84,12 +84,12 @@ def _launch(launcher: Any, overrides: Sequence[Sequence[str]], start: int, jobs:
     sweep_dir = os.path.abspath(str(launcher.config.hydra.sweep.dir))
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     work_dir = _task_dir(launcher.task_function) if s.ship_working_dir else None
-    cluster = Cluster(s, work_dir, app.env_vars())
+    session = Session(s, work_dir, app.env_vars())
     jobs += [Job(start + i, list(o)) for i, o in enumerate(overrides)]
     interrupted = False
     try:
         composer = Composer(launcher.config, launcher.hydra_context.config_loader)
-        app.prepare(jobs, sweep_dir, Planner(composer, sweep_dir, cluster))
+        app.prepare(jobs, sweep_dir, Planner(composer, sweep_dir, session))
         todo = _skip_done(app, jobs, s)
         log.info(
             "ray_cells: %d jobs, %d already done, %d to run; sweep dir %s",
@@ -97,7 +97,7 @@ def _launch(launcher: Any, overrides: Sequence[Sequence[str]], start: int, jobs:
         )  # fmt: skip
         if todo:
             progress = Progress(len(jobs), len(jobs) - len(todo), s.progress)
-            Scheduler(launcher, app, s, cluster, progress).run(todo)
+            Scheduler(launcher, app, s, session, progress).run(todo)
     except KeyboardInterrupt:
         interrupted = True
         log.warning("interrupted: running jobs cancelled, finished results kept")
@@ -110,7 +110,7 @@ def _launch(launcher: Any, overrides: Sequence[Sequence[str]], start: int, jobs:
             signal.signal(signal.SIGTERM, signal.SIG_IGN),
         )
         try:
-            cluster.stop()
+            session.stop()
             app.on_end(jobs, sweep_dir, interrupted)
         finally:
             signal.signal(signal.SIGINT, old[0])

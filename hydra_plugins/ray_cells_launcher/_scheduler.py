@@ -23,7 +23,7 @@ from . import _cluster
 from ._app import App, HostOutOfMemory, Job, WorkerLost
 from ._compose import Composer
 from ._progress import Progress, elapsed_text
-from ._session import Cluster, Planner, finished_return
+from ._session import Planner, Session, finished_return
 from ._settings import Settings
 from ._worker import JobWorker
 
@@ -56,9 +56,9 @@ class Scheduler:
     """Pools of actors per resource shape, fed from per-shape queues of pending jobs."""
 
     def __init__(
-        self, launcher: Any, app: App, s: Settings, cluster: Cluster, progress: Progress
+        self, launcher: Any, app: App, s: Settings, session: Session, progress: Progress
     ) -> None:
-        self.launcher, self.app, self.s, self.cluster = launcher, app, s, cluster
+        self.launcher, self.app, self.s, self.session = launcher, app, s, session
         self.progress = progress
         self.runner = app.runner()
         self.singletons = None if self.runner else Singleton.get_state()
@@ -74,7 +74,7 @@ class Scheduler:
 
     # --- setup -------------------------------------------------------------------------
     def run(self, todo: list[Job]) -> None:
-        nodes = self.cluster.nodes()
+        nodes = self.session.nodes()
         for job in todo:
             job.shape = self.app.resources(job, nodes)
             job.affinity = self.app.affinity(job)
@@ -192,7 +192,7 @@ class Scheduler:
                 self.launcher.config, self.launcher.hydra_context.config_loader
             )
         sweep_dir = os.path.dirname(job.output_dir)
-        return Planner(self.composer, sweep_dir, self.cluster).compose(job)
+        return Planner(self.composer, sweep_dir, self.session).compose(job)
 
     def _collect(self, ref: Any) -> None:
         slot, job = self.in_flight.pop(ref)

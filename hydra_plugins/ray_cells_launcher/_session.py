@@ -1,4 +1,5 @@
-"""One launch's Ray (started or joined on first use) and what an app plans its jobs with."""
+"""One launch's Ray session (its cluster started or joined on first use) and what an app
+plans its jobs with."""
 
 from __future__ import annotations
 
@@ -19,32 +20,33 @@ def interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-class Cluster:
-    """Ray for this launch, started (or joined) on first use and stopped at the end."""
+class Session:
+    """This launch's Ray session: the cluster is started (or joined) on first use and
+    stopped at the end."""
 
     def __init__(self, settings: Settings, work_dir: str | None, env: dict[str, str]) -> None:
         self.settings, self.work_dir, self.env = settings, work_dir, env
-        self.session: _cluster.Session | None = None
+        self.cluster: _cluster.Cluster | None = None
 
     def nodes(self) -> list[dict[str, Any]]:
-        if self.session is None:
-            self.session = _cluster.start(self.settings.ray, self.work_dir, self.env)
+        if self.cluster is None:
+            self.cluster = _cluster.start(self.settings.ray, self.work_dir, self.env)
             # Ray's core worker installs its own SIGTERM handler (a C++ stack dump, then
             # abort): SIGTERM is an interrupt of the sweep, like Ctrl-C.
             signal.signal(signal.SIGTERM, interrupt)
         return _cluster.alive_nodes()
 
     def stop(self) -> None:
-        if self.session is not None:
-            _cluster.stop(self.session)
-            self.session = None
+        if self.cluster is not None:
+            _cluster.stop(self.cluster)
+            self.cluster = None
 
 
 class Planner:
     """What an app's ``prepare`` plans with (hydra_plugins.ray_cells_launcher.app.Planner)."""
 
-    def __init__(self, composer: Composer, sweep_dir: str, cluster: Cluster) -> None:
-        self.composer, self.sweep_dir, self.cluster = composer, sweep_dir, cluster
+    def __init__(self, composer: Composer, sweep_dir: str, session: Session) -> None:
+        self.composer, self.sweep_dir, self.session = composer, sweep_dir, session
         self.config = composer.master
 
     def compose(self, job: Job) -> DictConfig:
@@ -62,7 +64,7 @@ class Planner:
         return self.composer.task_values(overrides)
 
     def nodes(self) -> list[dict[str, Any]]:
-        return self.cluster.nodes()
+        return self.session.nodes()
 
 
 def finished_return(job: Job, value: Any, status: JobStatus = JobStatus.COMPLETED) -> JobReturn:

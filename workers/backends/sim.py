@@ -143,7 +143,7 @@ class SimBackend(Backend):
         if capacity is not None and self.weight_bytes > capacity:
             raise CellOOM(
                 f"simulated: weights need {self.weight_bytes / 1e9:.1f} GB, "
-                f"{self.spec.key} x{self.cell.chips} has {capacity / 1e9:.1f} GB"
+                f"{self.spec.key} x{self.cell.devices_per_cell} has {capacity / 1e9:.1f} GB"
             )
         self._set_allocated(self.weight_bytes)
 
@@ -161,7 +161,7 @@ class SimBackend(Backend):
         self.cell = cell
         self.bounds: Bounds = bounds_for(
             self.config, self.dtype, self.spec, cell.batch, cell.seq, cell.prompt_len,
-            cell.chips,
+            cell.devices_per_cell,
         )  # fmt: skip
         kv = self.shape.kv_bytes_per_token(self.elem)
         self.cell_bytes = self.weight_bytes + cell.batch * (cell.prompt_len + cell.seq) * kv
@@ -191,7 +191,11 @@ class SimBackend(Backend):
         s, b, p, eff = self.shape, cell.batch, cell.prompt_len, self.opts.efficiency
         w, kv = s.forward_parameters * self.elem, s.kv_bytes_per_token(self.elem)
         prefill = phase_power_w(
-            self.spec, self.bounds.ttft_s / eff, w + b * p * kv, b * s.prefill_flops(p), cell.chips
+            self.spec,
+            self.bounds.ttft_s / eff,
+            w + b * p * kv,
+            b * s.prefill_flops(p),
+            cell.devices_per_cell,
         )
         contexts = range(p + 1, p + cell.seq)
         decode_s = sum(self.bounds.decode_steps_s) / eff
@@ -202,7 +206,7 @@ class SimBackend(Backend):
             decode_s,
             sum(w + b * c * kv for c in contexts),
             sum(b * s.token_flops(c) for c in contexts),
-            cell.chips,
+            cell.devices_per_cell,
         )
         return prefill, decode
 
@@ -261,7 +265,7 @@ class SimBackend(Backend):
     def _capacity(self, cell: CellConfig) -> int | None:
         if self.spec.memory_bytes is None:
             return None
-        return self.spec.memory_bytes * cell.chips
+        return self.spec.memory_bytes * cell.devices_per_cell
 
     def _budget(self, cell: CellConfig) -> int | None:
         if self._faulty(cell, "oom") and cell.backend.sim.memory_budget_bytes > 0:

@@ -35,7 +35,7 @@ def bound_fields(
     Never raises: a model or device without usable figures gets null bounds and the reason
     in `bound_source`; a non-empty second item means the record is flagged `above_bound`."""
     out: dict[str, Any] = dict.fromkeys(BOUND_KEYS)
-    n = cell.chips
+    n = cell.devices_per_cell
     try:
         config = model_info.get("config") or {}
         dtype = str(model_info.get("dtype") or "float16")

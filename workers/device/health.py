@@ -134,11 +134,11 @@ def memory_check(kind: str) -> dict[str, Any]:
 # --- telemetry --------------------------------------------------------------------------
 
 
-def nvml_telemetry(per_cell: int) -> list[dict[str, Any]]:
+def nvml_telemetry(devices_per_cell: int) -> list[dict[str, Any]]:
     nvml = nvml_lib.import_pynvml()
     nvml.nvmlInit()
     try:
-        handles, labels = nvml_lib.nvml_handles(nvml, per_cell)
+        handles, labels = nvml_lib.nvml_handles(nvml, devices_per_cell)
         out = []
         for h, label in zip(handles, labels, strict=True):
             row: dict[str, Any] = {"device": label}
@@ -167,9 +167,9 @@ def _num(text: str | None) -> float | None:
         return None
 
 
-def npu_telemetry(per_cell: int) -> list[dict[str, Any]]:
+def npu_telemetry(devices_per_cell: int) -> list[dict[str, Any]]:
     out = []
-    for npu, chip in npu_smi.npu_chips(per_cell):
+    for npu, chip in npu_smi.npu_chips(devices_per_cell):
         ids = ["-i", str(npu), "-c", str(chip)]
         row: dict[str, Any] = {"device": f"npu {npu} chip {chip}"}
         try:
@@ -195,9 +195,9 @@ def npu_telemetry(per_cell: int) -> list[dict[str, Any]]:
 TELEMETRY = {"cuda": nvml_telemetry, "npu": npu_telemetry}
 
 
-def telemetry(kind: str, per_cell: int) -> list[dict[str, Any]] | dict[str, str]:
+def telemetry(kind: str, devices_per_cell: int) -> list[dict[str, Any]] | dict[str, str]:
     try:
-        return TELEMETRY[kind](per_cell)
+        return TELEMETRY[kind](devices_per_cell)
     except Exception as exc:  # a missing tool or library: say so, go on
         return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -234,8 +234,8 @@ class CellHealth:
     """Health of one cell: ``before()`` ahead of loading and measuring, ``after()`` once the
     measured window closed. A simulated or cpu cell has nothing to check."""
 
-    def __init__(self, kind: str, per_cell: int, simulated: bool) -> None:
-        self.kind, self.per_cell = kind, per_cell
+    def __init__(self, kind: str, devices_per_cell: int, simulated: bool) -> None:
+        self.kind, self.devices_per_cell = kind, devices_per_cell
         self.active = kind in TELEMETRY and not simulated
         self.memory: dict[str, Any] = {}
         self.start: Any = None
@@ -243,14 +243,14 @@ class CellHealth:
     def before(self) -> None:
         if self.active:
             self.memory = memory_check(self.kind)
-            self.start = telemetry(self.kind, self.per_cell)
+            self.start = telemetry(self.kind, self.devices_per_cell)
 
     def after(self, window_masks: list[int]) -> tuple[dict[str, Any], list[Flag], dict | None]:
         """(flat record keys, flags, the nested `health` block or None)."""
         fields = dict.fromkeys(HEALTH_KEYS)
         if not self.active:
             return fields, [], None
-        end = telemetry(self.kind, self.per_cell)
+        end = telemetry(self.kind, self.devices_per_cell)
         throttle = _throttling(self.kind, window_masks, self.start, end)
         flags = []
         if self.memory.get("dirty"):

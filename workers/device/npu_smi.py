@@ -131,9 +131,9 @@ def _table_order() -> dict[int, tuple[int, int]]:
     return {k: (c["npu"], c["chip"]) for k, c in enumerate(chips)}
 
 
-def npu_chips(per_cell: int) -> list[tuple[int, int]]:
+def npu_chips(devices_per_cell: int) -> list[tuple[int, int]]:
     """(NPU ID, Chip ID) of the cell's chips (see the module docstring for the mapping)."""
-    ids = visible("npu", per_cell)
+    ids = visible("npu", devices_per_cell)
     if not all(v.isdigit() for v in ids):
         raise Unavailable(f"ASCEND_RT_VISIBLE_DEVICES={','.join(ids)} holds non-integer ids")
     chip_map: dict[int, tuple[int, int]] = {}

@@ -19,13 +19,13 @@ def import_pynvml() -> Any:
         ) from None
 
 
-def nvml_handles(nvml: Any, per_cell: int) -> tuple[list[Any], list[str]]:
+def nvml_handles(nvml: Any, devices_per_cell: int) -> tuple[list[Any], list[str]]:
     """NVML handles of the cell's GPUs: by UUID where torch knows them (exact whatever the
     enumeration order), else CUDA_VISIBLE_DEVICES ids as NVML indices (PCI bus order)."""
-    uuids = _torch_uuids(per_cell)
+    uuids = _torch_uuids(devices_per_cell)
     if uuids:
         return [nvml.nvmlDeviceGetHandleByUUID(u.encode()) for u in uuids], uuids
-    ids = visible("cuda", per_cell)
+    ids = visible("cuda", devices_per_cell)
     handles = []
     for v in ids:
         if v.isdigit():
@@ -35,13 +35,13 @@ def nvml_handles(nvml: Any, per_cell: int) -> tuple[list[Any], list[str]]:
     return handles, [f"cuda {v}" for v in ids]
 
 
-def _torch_uuids(per_cell: int) -> list[str]:
+def _torch_uuids(devices_per_cell: int) -> list[str]:
     try:
         import torch
 
-        if not torch.cuda.is_available() or torch.cuda.device_count() < per_cell:
+        if not torch.cuda.is_available() or torch.cuda.device_count() < devices_per_cell:
             return []
-        uuids = [str(torch.cuda.get_device_properties(i).uuid) for i in range(per_cell)]
+        uuids = [str(torch.cuda.get_device_properties(i).uuid) for i in range(devices_per_cell)]
     except Exception:  # no torch, no CUDA, an old torch without .uuid: use the env ids
         return []
     # torch prints the bare UUID; NVML wants NVIDIA's "GPU-" form

@@ -11,11 +11,11 @@ import os
 VISIBLE_ENV = {"npu": "ASCEND_RT_VISIBLE_DEVICES", "cuda": "CUDA_VISIBLE_DEVICES"}
 
 
-def visible(kind: str, per_cell: int) -> list[str]:
-    """The first per_cell entries of *_VISIBLE_DEVICES (the devices the cell uses), or the
-    indices 0..per_cell-1 when the variable is unset."""
+def visible(kind: str, devices_per_cell: int) -> list[str]:
+    """The first devices_per_cell entries of *_VISIBLE_DEVICES (the devices the cell uses), or the
+    indices 0..devices_per_cell-1 when the variable is unset."""
     items = [v.strip() for v in os.environ.get(VISIBLE_ENV[kind], "").split(",") if v.strip()]
-    return items[:per_cell] if items else [str(i) for i in range(per_cell)]
+    return items[:devices_per_cell] if items else [str(i) for i in range(devices_per_cell)]
 
 
 def visible_ids(kind: str) -> list[int] | None:

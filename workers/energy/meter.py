@@ -107,8 +107,10 @@ class EnergyMeter:
     failing cell still closes it); ``with meter.window():`` samples the measured iterations,
     each announced by ``meter.iteration()``; then ``result(its)``."""
 
-    def __init__(self, kind: str, per_cell: int, clock: Callable[[], float] = time.perf_counter):
-        self.kind, self.per_cell, self.clock = kind, per_cell, clock
+    def __init__(
+        self, kind: str, devices_per_cell: int, clock: Callable[[], float] = time.perf_counter
+    ):
+        self.kind, self.devices_per_cell, self.clock = kind, devices_per_cell, clock
         self.tried = SOURCE_NAMES.get(kind, kind)
         self.source: Source | None = None
         self.missing: str | None = None
@@ -119,7 +121,7 @@ class EnergyMeter:
 
     def __enter__(self) -> EnergyMeter:
         try:
-            self.source = open_source(self.kind, self.per_cell)
+            self.source = open_source(self.kind, self.devices_per_cell)
         except Unavailable as exc:
             self.missing = str(exc)
         except Exception as exc:  # a broken source must not fail the cell

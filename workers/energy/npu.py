@@ -34,10 +34,10 @@ def parse_power(text: str) -> float | None:
 class NpuSmiSource:
     """Real-time power of each chip from npu-smi, one call per chip per read."""
 
-    def __init__(self, per_cell: int) -> None:
+    def __init__(self, devices_per_cell: int) -> None:
         if shutil.which("npu-smi") is None:
             raise Unavailable("npu-smi is not on PATH")
-        self.chips = npu_chips(per_cell)
+        self.chips = npu_chips(devices_per_cell)
         first = [self._read_one(n, c) for n, c in self.chips]
         if any(v is None for v in first):
             raise Unavailable(

@@ -18,14 +18,14 @@ log = logging.getLogger(__name__)
 class NvmlSource:
     """The GPUs' energy counters, or their power where a GPU has no counter (pre-Volta)."""
 
-    def __init__(self, per_cell: int, nvml: Any = None) -> None:
+    def __init__(self, devices_per_cell: int, nvml: Any = None) -> None:
         self.nvml = nvml or import_pynvml()
         try:
             self.nvml.nvmlInit()
         except self.nvml.NVMLError as exc:
             raise Unavailable(f"nvmlInit failed: {exc}") from None
         try:
-            self.handles, labels = nvml_handles(self.nvml, per_cell)
+            self.handles, labels = nvml_handles(self.nvml, devices_per_cell)
             self.counter = all(self._supported(h) for h in self.handles)
             if not self.counter:
                 for h in self.handles:

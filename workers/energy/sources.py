@@ -1,6 +1,6 @@
 """Where a cell's energy is read from: one protocol, one source per device kind.
 
-``open_source(kind, per_cell)`` returns a :class:`Source` for the devices the cell holds, or
+``open_source(kind, devices_per_cell)`` returns a :class:`Source` for the devices the cell holds, or
 raises :class:`~workers.device.tools.Unavailable` with a one-line reason why there is none
 (the record carries it). Sources and their documented behaviour (docs/energy.md):
 
@@ -42,12 +42,12 @@ class Source(Protocol):
 SOURCE_NAMES = {"cuda": "nvml", "npu": "npu_smi_power", "cpu": "rapl"}  # what open_source tries
 
 
-def open_source(kind: str, per_cell: int) -> Source:
+def open_source(kind: str, devices_per_cell: int) -> Source:
     """The energy source of a cell's devices; raises Unavailable with the reason."""
     if kind == "cuda":
-        return NvmlSource(per_cell)
+        return NvmlSource(devices_per_cell)
     if kind == "npu":
-        return NpuSmiSource(per_cell)
+        return NpuSmiSource(devices_per_cell)
     if kind == "cpu":
         return RaplSource()
     raise Unavailable(f"no energy source for device kind {kind!r}")

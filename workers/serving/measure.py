@@ -111,7 +111,7 @@ def _measure(cell: CellConfig, device: Device, out: Outcome) -> None:
         if server.process is not None:
             out.files[LOG_FILE] = server.process.cell_log(start)
     m = serving_metrics(
-        res.outputs, res.duration_s, cards=cell.chips if server.process else None,
+        res.outputs, res.duration_s, cards=cell.devices_per_cell if server.process else None,
         ttft_ms=cell.slo.ttft_ms, tpot_ms=cell.slo.tpot_ms,
     )  # fmt: skip
     out.details["raw"] = raw_requests(res.outputs, res.start_s)

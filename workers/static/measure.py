@@ -92,9 +92,9 @@ def _measured(backend: Backend, cell: CellConfig, device: Any) -> _Measured:
     """The measured iterations, with their energy and the device's health around them.
     Called after the model is loaded, so the memory check compares the worker's baseline +
     its model with what is in use; the simulator's energy comes from its power model."""
-    watch = health.CellHealth(device.kind, cell.chips, backend.simulated)
+    watch = health.CellHealth(device.kind, cell.devices_per_cell, backend.simulated)
     watch.before()
-    meter = None if backend.simulated else EnergyMeter(device.kind, cell.chips)
+    meter = None if backend.simulated else EnergyMeter(device.kind, cell.devices_per_cell)
     with meter if meter is not None else contextlib.nullcontext():
         its, activity = _iterations(backend, cell, device, meter)
     energy, energy_block = meter.result(its) if meter else simulated_result(backend, its)
