@@ -25,7 +25,6 @@ from sweep.prepare import plan_jobs
 from sweep.quiet_env import QUIET_ENV
 from sweep.records import lost_outcome, write_job_files, write_job_record
 from sweep.resume import done_record
-from sweep.single import ValidateOnRun  # conf/config.yaml names it sweep.app.ValidateOnRun
 from sweep.status import PROCESS, ExitStatus
 from workers.env import git_state
 
@@ -113,4 +112,4 @@ class CellSweepApp(App):
             self.results.finish(interrupted, plots=self.plots, slo=sweep_slo(planned))
 
 
-__all__ = ["CellSweepApp", "ValidateOnRun", "run_planned"]
+__all__ = ["CellSweepApp", "run_planned"]
