@@ -15,6 +15,7 @@ from aggregate.answers import PARETO_CSV, SLO_CSV, answer_files, answer_sections
 from aggregate.confidence import fold_repeats
 from aggregate.html import REPORT_HTML, build_html
 from aggregate.load import sort_key
+from aggregate.quality import annotate, quality_section
 from aggregate.report import build_report
 from aggregate.tables import error_text
 from jobs.files import atomic_write_text
@@ -91,28 +92,31 @@ def write_outputs(
     slo_ttft_ms: float | None = None,
     slo_tpot_ms: float | None = None,
     slo_e2e_ms: float | None = None,
+    reference: Sequence[Record] = (),
 ) -> dict[str, str]:
     """Write every output file into ``sweep_dir``; returns {name relative to it: path}.
     ``jsonl=False``: the caller writes results.jsonl itself (a sweep streams it).
     ``slo_*_ms``: p99 budgets in ms (None or 0: none); with one set, slo.csv is written.
     results.* keep every record; the report, plots and answers see repeats folded into one
-    summary per cell. Raises aggregate.slo.SloError for a budget that is not a number >= 0
+    summary per cell. ``reference``: records to take the output-agreement reference from
+    (aggregate/quality.py; default: this sweep's own). Raises aggregate.slo.SloError for a budget that is not a number >= 0
     (before anything is written)."""
     root = Path(sweep_dir)
     records = sorted(records, key=sort_key)
     slo = {"slo_ttft_ms": slo_ttft_ms, "slo_tpot_ms": slo_tpot_ms, "slo_e2e_ms": slo_e2e_ms}
-    shown = fold_repeats(records)
+    compared = annotate(records, reference)  # + agreement: for results.csv and the report
+    shown = fold_repeats(compared)
     extra = answer_files(shown, **slo)
     out: dict[str, str] = {}
     if jsonl:
         out[RESULTS_JSONL] = atomic_write_text(root / RESULTS_JSONL, results_jsonl(records))
-    out[RESULTS_CSV] = atomic_write_text(root / RESULTS_CSV, results_csv(records))
+    out[RESULTS_CSV] = atomic_write_text(root / RESULTS_CSV, results_csv(compared))
     figures: dict[str, str] = {}
     if plots:
         from aggregate.plots import write_plots  # matplotlib only when plots are asked for
 
         figures = write_plots(root, shown)
-    answers = answer_sections(shown, figures, **slo)
+    answers = answer_sections(shown, figures, **slo) + quality_section(shown)
     report = build_report(root, shown, unreadable, figures, answers)
     out[REPORT_MD] = atomic_write_text(root / REPORT_MD, report)
     out[REPORT_HTML] = atomic_write_text(root / REPORT_HTML, build_html(report, root))

@@ -29,6 +29,7 @@ from workers.env import environment, utc_now
 from workers.host import HostLoad, LoadWindow, check_fits, check_model_here, host_busy
 from workers.metrics import cell_metrics
 from workers.models import model_config_json
+from workers.quality.check import token_checks
 from workers.smi import snapshot
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,11 @@ def _run(cell: CellConfig, device: Any, out: Outcome, repeat: int | None = None)
         out.flags.append(Flag.HOST_BUSY)
     out.details["raw"] = raw_values(its)
     out.details.update(m.details)
+    # After the window, its metrics and its memory: the token checks (workers/quality/).
+    checked = token_checks(backend, cell, info)
+    out.fields.update(checked.fields)
+    out.details["quality"] = checked.details
+    out.flags += checked.flags
     if report.engine is not None:
         out.details["engine"] = report.engine
     smi = _device_snapshot(device, backend.simulated)
