@@ -16,6 +16,7 @@ and results.jsonl keep what the cell measured.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,16 +50,17 @@ def _dummy(rec: Record) -> bool:
 
 
 def weights_key(rec: Record) -> str:
-    """What makes two cells' weights the same: the checkpoint (or the tiny model's shape and
-    seed), the layers kept, the load format; dummy weights also the backend family."""
+    """What makes two cells' weights the same: the checkpoint directory's name (the tiny
+    model's carries a digest of its shape and seed; a name, so a reference sweep from
+    another machine or cache still matches), the layers kept, the load format; dummy
+    weights also the backend family."""
     model = _model(rec)
+    path = str(rec.get("model_path") or model.get("path") or "")
     key: dict[str, Any] = {
-        "path": model.get("path", rec.get("model_path")),
+        "weights": os.path.basename(os.path.normpath(path)) if path else rec.get("model"),
         "load_format": rec.get("load_format") or model.get("load_format"),
         "layers": model.get("num_layers_override", 0),
     }
-    if not key["path"]:
-        key["tiny"] = model.get("tiny")
     if _dummy(rec):
         key["backend"] = rec.get("backend")
     return json.dumps(key, sort_keys=True, default=str)
@@ -105,7 +107,8 @@ def agreement(rec: Record, ref: Record, source: str) -> dict[str, Any]:
     """The comparison of one cell with its reference (``quality.agreement``)."""
     mine, theirs = _check(rec), _check(ref)
     assert mine is not None and theirs is not None
-    same_prompts = mine.get("check_prompts") == theirs.get("check_prompts")
+    key = "check_prompts_sha" if "check_prompts_sha" in mine else "check_prompts"
+    same_prompts = mine.get(key) == theirs.get(key)
     out: dict[str, Any] = {
         "reference": ref.get("cell_id"), "reference_dir": ref.get("cell_dir"),
         "reference_backend": ref.get("backend"), "reference_dtype": ref.get("dtype"),
@@ -158,6 +161,19 @@ def _annotated(rec: Record, refs: dict[str, Record], source: str) -> Record:
     if a["verdict"] == Flag.DIVERGENT.value:
         rec["flags"] = [*(rec.get("flags") or []), Flag.DIVERGENT.value]
     return rec
+
+
+def row_quality(record: Record) -> dict[str, Any] | None:
+    """What a sweep's driver keeps of ``record["quality"]`` for its outputs (sweep/finish.py):
+    the check's tokens and the task check's score, without the prompts (their digest stays)
+    or the examples; None for cells without tokens, whose flat check_status says why."""
+    q = record.get("quality")
+    if not isinstance(q, dict) or (q.get("check_status") != CHECK_OK and "accuracy" not in q):
+        return None
+    kept = {k: v for k, v in q.items() if k != "check_prompts"}
+    if isinstance(q.get("accuracy"), dict):
+        kept["accuracy"] = {k: v for k, v in q["accuracy"].items() if k != "examples"}
+    return kept
 
 
 # --- the report section ---------------------------------------------------------------

@@ -31,7 +31,7 @@ def rec(cid: str, backend: str = "hf", dtype: str = "float32", tokens: Any = Non
     return {
         "cell_id": cid, "cell_dir": f"dir-{cid}", "status": "ok", "backend": backend,
         "dtype": dtype, "model": "tiny", "device": "cpu", "batch": 1, "seq": 8,
-        "prompt_len": 8, "load_format": load_format, "flags": [], "check_status": "ok",
+        "prompt_len": 8, "load_format": load_format, "model_path": "/cache/tiny-llama-1234", "flags": [], "check_status": "ok",
         "quality": quality, "config": {"model": model}, **kw,
     }  # fmt: skip
 
@@ -81,8 +81,7 @@ def test_reference_directory_and_missing_reference() -> None:
     out = annotate([rec("cell", tokens=wrong)], reference=[rec("ref")])
     assert out[0]["flags"] == ["divergent"]
     assert out[0]["quality"]["agreement"]["source"] == "--reference"
-    other_model = rec("ref2")
-    other_model["config"]["model"]["path"] = "/models/other"
+    other_model = rec("ref2", model_path="/models/other")
     out = annotate([rec("cell")], reference=[other_model])
     assert out[0]["agreement_verdict"] == NO_REFERENCE and out[0]["flags"] == []
 

@@ -13,10 +13,13 @@ from typing import Any
 import pytest
 
 from aggregate.__main__ import main as aggregate_main
+from aggregate.load import load_records
+from aggregate.quality import annotate
 from jobs.config import BackendConfig, BenchConfig, CellConfig, DeviceConfig, ModelConfig
 from jobs.identity import PlannedCell
 from jobs.quality import AccuracyConfig, QualityConfig
 from jobs.record import build_record
+from sweep.finish import summary_row
 from workers import base, measure
 from workers.backends.hf import HFBackend
 from workers.quality.task import SHIPPED
@@ -123,6 +126,12 @@ def test_wrong_backend_is_divergent_and_the_right_one_is_not(
     # record.json and results.jsonl keep what the cell measured; the comparison is derived.
     lines = [json.loads(x) for x in (wrong / "results.jsonl").read_text().splitlines()]
     assert all("divergent" not in r["flags"] for r in lines)
+
+    # What a sweep's driver keeps of each record (rows, no prompts) compares the same way.
+    rows = [summary_row(r, {}) for r in wrong_recs]
+    assert all("check_prompts" not in r["quality"] for r in rows)
+    compared = annotate(rows, reference=load_records(reference)[0])
+    assert [r["agreement_verdict"] for r in compared] == ["divergent", "divergent"]
 
     # Without --reference the sweep's own hf float32 cells are the reference: all agree.
     assert aggregate_main([str(right), "--quiet", "--no-plots"]) == 0

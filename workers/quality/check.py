@@ -8,6 +8,8 @@ becomes ``check_status: failed`` (or an ``accuracy.error``), the timed numbers s
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -55,8 +57,10 @@ def _check(backend: Backend, cell: CellConfig, info: dict[str, Any]) -> dict[str
     tokens = backend.greedy_ids(prompts, q.tokens)
     if tokens is None:
         return {"check_status": CHECK_NOT_APPLICABLE, **base}
+    digest = hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:16]
     return {
-        "check_status": CHECK_OK, **base, "check_prompts": prompts, "check_tokens": tokens,
+        "check_status": CHECK_OK, **base, "check_prompts_sha": digest,
+        "check_prompts": prompts, "check_tokens": tokens,
     }  # fmt: skip
 
 
