@@ -213,22 +213,21 @@ def _agreement_table(checked: Sequence[Record]) -> Table:
 def _agreement_lines(records: Sequence[Record]) -> list[str]:
     checked = [r for r in records if _check(r) is not None and "agreement" in r["quality"]]
     statuses = [r.get("check_status") for r in records if r.get("check_status")]
-    if not checked and not statuses:
+    if not checked:  # e.g. a simulator sweep: its records say not_applicable
         return []
-    sources = {r["quality"]["agreement"].get("source") for r in checked}
+    sources = " and ".join(sorted({str(r["quality"]["agreement"].get("source")) for r in checked}))
     limits = ", ".join(f"{d} {t:.2f}" for d, t in THRESHOLDS.items())
     lines = [
         "## Output agreement",
         "",
         "Greedy tokens of the seeded check prompts (quality.*), generated after each cell's "
         "measured window, compared with a reference cell of the same weights "
-        f"({' and '.join(sorted(str(s) for s in sources)) or 'none'}): agreement = share of "
+        f"(from the {sources}): agreement = share of "
         "the first K tokens before the first difference, mean over the prompts; `divergent` "
         f"below the dtype's threshold ({limits}; docs/quality.md).",
         "",
     ]
-    if checked:
-        lines += [markdown(_agreement_table(checked), numeric=False), ""]
+    lines += [markdown(_agreement_table(checked), numeric=False), ""]
     if any(r["quality"]["agreement"].get("dummy_weights") for r in checked):
         lines += [
             "Dummy-weight cells (model.load_format=dummy) are compared only with cells of "
