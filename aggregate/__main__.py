@@ -1,4 +1,4 @@
-"""`python -m aggregate SWEEP_DIR [--baseline OLD_DIR] [--slo-tpot-ms MS ...]`: rebuild a
+"""`python -m aggregate SWEEP_DIR [--baseline OLD_DIR] [--reference DIR] [--slo-tpot-ms MS ...]`: rebuild a
 sweep's outputs (results, report.md, report.html, plots; slo.csv with an SLO).
 
 Exit codes: 0 every cell ok; 1 a cell not ok or a record unreadable; 2 usage error (also:
@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="directory searched for record.json")
     p.add_argument("--baseline", metavar="OLD_DIR", help="compare cell by cell with this sweep")
+    p.add_argument(
+        "--reference",
+        metavar="DIR",
+        help="take the output-agreement reference cells from this sweep (default: SWEEP_DIR's "
+        "own hf float32 cells; docs/quality.md)",
+    )
     p.add_argument(
         "--threshold",
         type=float,
@@ -143,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     problem = _check_dir(args.sweep_dir, "sweep directory")
     if args.baseline is not None:
         problem = problem or _check_dir(args.baseline, "baseline directory")
+    if args.reference is not None:
+        problem = problem or _check_dir(args.reference, "reference directory")
     if problem:
         return _usage_error(problem)
     if args.threshold < 0:
@@ -156,12 +164,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not records and not unreadable:
         return _usage_error(f"no record.json files under {args.sweep_dir!r}")
     old, old_unreadable = read_records(args.baseline) if args.baseline else ([], [])
+    reference = read_records(args.reference)[0] if args.reference else []
+    if args.reference and not reference:
+        return _usage_error(f"no readable record.json files under --reference {args.reference!r}")
     if args.baseline is not None:
         problem = _refused_baseline(args, records, old)
         if problem:
             return _usage_error(problem)
     written, answers = write_answered(
-        args.sweep_dir, records, unreadable, plots=not args.no_plots, jsonl=True, given=slo
+        args.sweep_dir,
+        records,
+        unreadable,
+        plots=not args.no_plots,
+        jsonl=True,
+        given=slo,
+        reference=reference,
     )
     not_ok = [r for r in records if r.get("status") != "ok"]
     if not args.quiet:

@@ -14,6 +14,7 @@ from typing import Any
 from aggregate.answers.compute import Answers, compute_answers
 from aggregate.answers.confidence import fold_repeats
 from aggregate.answers.slo import Slo
+from aggregate.quality import annotate, quality_section
 from aggregate.reader import sort_key
 from aggregate.render.answers import PARETO_CSV, SLO_CSV, answer_files, answer_sections
 from aggregate.render.html import REPORT_HTML, build_html
@@ -93,15 +94,17 @@ def write_outputs(
     slo_ttft_ms: float | None = None,
     slo_tpot_ms: float | None = None,
     slo_e2e_ms: float | None = None,
+    reference: Sequence[Record] = (),
 ) -> dict[str, str]:
     """Write every output file into ``sweep_dir``; returns {name relative to it: path}.
     ``jsonl=False``: the caller writes results.jsonl itself (a sweep streams it).
     ``slo_*_ms``: p99 budgets in ms (None or 0: none); with one set, slo.csv is written.
     results.* keep every record; the report, plots and answers see repeats folded into one
     summary per cell. Raises aggregate.answers.slo.SloError for a budget that is not a
-    number >= 0 (before anything is written)."""
+    number >= 0 (before anything is written). ``reference``: records to take the
+    output-agreement reference from (aggregate/quality.py; default: this sweep's own)."""
     given = Slo(ttft_ms=slo_ttft_ms, tpot_ms=slo_tpot_ms, e2e_ms=slo_e2e_ms)
-    return write_answered(sweep_dir, records, unreadable, plots, jsonl, given)[0]
+    return write_answered(sweep_dir, records, unreadable, plots, jsonl, given, reference)[0]
 
 
 def write_answered(
@@ -111,23 +114,27 @@ def write_answered(
     plots: bool,
     jsonl: bool,
     given: Slo,
+    reference: Sequence[Record] = (),
 ) -> tuple[dict[str, str], Answers]:
     """:func:`write_outputs`, also returning the answers it computed (once) and rendered."""
     root = Path(sweep_dir)
     records = sorted(records, key=sort_key)
-    shown = fold_repeats(records)
+    compared = annotate(records, reference)  # + agreement: for results.csv and the report
+    shown = fold_repeats(compared)
     answers = compute_answers(shown, given)
     extra = answer_files(answers)
     out: dict[str, str] = {}
     if jsonl:
         out[RESULTS_JSONL] = atomic_write_text(root / RESULTS_JSONL, results_jsonl(records))
-    out[RESULTS_CSV] = atomic_write_text(root / RESULTS_CSV, results_csv(records))
+    out[RESULTS_CSV] = atomic_write_text(root / RESULTS_CSV, results_csv(compared))
     figures: dict[str, str] = {}
     if plots:
         from aggregate.render.plots.static import write_plots  # matplotlib only when asked
 
         figures = write_plots(root, shown, answers)
-    report = build_report(root, shown, unreadable, figures, answer_sections(answers, figures))
+    report = build_report(
+        root, shown, unreadable, figures, answer_sections(answers, figures) + quality_section(shown)
+    )
     out[REPORT_MD] = atomic_write_text(root / REPORT_MD, report)
     out[REPORT_HTML] = atomic_write_text(root / REPORT_HTML, build_html(report, root))
     for name, text in extra.items():

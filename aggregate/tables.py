@@ -39,6 +39,8 @@ FLAG_MARKS = {
     "usage_mismatch": "≠",
     "too_many_errors": "×",
     "batch_split": "÷",
+    "divergent": "≉",
+    "accuracy_low": "↓",
 }
 FLAG_MEANINGS = {str(flag.value): f"{flag.value}: {text}" for flag, text in _MEANINGS.items()}
 UNKNOWN_FLAG_MARK = "?"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobs.checks import ConfigError
+from jobs.quality import AccuracyConfig, QualityConfig
 from jobs.serving import ServerConfig, SloConfig, WorkloadConfig, check_load
 from jobs.values import ValuesError, build
 
@@ -220,6 +221,9 @@ class CellConfig:
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     slo: SloConfig = field(default_factory=SloConfig)
+    # Token checks after the measured window (jobs/quality.py, docs/quality.md).
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
 
     @property
     def serving(self) -> bool:

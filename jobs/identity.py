@@ -34,6 +34,8 @@ def identity(cell: CellConfig) -> dict[str, Any]:
     d = asdict(cell)
     d["model"].pop("cache_dir", None)
     d["bench"].pop("repeats", None)  # how many times, not what: repeat k has its own id
+    for key in ("quality", "accuracy"):  # checks after the window: not what is timed
+        d.pop(key, None)
     if not cell.bench.fresh_worker:  # the default: ids stay what they were before the key
         d["bench"].pop("fresh_worker", None)
     if cell.model.path is not None:

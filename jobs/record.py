@@ -14,6 +14,7 @@ from typing import Any
 
 from jobs.config import CellConfig
 from jobs.identity import PlannedCell, engine_name
+from jobs.quality import QUALITY_KEYS
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
@@ -40,6 +41,8 @@ class Flag(str, Enum):
     USAGE_MISMATCH = "usage_mismatch"
     TOO_MANY_ERRORS = "too_many_errors"
     BATCH_SPLIT = "batch_split"
+    DIVERGENT = "divergent"
+    ACCURACY_LOW = "accuracy_low"
 
 
 FLAG_MEANINGS: dict[str, str] = {
@@ -56,6 +59,9 @@ FLAG_MEANINGS: dict[str, str] = {
     Flag.TOO_MANY_ERRORS: "more failed requests than workload.max_failed_fraction allows",
     Flag.BATCH_SPLIT: "the engine could not run the batch as one batch (its max running requests, "
     "KV pool or prefill budget); record.engine.batch_split says which",
+    Flag.DIVERGENT: "its greedy tokens of the check prompts agree with the reference cell's "
+    "(same weights) less than its dtype allows (docs/quality.md); set by the sweep's outputs",
+    Flag.ACCURACY_LOW: "its task check scored below accuracy.min",
 }
 
 
@@ -117,7 +123,7 @@ SERVING_KEYS = (
     "usage_completion_tokens", "client_completion_tokens", "usage_mismatch_requests",
     "server_start_s", "server_reused", "server_visible_devices",
 )  # fmt: skip
-FLAT_KEYS = FLAT_KEYS + SERVING_KEYS
+FLAT_KEYS = FLAT_KEYS + SERVING_KEYS + QUALITY_KEYS
 
 
 def error_info(exc: BaseException, limit: int = 15) -> dict[str, str]:

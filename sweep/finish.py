@@ -34,6 +34,11 @@ def summary_row(record: dict[str, Any], envs: dict[str, dict]) -> dict[str, Any]
     for key, value in record.items():
         if key not in row and (value is None or isinstance(value, (str, int, float, bool))):
             row[key] = value
+    from aggregate.quality import row_quality  # (imported once; aggregate only when needed)
+
+    quality = row_quality(record)  # the check's tokens: the outputs compare cells by them
+    if quality is not None:
+        row["quality"] = quality
     env = record.get("env")
     if isinstance(env, dict):
         row["env"] = envs.setdefault(json.dumps(env, sort_keys=True, default=str), env)

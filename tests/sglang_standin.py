@@ -121,7 +121,8 @@ class StandInEngine:
     def __init__(self, **kwargs: Any) -> None:
         _check_server_args(kwargs)
         self.kwargs = kwargs
-        self.calls: list[dict] = []
+        self.calls: list[dict] = []  # streamed (timed) generate calls
+        self.checks: list[dict] = []  # non-streamed ones (the check prompts)
         self.shut = False
         config = json.loads((Path(kwargs["model_path"]) / "config.json").read_text())
         self.vocab_size = config["vocab_size"]
@@ -160,7 +161,12 @@ class StandInEngine:
 
     def generate(self, prompt=None, sampling_params=None, input_ids=None, stream=False, **kw):
         assert prompt is None and not kw, "the backend sends token ids only"
-        assert stream is True
+        if not stream:  # the check prompts (workers/quality/): one dict per prompt, whole
+            _check_request(sampling_params, input_ids, self.kwargs, self.vocab_size)
+            self.checks.append({"input_ids": input_ids, "sampling_params": sampling_params})
+            n = sampling_params["max_new_tokens"]
+            return [{"output_ids": [(p[-1] + k) % self.vocab_size for k in range(n)],
+                     "meta_info": {"completion_tokens": n}} for p in input_ids]  # fmt: skip
         call = len(self.calls)
         self.calls.append({"input_ids": input_ids, "sampling_params": sampling_params})
         if not self._handle_loop:  # TokenizerManager.auto_create_handle_loop

@@ -80,6 +80,16 @@ class Backend(ABC):
         """After the measured iterations: what this backend adds to the record."""
         return BackendReport()
 
+    def greedy_ids(self, prompts: list[list[int]], new_tokens: int) -> list[list[int]] | None:
+        """Exactly ``new_tokens`` greedy token ids after each token-id prompt, run outside
+        every timer (the check prompts, workers/quality/); None: this backend has no tokens."""
+        return None
+
+    def greedy_text(self, prompts: list[str], max_new_tokens: int) -> list[str] | None:
+        """Greedy completions (up to EOS) of text prompts, for the task check; None: no
+        tokenizer or no tokens here."""
+        return None
+
     def close(self) -> None:  # noqa: B027  (optional hook: most backends need nothing)
         """Release the device."""
 

@@ -154,6 +154,47 @@ class HFBackend(Backend):
             }
         )
 
+    def greedy_ids(self, prompts: list[list[int]], new_tokens: int) -> list[list[int]]:
+        """The check prompts through generate with the cell's speed switch: exactly
+        ``new_tokens`` greedy tokens each (EOS suppressed, as in the timed calls)."""
+        import torch
+
+        ids = torch.tensor(prompts, dtype=torch.long, device=self.device.torch_device)
+        gen = self._greedy(new_tokens, new_tokens, speed_options(self.cell.backend.hf))
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=gen
+            )
+        return out[:, ids.shape[1] :].tolist()
+
+    def greedy_text(self, prompts: list[str], max_new_tokens: int) -> list[str] | None:
+        """One prompt at a time (no padding to get wrong), stopping at EOS."""
+        import torch
+
+        if self.tokenizer is None:
+            return None
+        gen, out = self._greedy(max_new_tokens, 0, {}), []
+        for text in prompts:
+            ids = self.tokenizer(text, return_tensors="pt").input_ids.to(self.device.torch_device)
+            with torch.inference_mode():
+                row = self.model.generate(
+                    input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=gen
+                )
+            out.append(self.tokenizer.decode(row[0, ids.shape[1] :], skip_special_tokens=True))
+        return out
+
+    def _greedy(self, max_new: int, min_new: int, extra: dict[str, Any]) -> Any:
+        from transformers import GenerationConfig
+
+        cfg = self.model.config
+        eos = cfg.eos_token_id
+        eos_ids = [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+        pad = cfg.pad_token_id if cfg.pad_token_id is not None else (eos_ids[0] if eos_ids else 0)
+        return GenerationConfig(
+            do_sample=False, num_beams=1, max_new_tokens=max_new, min_new_tokens=min_new,
+            pad_token_id=pad, eos_token_id=eos_ids or None, use_cache=True, **extra,
+        )  # fmt: skip
+
     def close(self) -> None:
         self.model = None
         self.device.empty_cache()

@@ -34,6 +34,7 @@ from workers.energy.simulated import simulated_result
 from workers.metrics import cell_metrics
 from workers.model_cache import get_model, is_loaded
 from workers.models import model_config_json
+from workers.quality.check import token_checks
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,11 @@ def _run(cell: CellConfig, device: Any, out: Outcome, repeat: int | None = None)
         out.flags.append(Flag.HOST_BUSY)
     out.details["raw"] = raw_values(its)
     out.details.update(m.details)
+    # After the window, its metrics and its memory: the token checks (workers/quality/).
+    checked = token_checks(backend, cell, info)
+    out.fields.update(checked.fields)
+    out.details["quality"] = checked.details
+    out.flags += checked.flags
     if report.engine is not None:
         out.details["engine"] = report.engine
     smi = _device_snapshot(device, backend.simulated)

@@ -211,6 +211,13 @@ class SGLangBackend(Backend):
             raise self.watch.failure()
         return result
 
+    def greedy_ids(self, prompts: list[list[int]], new_tokens: int) -> list[list[int]]:
+        """The check prompts in one non-streamed call; SGLang returns each output's token ids
+        as ``output_ids``. Unverified on a real engine here (docs/quality.md)."""
+        outs = self.engine.generate(input_ids=prompts, sampling_params=sampling_params(new_tokens))
+        outs = outs if isinstance(outs, list) else [outs]
+        return [[int(t) for t in o["output_ids"]][:new_tokens] for o in outs]
+
     def _stream(self) -> IterationResult:
         batch = len(self.input_ids)
         arrivals: list[list[float]] = [[] for _ in range(batch)]  # per sequence, per token
