@@ -91,13 +91,15 @@ def write_outputs(
     slo_ttft_ms: float | None = None,
     slo_tpot_ms: float | None = None,
     slo_e2e_ms: float | None = None,
+    trend_db: str | os.PathLike[str] | None = None,
 ) -> dict[str, str]:
     """Write every output file into ``sweep_dir``; returns {name relative to it: path}.
     ``jsonl=False``: the caller writes results.jsonl itself (a sweep streams it).
     ``slo_*_ms``: p99 budgets in ms (None or 0: none); with one set, slo.csv is written.
     results.* keep every record; the report, plots and answers see repeats folded into one
     summary per cell. Raises aggregate.slo.SloError for a budget that is not a number >= 0
-    (before anything is written)."""
+    (before anything is written). ``trend_db``: a results store whose history of these cells
+    report.html shows (aggregate/store/trend.py; none when it has no history of them)."""
     root = Path(sweep_dir)
     records = sorted(records, key=sort_key)
     slo = {"slo_ttft_ms": slo_ttft_ms, "slo_tpot_ms": slo_tpot_ms, "slo_e2e_ms": slo_e2e_ms}
@@ -115,7 +117,12 @@ def write_outputs(
     answers = answer_sections(shown, figures, **slo)
     report = build_report(root, shown, unreadable, figures, answers)
     out[REPORT_MD] = atomic_write_text(root / REPORT_MD, report)
-    out[REPORT_HTML] = atomic_write_text(root / REPORT_HTML, build_html(report, root))
+    panels = []
+    if trend_db is not None and Path(trend_db).is_file():
+        from aggregate.store.trend import trend_panel  # duckdb only with a store
+
+        panels = [p for p in [trend_panel(trend_db, records)] if p]
+    out[REPORT_HTML] = atomic_write_text(root / REPORT_HTML, build_html(report, root, panels))
     for name, text in extra.items():
         out[name] = atomic_write_text(root / name, text)
     for stale in {SLO_CSV, PARETO_CSV} - set(extra):  # answers of an earlier run

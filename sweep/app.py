@@ -32,6 +32,7 @@ from jobs.record import SCHEMA_VERSION, Flag, Outcome, Status, build_record
 from sweep.finish import SweepResults
 from sweep.placement import cell_resources
 from sweep.plan import auto_device, cell_here, plan_cell, task_values
+from sweep.store import store_path
 from sweep.validate import validate
 from workers.env import git_state
 
@@ -199,8 +200,9 @@ def _cell_line(rec: dict[str, Any], skipped: bool = False) -> str:
 class CellSweepApp(App):
     """The launcher hooks (hydra_plugins.ray_cells_launcher.app.App) of this benchmark."""
 
-    def __init__(self, plots: bool = True) -> None:
+    def __init__(self, plots: bool = True, store: bool | str = True) -> None:
         self.plots = plots
+        self.store = store  # the results store: true beside the sweep, a path, or false
         self.results: SweepResults | None = None
         self.code: dict[str, Any] = {}
 
@@ -312,7 +314,8 @@ class CellSweepApp(App):
             dirs = [j.payload.cell_dir for j in jobs if j.payload is not None]
             missing = sum(1 for d in dirs if d not in self.results.rows)
             STATUS.not_ok += missing
-            self.results.finish(interrupted, plots=self.plots, slo=_sweep_slo(jobs))
+            store = store_path(self.store, sweep_dir)
+            self.results.finish(interrupted, plots=self.plots, slo=_sweep_slo(jobs), store=store)
 
 
 __all__ = ["CellSweepApp", "ValidateOnRun", "exit_code", "run_task"]
