@@ -159,7 +159,9 @@ def connect(
             try:
                 con = duckdb.connect(str(db), read_only=not write)
                 break
-            except duckdb.IOException as exc:  # held by a process that ignores the lock
+            except duckdb.IOException as exc:  # held by a process that ignores the lock?
+                if "lock" not in str(exc).lower():
+                    raise
                 if time.monotonic() > deadline:
                     raise StoreBusy(f"{db}: {exc}") from exc
                 time.sleep(0.2)
