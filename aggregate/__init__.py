@@ -1,7 +1,8 @@
 """Records -> tables, report, plots and comparisons.
 
 Runs anywhere the records are (a laptop with a copied sweep directory): stdlib and
-matplotlib only, never Ray, torch or ``workers``. Plots import matplotlib lazily.
+matplotlib only (duckdb for the results store, aggregate/store/), never Ray, torch or
+``workers``. Plots import matplotlib and the store duckdb lazily.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -79,6 +80,14 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("cann", "VARCHAR", "env.cann"),
 )
 _NAMES = {name for name, _, _ in COLUMNS}
+# What row_of gives, in its order, with the types read_json is told (added_at: now()).
+_INCOMING = (
+    ("record_key", "VARCHAR"),
+    ("sweep_dir", "VARCHAR"),
+    ("identity", "VARCHAR"),
+    *((name, sql) for name, sql, _ in COLUMNS),
+    ("record", "VARCHAR"),
+)
 _TYPES = {"INTEGER": int, "DOUBLE": float, "BOOLEAN": bool, "VARCHAR": str}
 _SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (record_key VARCHAR PRIMARY KEY, "
@@ -173,24 +182,38 @@ def connect(
             con.close()
 
 
+def _insert(con: duckdb.DuckDBPyConnection, rows: list[list[Any]]) -> None:
+    """Insert rows not there yet, in bulk: through a JSON-lines file that DuckDB reads with
+    the columns' types (binding many parameters is slow in DuckDB)."""
+    names = [n for n, _ in _INCOMING]
+    spec = ", ".join(f"'{n}': '{t}'" for n, t in _INCOMING)
+    with tempfile.TemporaryDirectory(prefix="llm-sweep-store-") as tmp:
+        path = Path(tmp) / "rows.jsonl"
+        with path.open("w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(dict(zip(names, row, strict=True)), ensure_ascii=False) + "\n")
+        con.execute(
+            f"INSERT INTO {TABLE} BY NAME SELECT *, now()::TIMESTAMP AS added_at FROM "
+            f"read_json(?, format='newline_delimited', columns={{{spec}}}) "
+            "ON CONFLICT DO NOTHING",
+            [str(path)],
+        )
+
+
 def add_records(
     db: str | os.PathLike[str], sweep_dir: str | os.PathLike[str], records: Sequence[Record]
 ) -> int:
     """Add a sweep's records in one transaction; returns how many were new (0 when the sweep
     is already there)."""
     rows = [row_of(sweep_dir, r) for r in records if r.get("cell_id")]
+    rows = list({row[0]: row for row in rows}.values())  # one per key
     if not rows:
         return 0
-    names = ["record_key", "sweep_dir", "identity", *(c[0] for c in COLUMNS), "added_at", "record"]
-    marks = ", ".join("now()" if n == "added_at" else "?" for n in names)
-    cols = ", ".join(f'"{n}"' for n in names)
     with connect(db, write=True) as con:
         con.execute("BEGIN TRANSACTION")
         try:
             before = con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
-            con.executemany(
-                f"INSERT INTO {TABLE} ({cols}) VALUES ({marks}) ON CONFLICT DO NOTHING", rows
-            )
+            _insert(con, rows)
             after = con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
             con.execute("COMMIT")
         except BaseException:

@@ -136,7 +136,9 @@ def commits_between(repo: str | None, old: str | None, new: str | None) -> list[
         )  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.splitlines() if out.returncode == 0 else None
+    if out.returncode != 0:
+        return None
+    return [line if len(line) <= 72 else line[:71] + "…" for line in out.stdout.splitlines()]
 
 
 def _env_notes(new: Run, old: Run) -> list[str]:
