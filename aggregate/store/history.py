@@ -100,7 +100,8 @@ def label(rec: Record) -> str:
     load = f"batch {rec.get('batch')}" if rec.get("batch") is not None else ""
     if rec.get("concurrency") is not None or rec.get("request_rate") is not None:
         load = f"concurrency {rec.get('concurrency')} rate {rec.get('request_rate')}"
-    return f"{head}, {load} seq {rec.get('seq')} prompt {rec.get('prompt_len')}"
+    sim = " (SIMULATED)" if rec.get("simulated") else ""
+    return f"{head}, {load} seq {rec.get('seq')} prompt {rec.get('prompt_len')}{sim}"
 
 
 def group_runs(rows: Sequence[tuple[str, Record]], by: str = BY_CELL) -> dict[str, list[Run]]:

@@ -43,7 +43,7 @@ def sparkline(h: CellHistory, metric: str) -> str:
         return PAD + (W - 2 * PAD) * i / n
 
     def y(v: float) -> float:
-        return H - PAD - (H - 2 * PAD) * (v - lo) / span
+        return H / 2 if hi == lo else H - PAD - (H - 2 * PAD) * (v - lo) / span
 
     line = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v, *_ in pts)
     parts = [f'<polyline fill="none" stroke="#555" stroke-width="1" points="{line}"/>']
@@ -81,7 +81,8 @@ def panel_html(hs: Sequence[CellHistory], metric: str, db: str) -> str:
         cells = "".join(
             f"<td{verdict if i >= 7 else ''}>{c}</td>" for i, c in enumerate(_cells(h, metric))
         )
-        rows.append(f"<tr>{cells}</tr>")
+        sim = ' class="sim"' if "SIMULATED" in h.label else ""
+        rows.append(f"<tr{sim}>{cells}</tr>")
     intro = (
         f"<p>Cells of this sweep with more than one run in <code>{html.escape(db)}</code>: "
         "the figure per run (whiskers: 95% intervals; red: a regression against the run "
