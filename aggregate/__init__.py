@@ -1,7 +1,8 @@
 """Records -> tables, report, plots and comparisons.
 
 Runs anywhere the records are (a laptop with a copied sweep directory): stdlib and
-matplotlib only, never Ray, torch or ``workers``. Plots import matplotlib lazily.
+matplotlib only (duckdb for the results store, aggregate/store/), never Ray, torch or
+``workers``. Plots import matplotlib and the store duckdb lazily.
 
 Layout, lowest first (no module imports one above it):
   reader.py, tables.py, serving.py   reading records; what a record's cells, groups, flags
@@ -11,6 +12,7 @@ Layout, lowest first (no module imports one above it):
   render/     report.md, report.html, the console summary and tables; render/plots/ the PNGs;
               they take the computed ``Answers`` and never recompute one
   baseline/   a sweep against a baseline sweep: environments, cell by cell, the gate
+  store/      the results store (DuckDB) and a cell's history across sweeps
   outputs.py  writes every output file; __main__.py and check.py are the two CLIs
 """
 

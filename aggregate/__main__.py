@@ -1,5 +1,7 @@
 """`python -m aggregate SWEEP_DIR [--baseline OLD_DIR] [--reference DIR] [--slo-tpot-ms MS ...]`: rebuild a
 sweep's outputs (results, report.md, report.html, plots; slo.csv with an SLO).
+`python -m aggregate store SWEEP_DIR... [--db PATH]` and `python -m aggregate history ...`:
+the results store (aggregate/store/cli.py, its own exit codes).
 
 Exit codes: 0 every cell ok; 1 a cell not ok or a record unreadable; 2 usage error (also:
 --baseline ran on other hardware, without --allow-env-diff); 3 a regression against
@@ -22,6 +24,7 @@ from aggregate.outputs import write_answered
 from aggregate.reader import read_records
 from aggregate.render.slo import slo_lines
 from aggregate.render.summary import summary_table
+from aggregate.store import SUBCOMMANDS, default_db
 from jobs.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
         "record.json files under SWEEP_DIR, and print a summary.",
         epilog="exit codes: 0 all cells ok; 1 a cell not ok or a record unreadable; "
         "2 usage error; 3 a regression against --baseline or baseline cells missing; "
-        "4 --baseline compared nothing",
+        "4 --baseline compared nothing. The results store: `python -m aggregate store "
+        "SWEEP_DIR... [--db PATH]`, `python -m aggregate history [--db PATH]` (each --help).",
     )
     p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="directory searched for record.json")
     p.add_argument("--baseline", metavar="OLD_DIR", help="compare cell by cell with this sweep")
@@ -141,6 +145,11 @@ def _refused_baseline(args: argparse.Namespace, records: list, old: list) -> str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:  # `store DIR...` / `history`: the results store
+        from aggregate.store.cli import main as store_main  # duckdb only when asked for
+
+        return store_main(argv)
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -179,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         jsonl=True,
         given=slo,
         reference=reference,
+        trend_db=default_db(args.sweep_dir),  # the trend panel, when that store exists
     )
     not_ok = [r for r in records if r.get("status") != "ok"]
     if not args.quiet:

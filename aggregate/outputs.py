@@ -95,6 +95,7 @@ def write_outputs(
     slo_tpot_ms: float | None = None,
     slo_e2e_ms: float | None = None,
     reference: Sequence[Record] = (),
+    trend_db: str | os.PathLike[str] | None = None,
 ) -> dict[str, str]:
     """Write every output file into ``sweep_dir``; returns {name relative to it: path}.
     ``jsonl=False``: the caller writes results.jsonl itself (a sweep streams it).
@@ -102,9 +103,12 @@ def write_outputs(
     results.* keep every record; the report, plots and answers see repeats folded into one
     summary per cell. Raises aggregate.answers.slo.SloError for a budget that is not a
     number >= 0 (before anything is written). ``reference``: records to take the
-    output-agreement reference from (aggregate/quality.py; default: this sweep's own)."""
+    output-agreement reference from (aggregate/quality.py; default: this sweep's own). ``trend_db``: a results store whose history of these
+    cells report.html shows (aggregate/store/trend.py; none when it has no history of them)."""
     given = Slo(ttft_ms=slo_ttft_ms, tpot_ms=slo_tpot_ms, e2e_ms=slo_e2e_ms)
-    return write_answered(sweep_dir, records, unreadable, plots, jsonl, given, reference)[0]
+    return write_answered(sweep_dir, records, unreadable, plots, jsonl, given, reference, trend_db)[
+        0
+    ]
 
 
 def write_answered(
@@ -115,6 +119,7 @@ def write_answered(
     jsonl: bool,
     given: Slo,
     reference: Sequence[Record] = (),
+    trend_db: str | os.PathLike[str] | None = None,
 ) -> tuple[dict[str, str], Answers]:
     """:func:`write_outputs`, also returning the answers it computed (once) and rendered."""
     root = Path(sweep_dir)
@@ -136,7 +141,12 @@ def write_answered(
         root, shown, unreadable, figures, answer_sections(answers, figures) + quality_section(shown)
     )
     out[REPORT_MD] = atomic_write_text(root / REPORT_MD, report)
-    out[REPORT_HTML] = atomic_write_text(root / REPORT_HTML, build_html(report, root))
+    panels = []
+    if trend_db is not None and Path(trend_db).is_file():
+        from aggregate.store.trend import trend_panel  # duckdb only with a store
+
+        panels = [p for p in [trend_panel(trend_db, records)] if p]
+    out[REPORT_HTML] = atomic_write_text(root / REPORT_HTML, build_html(report, root, panels))
     for name, text in extra.items():
         out[name] = atomic_write_text(root / name, text)
     for stale in {SLO_CSV, PARETO_CSV} - set(extra):  # answers of an earlier run

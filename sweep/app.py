@@ -26,6 +26,7 @@ from sweep.quiet_env import QUIET_ENV
 from sweep.records import lost_outcome, write_job_files, write_job_record
 from sweep.resume import done_record
 from sweep.status import PROCESS, ExitStatus
+from sweep.store import store_path
 from workers.env import git_state
 
 
@@ -40,8 +41,11 @@ class CellSweepApp(App):
     """The launcher hooks (hydra_plugins.ray_cells_launcher.app.App) of this benchmark.
     ``status``: what every cell's end counts into (the process's, launch.py's exit code)."""
 
-    def __init__(self, plots: bool = True, status: ExitStatus = PROCESS) -> None:
+    def __init__(
+        self, plots: bool = True, store: bool | str = True, status: ExitStatus = PROCESS
+    ) -> None:
         self.plots = plots
+        self.store = store  # the results store: true beside the sweep, a path, or false
         self.status = status
         self.results: SweepResults | None = None
         self.code: dict[str, Any] = {}
@@ -109,7 +113,8 @@ class CellSweepApp(App):
             self.status.count_missing(
                 sum(1 for p in planned if p.cell_dir not in self.results.rows)
             )
-            self.results.finish(interrupted, plots=self.plots, slo=sweep_slo(planned))
+            store = store_path(self.store, sweep_dir)
+            self.results.finish(interrupted, plots=self.plots, slo=sweep_slo(planned), store=store)
 
 
 __all__ = ["CellSweepApp", "run_planned"]

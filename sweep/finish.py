@@ -20,6 +20,7 @@ from typing import Any
 from jobs.files import json_safe
 from jobs.identity import PlannedCell
 from jobs.record import flat_row
+from sweep.store import store_sweep
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +107,17 @@ class SweepResults:
             self._file = None
 
     def finish(
-        self, interrupted: bool = False, plots: bool = True, slo: dict[str, float] | None = None
+        self,
+        interrupted: bool = False,
+        plots: bool = True,
+        slo: dict[str, float] | None = None,
+        store: Path | None = None,
     ) -> list[dict[str, Any]]:
         """results.jsonl (+ csv, report, plots) for the cells of this sweep, and a summary.
         Cells without a record are listed as missing; a sweep that produced no record at
         all (e.g. it could not start) writes nothing. ``slo``: the p99 budgets (ms) the
-        report answers for (`slo_ttft_ms`, `slo_tpot_ms`)."""
+        report answers for (`slo_ttft_ms`, `slo_tpot_ms`). ``store``: the results store the
+        rows are added to first (sweep/store.py; its trend panel goes into report.html)."""
         from aggregate import summary_table, write_outputs
 
         self.close()
@@ -121,6 +127,7 @@ class SweepResults:
         if not rows:
             print(f"sweep {'interrupted' if interrupted else 'ended'}: no cell has a record")
             return rows
+        trend_db = store_sweep(store, self.dir, rows)
         manifest = _manifest(rows, missing, plots) + f"slo={sorted((slo or {}).items())}\n"
         if self._up_to_date(manifest):
             self.partial.unlink(missing_ok=True)
@@ -131,7 +138,13 @@ class SweepResults:
                 (str(self.dir / m / "record.json"), "missing or cut short") for m in missing
             ]
             paths = write_outputs(
-                self.dir, rows, unreadable, plots=plots, jsonl=False, **(slo or {})
+                self.dir,
+                rows,
+                unreadable,
+                plots=plots,
+                jsonl=False,
+                trend_db=trend_db,
+                **(slo or {}),
             )
             (self.dir / MANIFEST).write_text(manifest)
             log.debug("wrote %s", ", ".join(paths))

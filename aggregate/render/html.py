@@ -14,6 +14,7 @@ import base64
 import html
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from aggregate.render.html_assets import CSP, SCRIPT, STYLE
@@ -172,6 +173,14 @@ class _Page:
         if self.open_section:
             self.body.append("</section>")
 
+    def panel(self, title: str, body: str) -> None:
+        """A section made elsewhere as HTML (e.g. the results store's trend panel)."""
+        slug = _slug(title, self.used)
+        self.toc.append((2, slug, title, False))
+        self.body.append(
+            f'<section class="real"><h2 id="{slug}">{inline(title)}</h2>{body}</section>'
+        )
+
     def contents(self) -> str:
         items = []
         for level, slug, text, sim in self.toc:
@@ -180,10 +189,15 @@ class _Page:
         return f"<nav><strong>Contents</strong><ul>{''.join(items)}</ul></nav>"
 
 
-def build_html(report_md: str, sweep_dir: str | Path) -> str:
-    """The whole page; plots linked from the report are read from ``sweep_dir``."""
+def build_html(
+    report_md: str, sweep_dir: str | Path, panels: Sequence[tuple[str, str]] = ()
+) -> str:
+    """The whole page; plots linked from the report are read from ``sweep_dir``; ``panels``:
+    (title, HTML) sections put after the report's own."""
     page = _Page(Path(sweep_dir))
     page.add(report_md.splitlines())
+    for title, body in panels:
+        page.panel(title, body)
     title = report_md.splitlines()[0].lstrip("# ").strip() if report_md else "Benchmark report"
     banner = ""
     if "SIMULATED" in report_md:
