@@ -110,7 +110,7 @@ def test_unknown_spec_lists_known():
 
 def test_no_torch_import():
     code = (
-        "import sys; from tests.test_sim import sim_cell, loaded; "
+        "import sys; from tests.unit.test_sim import sim_cell, loaded; "
         "b, _ = loaded(sim_cell()); b.run_iteration(); assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
@@ -162,7 +162,7 @@ def test_slow_fault_multiplies_times():
 
 def test_crash_fault_kills_the_worker_process():
     code = (
-        "from tests.test_sim import sim_cell, loaded; "
+        "from tests.unit.test_sim import sim_cell, loaded; "
         "b, _ = loaded(sim_cell(fault='crash')); b.run_iteration(); print('survived')"
     )
     proc = subprocess.run(

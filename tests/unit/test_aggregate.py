@@ -27,7 +27,7 @@ from aggregate.tables import (
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

@@ -16,7 +16,7 @@ from workers import energy_npu as en
 from workers import energy_sources as es
 from workers.energy_integrate import Reason, Sample, integrate
 
-FIXTURES = Path(__file__).parent / "fixtures" / "energy"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "energy"
 
 
 # --- NVML ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from aggregate.frontier import oom_frontier
 from aggregate.pareto import pareto_csv, pareto_points
 from aggregate.points import devices_per_cell, per_card
 from aggregate.slo import Slo, SloError, records_slo, slo_answers
-from tests.test_aggregate import make_record, run_cli, write_sweep
+from tests.unit.test_aggregate import make_record, run_cli, write_sweep
 
 
 def tpot_grid(batches=(1, 2, 4, 8), seqs=(64, 128), **over: Any) -> list[dict[str, Any]]:

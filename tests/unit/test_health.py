@@ -16,7 +16,7 @@ from workers import energy_npu, health
 
 MIB = 2**20
 GIB = 2**30
-FIXTURES = Path(__file__).parent / "fixtures" / "energy"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "energy"
 
 
 @pytest.fixture

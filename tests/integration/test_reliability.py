@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from tests.conftest import read_jsonl
-from tests.test_sweep_ray import Driver, records, sim_args, wait_for
+from tests.integration.test_sweep_ray import Driver, records, sim_args, wait_for
 
 pytestmark = pytest.mark.slow
 
