@@ -52,3 +52,9 @@ def launch_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, tiny_ca
         return subprocess.CompletedProcess(list(args), code, out.out, out.err)
 
     return _run
+
+
+@pytest.fixture
+def launch():
+    """The subprocess launch of tests/conftest.py is for the integration tier."""
+    pytest.fail("tests/unit runs no subprocess: use launch_here (or move the test)")
