@@ -1,7 +1,8 @@
 """What only a fresh interpreter shows: the real command lines of `python -m aggregate` and
 `python -m aggregate.check`, import hygiene (no torch, Ray or heavy packages where none is
-needed), a crash fault that kills its process, a sweep lock that dies with its process, and
-SGLang's logging setup (which reconfigures the root logger of the process that runs it).
+needed), a crash fault that kills its process, a sweep lock that dies with its process, an npu-smi
+sampler that leaves no process behind, and SGLang's logging setup (which reconfigures the root
+logger of the process that runs it).
 Their in-process counterparts are in tests/unit."""
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from hydra_plugins.ray_cells_launcher._lock import SweepBusy, SweepLock
 from tests.conftest import ROOT
 from tests.unit.test_aggregate import grid, oom_record, write_sweep
+from tests.unit.test_energy_meter import _wait_for, sampler_threads
 
 
 def python(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess[str]:
@@ -126,3 +129,36 @@ def test_sglang_processes_log_through_the_watch_config() -> None:
     assert "this project" not in watch.errors()  # only SGLang's loggers
     assert isinstance(watch.failure(), CellOOM)
     watch.close()
+
+
+def test_npu_smi_sampler_leaves_no_process(tmp_path, monkeypatch):
+    """A stand-in npu-smi that hangs on every read after the first two: reads time out, the
+    window closes, and no npu-smi process is left running."""
+    from workers import energy, energy_npu
+    from workers.base import IterationResult
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    count = tmp_path / "count"
+    count.write_text("0")
+    script = bin_dir / "npu-smi"
+    script.write_text(
+        f"""#!/bin/sh
+[ "$*" = "info" ] && exit 0
+n=$(/bin/cat {count}); n=$((n+1)); echo $n > {count}
+[ "$1 $2" = "info -m" ] && exit 1
+[ $n -gt 2 ] && exec /bin/sleep 60
+printf '\\t%-30s : %s\\n' "NPU Real-time Power(W)" 300.0
+"""
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setattr(energy_npu, "NPU_SMI_TIMEOUT_S", 0.5)
+    meter = energy.EnergyMeter("npu", 1)
+    with meter, meter.window():
+        meter.iteration()
+        assert _wait_for(lambda: int(count.read_text() or 0) > 3), "no read in the window"
+    assert not psutil.Process().children(recursive=True)
+    assert not sampler_threads()
+    fields, block = meter.result([IterationResult(e2e_s=1.0, ttft_s=0.1, generated_tokens=4)])
+    assert fields["energy_source"] == "npu_smi_power" and fields["energy_valid"] is False

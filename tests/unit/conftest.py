@@ -22,7 +22,10 @@ def _launch_main(args: list[str]) -> int:
     """launch.py run as `__main__` in this process: its exit code."""
     from hydra.core.global_hydra import GlobalHydra
 
+    from sweep.app import STATUS
+
     GlobalHydra.instance().clear()
+    STATUS.not_ok = 0  # a new process starts with no cell not ok
     sys.argv = [str(ROOT / "launch.py"), *args]
     try:
         runpy.run_path(sys.argv[0], run_name="__main__")
