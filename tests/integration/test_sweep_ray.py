@@ -62,13 +62,13 @@ def _sigint_default() -> None:
 class Driver:
     """`python launch.py` in the background, its output in a file (a pipe could fill up)."""
 
-    def __init__(self, args: list[str], cwd: Path, cache: Path) -> None:
+    def __init__(self, args: list[str], cwd: Path, cache: Path, env: dict | None = None) -> None:
         self.log = cwd / f"driver-{time.monotonic_ns()}.log"
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, str(ROOT / "launch.py"), *args],
                 cwd=cwd,
-                env=launch_env(cache),
+                env={**launch_env(cache), **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 text=True,
