@@ -139,7 +139,9 @@ def test_cell_exception_oom_and_crash_are_recorded(launch, tmp_path):
     base = sim_args("1,2,4", scale=0.0)
     sweep = tmp_path / "multirun" / "sweep"
     proc = launch(*base, "backend.sim.fault=exception", "backend.sim.fault_batch=2")
-    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in out, out[-3000:]  # a failed cell
+    assert out.count("injected fault: exception") >= 2  # its console line and the summary
     recs = {r["batch"]: r for r in records(sweep).values()}
     assert recs[2]["status"] == "failed" and "injected" in recs[2]["error"]["message"]
     assert recs[1]["status"] == recs[4]["status"] == "ok"
@@ -246,18 +248,6 @@ def test_second_launch_into_live_sweep_is_refused_and_ctrl_c_keeps_records(tmp_p
     for p, content in kept.items():
         assert p.read_bytes() == content
     assert len(read_jsonl(sweep / "results.jsonl")) == 8
-
-
-def test_truncated_record_counts_as_missing(launch, tmp_path):
-    args = sim_args("1,2", scale=0.0)
-    assert launch(*args).returncode == 0
-    sweep = tmp_path / "multirun" / "sweep"
-    victim = next(iter(sweep.glob("*b2*/record.json")))
-    victim.write_text(victim.read_text()[:100])  # a crash mid-write on another tool
-    proc = launch(*args)
-    assert proc.returncode == 0
-    assert "1 already done, 1 to run" in proc.stdout + proc.stderr
-    assert json.loads(victim.read_text())["status"] == "ok"
 
 
 def test_private_ray_listens_on_loopback_only(tmp_path, tiny_cache):
