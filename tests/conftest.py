@@ -1,5 +1,8 @@
 """Shared fixtures: offline Hugging Face, a tiny-model cache per test session, and a helper
-that runs `python launch.py` for real in a subprocess."""
+that runs `python launch.py` for real in a subprocess.
+
+Two tiers, by folder: tests/unit runs in this process only (no subprocess, Ray or server);
+tests/integration (every test marked `slow`) runs real Ray, servers, launches and faults."""
 
 from __future__ import annotations
 
@@ -14,6 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Ray's memory monitor stays off (a busy host must not get a worker killed) except in the
+# host-OOM test, which turns it on in its own launch's environment.
+os.environ["RAY_memory_monitor_refresh_ms"] = "0"
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +36,7 @@ def launch_env(cache: Path) -> dict[str, str]:
         LLM_SWEEP_CACHE=str(cache),
         RAY_DEDUP_LOGS="0",
         PYTHONUNBUFFERED="1",
+        RAY_memory_monitor_refresh_ms="0",
     )
     env.pop("RAY_ADDRESS", None)
     return env

@@ -1,6 +1,6 @@
 """What the adapter asks of SGLang: engine arguments and sampling parameters, as pure data.
 
-Checked against SGLang's own code (``tests/test_sglang_contract.py``, sglang 0.5.23): the
+Checked against SGLang's own code (``tests/unit/test_sglang_contract.py``, sglang 0.5.23): the
 engine arguments construct ``ServerArgs``, parse with SGLang's command-line parser (current
 names only, values among its choices) and survive pickling into the scheduler process; the
 sampling parameters pass ``SamplingParams(...).normalize(None)`` and ``.verify(vocab_size)``,

@@ -13,7 +13,7 @@ The engine's memory (weights, KV pool, graphs; GiB in ``internal_states[0].memor
 the memory that matters for an engine cell: the model lives in SGLang's scheduler process, so
 this process's torch counters would read 0.
 
-Field names are those of sglang 0.5.23 (checked in tests/test_sglang_contract.py), with the
+Field names are those of sglang 0.5.23 (checked in tests/unit/test_sglang_contract.py), with the
 flat names of older releases (``cuda_graph_bs``, ``disable_cuda_graph``) as fallbacks; anything
 missing is recorded as None, never guessed.
 """

@@ -4,7 +4,7 @@ SGLang runs the model in a scheduler process (and a detokenizer process). When o
 fails (an exception such as device out-of-memory, or a crash its watchdog notices) it sends
 SIGQUIT to this process, and SGLang's own handlers answer by killing this process's whole
 tree: under Ray the worker dies and the cell is retried as `worker_lost`. Two hooks of SGLang
-replace those handlers (both read from sglang 0.5.23's code, see tests/test_sglang_contract.py):
+replace those handlers (both read from sglang 0.5.23's code, see tests/unit/test_sglang_contract.py):
 
 - ``ServerArgs.custom_sigquit_handler``: installed with ``signal.signal`` while the engine
   starts (``_set_envs_and_config``), instead of the handler that kills the tree;

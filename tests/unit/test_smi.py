@@ -11,7 +11,7 @@ import pytest
 
 from workers.device import smi
 
-FIXTURES = Path(__file__).parent / "fixtures" / "smi"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "smi"
 
 
 def fixture(name: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 from aggregate import write_outputs
 from aggregate.render.html import build_html, inline
 from tests.chromium import Chromium, find_chromium
-from tests.test_aggregate import grid, make_record, oom_record
+from tests.unit.test_aggregate import grid, make_record, oom_record
 
 PNG_1PX = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"

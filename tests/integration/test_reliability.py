@@ -14,20 +14,27 @@ import psutil
 import pytest
 
 from tests.conftest import read_jsonl
-from tests.test_sweep_ray import Driver, records, sim_args, wait_for
+from tests.integration.test_sweep_ray import Driver, records, sim_args, wait_for
 
 pytestmark = pytest.mark.slow
 
 ANSI = re.compile(r"\x1b\[")
 
 
-def test_host_oom_kill_becomes_an_oom_record_and_the_sweep_goes_on(launch, tmp_path):
+# The host-OOM sweep's own limit. Its two cells take seconds; on a busy host the memory
+# monitor can also kill each new worker while it starts, before it takes a job, and the
+# launcher then starts another: the sweep is bounded here and its whole process group
+# (driver and Ray) killed past the limit, with the driver's log in the failure.
+OOM_LIMIT_S = 180
+
+
+def test_host_oom_kill_becomes_an_oom_record_and_the_sweep_goes_on(tmp_path, tiny_cache):
     """Ray's memory monitor kills the worker (a threshold below what the host already uses
     makes it kill every worker): each cell gets an `oom` record, no traceback, exit 1."""
     env = {"RAY_memory_usage_threshold": "0.02", "RAY_memory_monitor_refresh_ms": "100"}
-    proc = launch(*sim_args("1,2", scale=1.0, npus=1), env=env)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1, out[-3000:]
+    driver = Driver(sim_args("1,2", scale=1.0, npus=1), tmp_path, tiny_cache, env=env)
+    out, _ = driver.communicate(timeout=OOM_LIMIT_S)
+    assert driver.returncode == 1, out[-3000:]
     assert "Traceback" not in out
     recs = records(tmp_path / "multirun" / "sweep")
     assert len(recs) == 2
@@ -37,26 +44,38 @@ def test_host_oom_kill_becomes_an_oom_record_and_the_sweep_goes_on(launch, tmp_p
     assert len(read_jsonl(tmp_path / "multirun" / "sweep" / "results.jsonl")) == 2
 
 
-def test_identical_cells_run_once(launch, tmp_path):
-    proc = launch(*sim_args("1,1,2", scale=0.0))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "1 job(s) repeat a cell of this sweep: each cell runs once (2 cells)" in proc.stdout
-    rows = read_jsonl(tmp_path / "multirun" / "sweep" / "results.jsonl")
-    assert sorted(r["batch"] for r in rows) == [1, 2]
-    assert "2 ok, 0 not ok, 0 missing of 2 cells" in proc.stdout
-
-
-def test_a_record_from_a_newer_version_is_never_overwritten(launch, tmp_path):
-    args = sim_args("1,2", scale=0.0)
-    assert launch(*args).returncode == 0
-    victim = next((tmp_path / "multirun" / "sweep").glob("*-b2-*/record.json"))
-    rec = json.loads(victim.read_text())
-    rec.update(schema_version=99, status="failed")  # newer, and not ok: resume would re-run it
-    victim.write_text(json.dumps(rec))
-    before = victim.read_bytes()
+def test_identical_cells_console_newer_and_truncated_records(launch, tmp_path):
+    """One sweep, launched twice: identical cells run once; one console line per cell and no
+    foreign noise; then a record from a newer version is never overwritten, and a truncated
+    one counts as missing (re-run)."""
+    args = sim_args("1,1,2,3", scale=0.0, npus=2)
+    sweep = tmp_path / "multirun" / "sweep"
     proc = launch(*args)
-    assert "schema_version 99" in proc.stdout + proc.stderr
-    assert victim.read_bytes() == before
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "1 job(s) repeat a cell of this sweep: each cell runs once (3 cells)" in proc.stdout
+    assert sorted(r["batch"] for r in read_jsonl(sweep / "results.jsonl")) == [1, 2, 3]
+    assert "3 ok, 0 not ok, 0 missing of 3 cells" in proc.stdout
+    for noise in ("Token authentication", "is now ignored by default", "Failed to detect NPU",
+                  "Loading weights", "Traceback"):  # fmt: skip
+        assert noise not in out, noise
+    assert not ANSI.search(out), "colour codes in a log"
+    cells = [line for line in proc.stdout.splitlines() if line.startswith("ok ")]
+    assert len(cells) == 3, proc.stdout  # the last cell's line included
+
+    newer = next(sweep.glob("*-b2-*/record.json"))
+    rec = json.loads(newer.read_text())
+    rec.update(schema_version=99, status="failed")  # newer, and not ok: resume would re-run it
+    newer.write_text(json.dumps(rec))
+    before = newer.read_bytes()
+    truncated = next(sweep.glob("*-b3-*/record.json"))
+    truncated.write_text(truncated.read_text()[:100])  # a crash mid-write on another tool
+    proc = launch(*args)
+    out = proc.stdout + proc.stderr
+    assert "schema_version 99" in out
+    assert newer.read_bytes() == before
+    assert "2 already done, 1 to run" in out
+    assert json.loads(truncated.read_text())["status"] == "ok"
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -99,13 +118,6 @@ def test_console_one_line_per_cell_and_no_foreign_noise(launch, tmp_path):
     assert not ANSI.search(out), "colour codes in a log"
     cells = [line for line in proc.stdout.splitlines() if line.startswith("ok ")]
     assert len(cells) == 3, proc.stdout  # the last cell's line included
-
-
-def test_a_failed_cell_ends_without_a_traceback(launch, tmp_path):
-    proc = launch(*sim_args("1,2", scale=0.0), "backend.sim.fault=exception")
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1 and "Traceback" not in out, out[-3000:]
-    assert out.count("injected fault: exception") >= 2
 
 
 def test_expected_conditions_of_the_host(tmp_path: Path):

@@ -11,9 +11,9 @@ from jobs.identity import cell_dir_name, safe_name
 from workers import run as measure
 
 
-def test_trust_remote_code_is_off_by_default(launch):
+def test_trust_remote_code_is_off_by_default(launch_here):
     assert CellConfig().model.trust_remote_code is False
-    proc = launch("--cfg", "job")
+    proc = launch_here("--cfg", "job")
     assert proc.returncode == 0 and "trust_remote_code: false" in proc.stdout
 
 
@@ -47,11 +47,11 @@ def test_model_code_is_never_run_without_trust_remote_code(tiny_cache, tmp_path)
     assert not marker.exists(), "code shipped with the model ran without trust_remote_code"
 
 
-def test_no_shell_interpretation_of_model_path(launch, tmp_path):
+def test_no_shell_interpretation_of_model_path(launch_here, tmp_path):
     marker = tmp_path / "PWNED"
-    proc = launch(f"model.path='/nonexistent; touch {marker}'")
+    proc = launch_here(f"model.path='/nonexistent; touch {marker}'")
     assert proc.returncode != 0 and "model.path" in proc.stderr
-    proc = launch(f"model.path='$(touch {marker})'")
+    proc = launch_here(f"model.path='$(touch {marker})'")
     assert proc.returncode != 0
     assert not marker.exists()
 

@@ -11,7 +11,7 @@ from typing import Any
 from aggregate import compare, compare_markdown, summary_table, write_outputs
 from aggregate.render.energy import J_PER_TOKEN, TOKENS_PER_J, energy_notes
 from aggregate.tables import NOT_VALID, FailureNotes, pivot
-from tests.test_aggregate import PNG_SIGNATURE, make_record
+from tests.unit.test_aggregate import PNG_SIGNATURE, make_record
 
 
 def with_energy(batch: int, seq: int, joules_per_token: float | None, **over: Any) -> dict:

@@ -12,7 +12,7 @@ import pytest
 from aggregate import compare, write_outputs
 from aggregate.answers.confidence import fold_repeats, interval, interval_of, t_quantile
 from aggregate.baseline.envdiff import environment_diff
-from tests.test_aggregate import grid, make_record, run_cli, write_sweep
+from tests.unit.test_aggregate import grid, make_record, run_cli, write_sweep
 
 # Student's t, two-sided 95% (scipy.stats.t.ppf(0.975, df)), and 99% at df 5.
 T_975 = {1: 12.706204736174698, 2: 4.302652729911275, 4: 2.7764451051977987,

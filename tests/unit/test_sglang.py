@@ -5,8 +5,8 @@ torch==2.14.1; this project tests on torch 2.13 CPU) and needs a GPU or an NPU. 
 inject the stand-in engine of tests/sglang_standin.py through ``SGLangBackend.engine_factory``;
 it validates the engine arguments and every request with SGLang's own ServerArgs and
 SamplingParams where they import (tests/contract-requirements.txt), so it rejects what the
-real engine rejects. tests/test_sglang_contract.py checks the adapter against SGLang's code
-directly; tests/test_sglang_failures.py the engine failures; tests/test_sglang_report.py the
+real engine rejects. tests/unit/test_sglang_contract.py checks the adapter against SGLang's code
+directly; tests/unit/test_sglang_failures.py the engine failures; tests/unit/test_sglang_report.py the
 limits, batch split and memory. What the stand-in cannot show (real timings, Ascend kernels)
 is listed in docs/backends.md as not run.
 """

@@ -21,7 +21,7 @@ from workers.energy.integrate import Reason, Sample, integrate
 from workers.energy.nvml import NvmlSource
 from workers.energy.rapl import RaplSource
 
-FIXTURES = Path(__file__).parent / "fixtures" / "energy"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "energy"
 
 
 # --- NVML ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from workers.device import health, npu_smi
 
 MIB = 2**20
 GIB = 2**30
-FIXTURES = Path(__file__).parent / "fixtures" / "energy"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "energy"
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 import aggregate.render.plots.static  # noqa: F401  (loaded, so its names are patched too)
 from aggregate import write_outputs
 from aggregate.answers import compute, confidence, frontier, pareto, slo
-from tests.test_aggregate import make_record
+from tests.unit.test_aggregate import make_record
 
 COUNTED = (
     (confidence, "fold_repeats"),

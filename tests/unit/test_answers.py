@@ -18,7 +18,7 @@ from aggregate.answers.slo import Slo, SloError, records_slo, slo_answers
 from aggregate.render.answers import answer_sections_of as answer_sections
 from aggregate.render.answers import pareto_csv_of as pareto_csv
 from aggregate.render.slo import SLO_COLUMNS, slo_csv, slo_row
-from tests.test_aggregate import make_record, run_cli, write_sweep
+from tests.unit.test_aggregate import make_record, run_cli, write_sweep
 
 
 def tpot_grid(batches=(1, 2, 4, 8), seqs=(64, 128), **over: Any) -> list[dict[str, Any]]:

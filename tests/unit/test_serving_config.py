@@ -185,10 +185,12 @@ def test_missing_engines_give_their_install_hint():
         (["workload=serve", "server.url=ftp://x"], "error: server.url='ftp://x'"),
     ],
 )
-def test_bad_serving_input_exits_with_one_line_and_writes_nothing(launch, tmp_path, args, message):
+def test_bad_serving_input_exits_with_one_line_and_writes_nothing(
+    launch_here, tmp_path, args, message
+):
     if "server=vllm" in args and importlib.util.find_spec("vllm") is not None:
         pytest.skip("vLLM is installed here")
-    proc = launch("-m", *args, "concurrency=1,2" if "concurrency=2" not in args else "seq=8")
+    proc = launch_here("-m", *args, "concurrency=1,2" if "concurrency=2" not in args else "seq=8")
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message.removeprefix("error: ") in lines[0], proc.stderr[-2000:]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import read_jsonl
-from tests.test_sweep_ray import records, sim_args
+from tests.integration.test_sweep_ray import records, sim_args
 
 pytestmark = pytest.mark.slow
 

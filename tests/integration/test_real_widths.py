@@ -1,0 +1,38 @@
+"""A model at its real widths in this process: Llama-3-8B's (1 of 32 layers, 1.27 B
+parameters, about 2.5 GB of dummy bf16 weights) measured through run_cell on the CPU. In
+the integration tier for its size (the tiny model covers the same code in tests/unit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from bounds.roofline import SHIPPED_CONFIGS
+from jobs.config import CellConfig, DeviceConfig, ModelConfig
+from tests.unit.test_models import ONE_SHOT
+from workers import model_cache, run_cell
+from workers.models import DUMMY_HIGH
+
+
+def test_llama3_8b_dummy_one_layer_through_run_cell():
+    """The real 8B widths (1 of 32 layers) with dummy bf16 weights, no tokenizer, on the CPU."""
+    model = ModelConfig(
+        name="llama3_8b", dtype="bfloat16", load_format="dummy", num_layers_override=1
+    )
+    cell = CellConfig(
+        batch=1, seq=2, prompt_len=4, model=model, device=DeviceConfig(name="cpu"), bench=ONE_SHOT
+    )
+    rec = run_cell(cell)
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["model_parameters"] == 1_268_789_248 == 525_336_576 * 2 + 218_112_000 + 4096
+    assert rec["dtype"] == "bfloat16" and rec["load_format"] == "dummy"
+    assert Path(rec["model_path"]) == SHIPPED_CONFIGS / "llama3_8b"
+    assert rec["generated_tokens"] == rec["expected_tokens"] == 2
+    (backend,) = model_cache._LOADED.values()
+    assert backend.tokenizer is None
+    params = list(backend.model.parameters())
+    assert {p.dtype for p in params} == {torch.bfloat16}
+    assert {p.device.type for p in params} == {"cpu"}
+    head = backend.model.lm_head.weight
+    assert 0 < head.abs().max().item() <= DUMMY_HIGH  # SGLang's dummy range, not zeros

@@ -1,0 +1,63 @@
+"""The unit tier: everything in this process (no subprocess, no Ray, no server).
+
+`launch_here` runs launch.py's own entry point (Hydra's command line, the sweep's callbacks
+and the ray_cells launcher's planning and validation) in this process, for inputs that are
+refused before anything starts: the same code as `python launch.py`, without a new
+interpreter."""
+
+from __future__ import annotations
+
+import logging
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def _launch_main(args: list[str]) -> int:
+    """launch.py run as `__main__` in this process: its exit code."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from sweep.status import PROCESS
+
+    GlobalHydra.instance().clear()
+    PROCESS.not_ok = 0  # a new process starts with no cell not ok
+    sys.argv = [str(ROOT / "launch.py"), *args]
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    finally:
+        GlobalHydra.instance().clear()
+    return 0
+
+
+@pytest.fixture
+def launch_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, tiny_cache: Path):
+    """`launch_here(*overrides)`: launch.py's main in this process with cwd `tmp_path`; a
+    CompletedProcess (returncode, stdout, stderr) as `launch` gives for a subprocess."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+
+    def _run(*args: str) -> subprocess.CompletedProcess[str]:
+        capsys.readouterr()
+        try:
+            code = _launch_main(list(args))
+        finally:
+            root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+    return _run
+
+
+@pytest.fixture
+def launch():
+    """The subprocess launch of tests/conftest.py is for the integration tier."""
+    pytest.fail("tests/unit runs no subprocess: use launch_here (or move the test)")
