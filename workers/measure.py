@@ -237,6 +237,10 @@ def _run(cell: CellConfig, device: Any, out: Outcome, repeat: int | None = None)
 
 def measure(cell: CellConfig, repeat: int | None = None) -> Outcome:
     """Measure one cell on this process's device. Never raises for a problem of the cell."""
+    if cell.serving and cell.backend.name == "sim":  # a queueing model, no server process
+        from workers.backends.sim_serving import measure_sim_serving
+
+        return measure_sim_serving(cell)
     if cell.serving:  # requests to a server: the serving loop (workers/serving/measure.py)
         from workers.serving.measure import measure_serving
 
