@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from aggregate.energy import ENERGY_METRICS, energy_notes
+from aggregate.knee import knee_section
 from aggregate.plots import COMPARE_FIGURE, GROUP_FIGURES, plot_name
 from aggregate.serving import serving_section, split
 from aggregate.sidebyside import side_by_side
@@ -213,6 +214,7 @@ def build_report(
         lines += _group(key, recs, plots)
     lines += _side_by_side(static, plots)
     lines += serving_section(records, plots)
+    lines += knee_section(sweep_dir)
     lines += _unreadable(str(sweep_dir), unreadable)
     lines += _environment(records)
     return "\n".join(lines).rstrip() + "\n"
