@@ -136,6 +136,8 @@ class Search:
         if not self.probes:
             return self._round(self.start)
         lo, hi = self.lo, self.hi
+        if lo is not None and hi is not None and self._close(lo, hi):
+            return self._end("found")
         if len(self.probes) >= self.max_probes:
             return self._end("max_probes")
         if hi is None:  # everything met so far: up
@@ -147,12 +149,13 @@ class Search:
             v = self._round(hi / self._factor())
             v = min(v, hi - 1) if self.integer else v
             return self._end("none_meets") if v < max(self.min_value, 1e-9) or v >= hi else v
-        if hi - lo <= self.rel_tol * lo or (self.integer and hi - lo <= 1):
-            return self._end("found")
         v = self._round((lo + hi) / 2)
         if not lo < v < hi:
             return self._end("found")
         return v
+
+    def _close(self, lo: float, hi: float) -> bool:
+        return hi - lo <= self.rel_tol * lo or (self.integer and hi - lo <= 1)
 
     def _end(self, status: str) -> None:
         self.status = status
