@@ -101,7 +101,7 @@ class Search:
     integer: bool = False
     min_value: float = 0.0
     max_value: float = math.inf
-    max_probes: int = 12
+    max_probes: int = 20
     predicted: bool = False  # the start is a prediction: the first step is small
     probes: list[Probe] = field(default_factory=list)
     status: str = "searching"

@@ -49,7 +49,7 @@ class SloSearchSweeperConf(CellsSweeperConf):
     rel_tol: float = 0.1
     min_value: float = 0.0
     max_value: float = 1e6
-    max_probes: int = 12
+    max_probes: int = 20
     # A probe whose achieved rate is below saturation x its offered rate is over-saturated.
     saturation: float = 0.9
     # Predict each serving group's knee from static cells first (and start there).
@@ -80,7 +80,7 @@ def _fmt(value: float, integer: bool) -> str:
 class SloSearchSweeper(CellsSweeper):
     def __init__(
         self, key: str = "request_rate", start: float = 1.0, rel_tol: float = 0.1,
-        min_value: float = 0.0, max_value: float = 1e6, max_probes: int = 12,
+        min_value: float = 0.0, max_value: float = 1e6, max_probes: int = 20,
         saturation: float = 0.9, predict: bool = True, predict_from: Optional[str] = None,
         **kwargs: Any,
     ) -> None:  # fmt: skip
