@@ -126,9 +126,10 @@ class Search:
     def _factor(self) -> float:
         """The k-th step of the bracketing: x2, or from a prediction (1 + 2 rel_tol)^(2^(k-1))
         (1.2, 1.44, 2.07 at rel_tol 0.1), at most x2."""
-        if not self.predicted:
+        k = len(self.probes) - 1
+        if not self.predicted or k > 6:
             return 2.0
-        return min(2.0, (1.0 + 2.0 * self.rel_tol) ** (2 ** (len(self.probes) - 1)))
+        return min(2.0, (1.0 + 2.0 * self.rel_tol) ** (2**k))
 
     def next_value(self) -> float | None:
         if self.status != "searching":
@@ -144,7 +145,9 @@ class Search:
             assert lo is not None
             v = self._round(lo * self._factor())
             v = max(v, lo + 1) if self.integer else v
-            return self._end("above_max") if v > self.max_value else v
+            if v > self.max_value:  # the top itself is probed once
+                return self._end("above_max") if lo >= self.max_value else self.max_value
+            return v
         if lo is None:  # nothing met so far: down
             v = self._round(hi / self._factor())
             v = min(v, hi - 1) if self.integer else v

@@ -127,9 +127,12 @@ class SloSearchSweeper(CellsSweeper):
                 where, self.key, match, int(cfg.prompt_len), int(cfg.seq), slo
             )
         pred = group["prediction"]
+        top = self.max_value
+        if self.key == "concurrency" and cfg.workload.num_requests > 0:
+            top = min(top, float(cfg.workload.num_requests))  # more in flight: the same cell
         group["search"] = Search(
             start=pred["value"] if pred else (start or self.start), rel_tol=self.rel_tol,
-            integer=self.integer, min_value=self.min_value, max_value=self.max_value,
+            integer=self.integer, min_value=self.min_value, max_value=top,
             max_probes=self.max_probes, predicted=pred is not None,
         )  # fmt: skip
         return group
@@ -164,7 +167,8 @@ class SloSearchSweeper(CellsSweeper):
             ans = g["search"].answer()
             pred = g["prediction"]
             knee = ans["knee"]
-            error = (pred["value"] - knee) / knee if pred and knee else None
+            found = ans["status"] == "found"
+            error = (pred["value"] - knee) / knee if pred and knee and found else None
             out.append({
                 "overrides": g["overrides"], "slo": g["slo"].text(), **ans,
                 "predicted": pred["value"] if pred else None, "prediction": pred,

@@ -122,3 +122,35 @@ def test_prediction_from_static_sim_cells_lands_within_20_percent(brute_knee, tm
     conc = predict(tmp_path, "concurrency", match, 512, 128, SLO)
     assert conc is not None and isinstance(conc["value"], int) and conc["value"] > 1
     assert predict(tmp_path, "request_rate", {"model": "llama3_70b"}, 512, 128, SLO) is None
+
+
+def test_over_saturation_ends_the_bracket_when_latency_would_not():
+    loose = Slo(tpot_ms=1000.0)
+
+    def judged(rate: float):
+        c = from_values({
+            "workload": {"name": "serve", "num_requests": 1000}, "backend": {"name": "sim"},
+            "model": MODEL, "prompt_len": 512, "seq": 128, "request_rate": rate,
+        })  # fmt: skip
+        return judge([build_record(c, measure(c))], loose, 0.9)
+
+    s = Search(start=4.0, rel_tol=REL_TOL)
+    while (v := s.next_value()) is not None:
+        s.add(Probe(v, *judged(v)))
+    assert s.status == "found" and len(s.probes) <= 8
+    first_failing = next(p for p in s.probes if p.value == s.hi)
+    assert first_failing.saturated and "over-saturated" in first_failing.why
+    assert all(p.meets for p in s.probes if p.value <= 16)
+
+
+def test_a_job_result_is_a_row_or_a_list_of_records():
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from hydra_plugins.ray_cells_launcher.slo_search_sweeper import results
+
+    row = {"status": "ok", "tpot_s_p99": 0.01}
+    ray = JobReturn(status=JobStatus.COMPLETED, _return_value=row)
+    basic = JobReturn(status=JobStatus.COMPLETED, _return_value=[row, row])
+    failed = JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError("x"))
+    assert results(ray) == [row] and results(basic) == [row, row]
+    assert results(failed) == [] and results(None) == []
