@@ -17,8 +17,11 @@ _SERVER_NOT_IDENTITY = ("startup_timeout_s", "request_timeout_s", "health_path")
 def _serving_identity(cell: CellConfig, d: dict[str, Any]) -> dict[str, Any]:
     """A serving cell's identity: the load, the server's settings (its kind's options only),
     the SLO; no batch, backend or bench (only its prompt seed)."""
+    sim = d["backend"]["sim"] if cell.backend.name == "sim" else None
     for key in ("batch", "backend"):
         d.pop(key)
+    if sim is not None:  # the simulator's serving mode: its options are what is measured
+        d["backend"] = {"name": "sim", "sim": sim}
     d["bench"] = {"seed": cell.bench.seed}
     server = {k: v for k, v in d["server"].items() if k not in _SERVER_NOT_IDENTITY}
     for kind in ("transformers", "sglang", "vllm"):
@@ -95,7 +98,9 @@ def cell_dir_name(cell: CellConfig, cid: str | None = None) -> str:
 
 def engine_name(cell: CellConfig) -> str:
     """What ran the cell, as records and tables name it: the backend, or `serve-KIND`."""
-    return f"serve-{cell.server.kind}" if cell.serving else cell.backend.name
+    if cell.serving:
+        return "serve-sim" if cell.backend.name == "sim" else f"serve-{cell.server.kind}"
+    return cell.backend.name
 
 
 @dataclass(frozen=True)

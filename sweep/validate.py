@@ -140,7 +140,8 @@ def _key(cell: CellConfig, local: bool, model_on_driver: bool) -> tuple:
 def _run_checks(cell: CellConfig, local: bool, model_on_driver: bool) -> None:
     """Every check runs; the first problem is reported."""
     problems = []
-    checks = [check_serving if cell.serving else check_backend, check_model, check_model_config]
+    real_server = cell.serving and cell.backend.name != "sim"  # sim: no server, no tokenizer
+    checks = [check_serving if real_server else check_backend, check_model, check_model_config]
     for check in checks:
         try:
             check(cell, on_this_host=model_on_driver)

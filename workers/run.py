@@ -5,7 +5,8 @@ where an exception inside a cell becomes a `failed` (or `oom`) outcome.
 of its traceback when the cell failed; the record is built from it by
 :func:`jobs.record.build_record`. A static cell is measured by
 :class:`workers.static.measure.StaticCell`, a serving cell (requests to a server) by
-:class:`workers.serving.measure.ServingCell`; both keep their loaded model in
+:class:`workers.serving.measure.ServingCell`, a simulated serving cell by
+:class:`workers.backends.sim_serving.SimServingCell`; both keep their loaded model in
 ``workers.model_cache``.
 """
 
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 
 from jobs.config import CellConfig
 from jobs.record import Outcome, Status, build_record
+from workers.backends.sim_serving import SimServingCell
 from workers.env import environment, utc_now
 from workers.model_cache import drop_models
 from workers.serving.measure import ServingCell
@@ -47,7 +49,13 @@ class CellRun(Protocol):
 
 def measure(cell: CellConfig, repeat: int | None = None) -> Outcome:
     """Measure one cell on this process's device. Never raises for a problem of the cell."""
-    job: CellRun = ServingCell(cell) if cell.serving else StaticCell(cell, repeat)
+    job: CellRun
+    if cell.serving and cell.backend.name == "sim":  # a queueing model, no server process
+        job = SimServingCell(cell)
+    elif cell.serving:
+        job = ServingCell(cell)
+    else:
+        job = StaticCell(cell, repeat)
     env = environment()
     out = Outcome(env=env, started_at=utc_now())
     out.fields.update(node=env["host"])

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from aggregate.knee import knee_section
 from aggregate.render.energy import ENERGY_METRICS, energy_notes
 from aggregate.render.plots.names import COMPARE_FIGURE, GROUP_FIGURES, plot_name
 from aggregate.render.serving_tables import serving_section
@@ -214,6 +215,7 @@ def build_report(
         lines += _group(key, recs, plots)
     lines += _side_by_side(static, plots)
     lines += serving_section(records, plots)
+    lines += knee_section(sweep_dir)
     lines += _unreadable(str(sweep_dir), unreadable)
     lines += _environment(records)
     return "\n".join(lines).rstrip() + "\n"

@@ -33,9 +33,10 @@ def test_serving_identity_and_server_reuse_key():
     assert model_key(a) == model_key(b)  # one server for every load level
     other = serve(concurrency=1, seq=64, server={"transformers": {"cb_num_blocks": 64}})
     assert model_key(other) != model_key(a)
-    # Options of other servers and client timeouts do not change what is measured.
+    # Options of other servers, the static backend and client timeouts do not change what is
+    # measured (backend=sim does: the simulator's serving mode, tests/unit/test_sim_serving.py).
     same = serve(concurrency=1, seq=64, server={"vllm": {"max_num_seqs": 4}},
-                 backend={"name": "sim"}, batch=16)  # fmt: skip
+                 backend={"name": "sglang"}, batch=16)  # fmt: skip
     assert cell_id(same) == cell_id(a)
     slow = serve(concurrency=1, seq=64, server={"request_timeout_s": 5})
     assert cell_id(slow) == cell_id(a)
