@@ -193,3 +193,28 @@ def test_the_circle_check_sees_a_circle(tmp_path: Path) -> None:
     assert import_circles(graph) == [["pkg.a", "pkg.sub.b"]]
     text = describe_circle(graph, ["pkg.a", "pkg.sub.b"], tmp_path)
     assert "pkg/a.py -> pkg/sub/b.py -> pkg/a.py" in text
+
+
+def test_the_readme_layout_table_and_the_folders_agree() -> None:
+    """Every top-level folder of the repo has a row in the README's layout table, every row
+    names something that exists, and the design's own top level comes first."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    named = [
+        line.split("|")[1].strip().strip("`").rstrip("/")
+        for line in section.splitlines()
+        if line.startswith("| `")
+    ]
+    design = ["conf", "jobs", "workers", "aggregate", "tests", "launch.py", "README.md"]
+    assert named[: len(design)] == design, named
+    folders = {
+        p.name
+        for p in ROOT.iterdir()
+        if p.is_dir()
+        and not p.name.startswith(".")
+        and p.name not in {"outputs", "multirun", "build", "dist"}
+        and not p.name.endswith(".egg-info")
+        and any(p.iterdir())
+    }
+    assert folders <= set(named), f"folders without a row: {sorted(folders - set(named))}"
+    assert all((ROOT / n).exists() for n in named), [n for n in named if not (ROOT / n).exists()]
