@@ -3,8 +3,16 @@
 As vLLM's ``benchmarks/serve``: one small request function that returns a per-request
 :class:`RequestOutput` (send time, first-token time, each token's arrival time, last-token
 time, the server's ``usage``, and the kind of error if any). Times are ``time.perf_counter``
-seconds on this process's clock; every text chunk of the stream is one arrival. The metrics
-are computed elsewhere, once, from the list of outputs (``workers.serving.metrics``).
+seconds (CLOCK_MONOTONIC: one clock for every process of the host); every text chunk of the
+stream is one arrival. The metrics are computed elsewhere, once, from the list of outputs
+(``workers.serving.metrics``).
+
+Hot path: the read loop only takes each network read's bytes and its arrival time (the moment
+the read returns); the SSE lines are split and their JSON parsed after the stream ended, and
+each data line gets the time of the read that completed it. Where the server reports a
+running ``usage`` in its text chunks (vLLM's ``stream_options.continuous_usage_stats``), the
+tokens each chunk carried are kept (``chunk_tokens``); else only the final ``usage`` is known.
+aiohttp sets TCP_NODELAY on its client sockets; ``run_async`` uses uvloop where installed.
 
 Error kinds: ``connect`` (no connection), ``http_NNN`` (an error status), ``timeout`` (no
 answer within the request's limit), ``disconnected`` (the stream broke off), ``stream_error``
@@ -15,12 +23,16 @@ answer within the request's limit), ``disconnected`` (the stream broke off), ``s
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import time
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -42,6 +54,7 @@ class RequestOutput:
     send_s: float = 0.0
     first_token_s: float | None = None
     token_times_s: list[float] = field(default_factory=list)  # one per text chunk
+    chunk_tokens: list[int] | None = None  # tokens each text chunk carried, where reported
     last_token_s: float | None = None
     usage_completion_tokens: int | None = None  # the server's count (stream usage)
     usage_prompt_tokens: int | None = None
@@ -77,29 +90,40 @@ class RequestOutput:
         return self
 
 
-def _data(line: bytes) -> str | None:
-    """The payload of one SSE line, or None for blank lines, comments and other fields."""
-    text = line.decode("utf-8", errors="replace").strip()
-    if not text.startswith("data:"):
-        return None
-    return text[5:].strip()
+def _events(buf: bytes, reads: list[tuple[float, int]]) -> Iterator[tuple[float, bytes]]:
+    """(arrival time, payload) of each SSE ``data:`` line: the time of the read that
+    brought the line's last byte (``reads``: (time, bytes received so far), in order)."""
+    ends = [n for _, n in reads]
+    pos = 0
+    for line in buf.split(b"\n"):
+        pos += len(line) + 1
+        line = line.strip()
+        if line.startswith(b"data:"):
+            at = bisect.bisect_left(ends, min(pos, len(buf)))
+            yield reads[min(at, len(reads) - 1)][0], line[5:].strip()
 
 
-def _take(out: RequestOutput, chunk: dict[str, Any], now: float) -> None:
+def _take(out: RequestOutput, chunk: dict[str, Any], now: float, counts: list[int]) -> None:
     """Record one parsed chunk: its text's arrival time, its usage, its finish reason."""
     if "error" in chunk and not chunk.get("choices"):
         raise _StreamError(str(chunk["error"]))
+    texts = 0
     for choice in chunk.get("choices") or []:
         if choice.get("text"):
-            if out.first_token_s is None:
-                out.first_token_s = now
-            out.token_times_s.append(now)
-            out.last_token_s = now
+            texts += 1
         if choice.get("finish_reason"):
             out.finish_reason = choice["finish_reason"]
+    if texts:
+        if out.first_token_s is None:
+            out.first_token_s = now
+        out.token_times_s.append(now)
+        out.last_token_s = now
     usage = chunk.get("usage")
     if usage:
-        out.usage_completion_tokens = usage.get("completion_tokens")
+        done = usage.get("completion_tokens")
+        if texts and isinstance(done, int):  # a running count: this chunk's tokens
+            counts.append(done - (out.usage_completion_tokens or 0))
+        out.usage_completion_tokens = done
         out.usage_prompt_tokens = usage.get("prompt_tokens")
 
 
@@ -108,19 +132,37 @@ class _StreamError(RuntimeError):
 
 
 async def _read_stream(resp: aiohttp.ClientResponse, out: RequestOutput) -> None:
-    async for line in resp.content:
-        now = time.perf_counter()
-        data = _data(line)
+    """Take the bytes as they come (timed), then parse them."""
+    content, clock = resp.content, time.perf_counter
+    reads: list[tuple[float, int]] = []
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        data = await content.readany()
+        now = clock()
+        if not data:
+            break
+        parts.append(data)
+        size += len(data)
+        reads.append((now, size))
+    _parse(out, b"".join(parts), reads)
+
+
+def _parse(out: RequestOutput, buf: bytes, reads: list[tuple[float, int]]) -> None:
+    counts: list[int] = []
+    for now, data in _events(buf, reads):
         if not data:
             continue
-        if data == "[DONE]":
+        if data == b"[DONE]":
             break
         try:
             chunk = json.loads(data)
         except ValueError:
-            out.fail("bad_stream", f"unparsable chunk: {data[:200]}")
+            out.fail("bad_stream", f"unparsable chunk: {data[:200]!r}")
             return
-        _take(out, chunk, now)
+        _take(out, chunk, now, counts)
+    if counts and len(counts) == len(out.token_times_s):
+        out.chunk_tokens = counts
 
 
 async def send_completion(
@@ -157,3 +199,13 @@ def new_session(limit: int) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=False
     )
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on uvloop's event loop where uvloop is installed (the serve extra);
+    the standard loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
