@@ -12,7 +12,8 @@ its chunk writes). error = client - server: what the client adds (HTTP, event lo
 and what the wire and the server's own request handling add. Beside it: the client's health
 over the run (event-loop lag p50/p99, CPU share: ``workers.serving.health``) and the host's
 load average before and after (figures from a loaded host are not the client's alone).
-``--loop asyncio`` forces the standard event loop where uvloop is installed.
+``--loop asyncio`` forces the standard event loop where uvloop is installed;
+``--server-uvloop`` runs the stand-in on uvloop (less of its own queueing in the request path).
 """
 
 from __future__ import annotations
@@ -79,9 +80,12 @@ def _split(outputs: list, stats: list[dict]) -> str:
         if s is not None:
             req.append(s["start_s"] - o.send_s)
             resp.append(o.first_token_s - (s["start_s"] + s["ttft_s"]))
+    wait = [o.send_s - o.queued_s for o in outputs]
     ms = lambda xs, q: percentile(xs, q) * 1e3  # noqa: E731
     return (f"  TTFT error by path: request p50 {ms(req, 50):.3f} p99 {ms(req, 99):.3f} ms; "
-            f"response (client read delay) p50 {ms(resp, 50):.3f} p99 {ms(resp, 99):.3f} ms")  # fmt: skip
+            f"response (client read delay) p50 {ms(resp, 50):.3f} p99 {ms(resp, 99):.3f} ms\n"
+            f"  waited in the client before sending (not in TTFT): p50 {ms(wait, 50):.3f} "
+            f"p99 {ms(wait, 99):.3f} ms")  # fmt: skip
 
 
 def _row(name: str, client: list, server: list, nominal_ms: float) -> str:
@@ -102,7 +106,8 @@ def _health(h: dict) -> str:
 def _one(a: argparse.Namespace, n: int) -> None:
     port = free_port()
     argv = [sys.executable, PACED_SCRIPT, "--port", str(port),
-            "--ttft-ms", str(a.ttft_ms), "--itl-ms", str(a.itl_ms)]  # fmt: skip
+            "--ttft-ms", str(a.ttft_ms), "--itl-ms", str(a.itl_ms),
+            *(["--uvloop"] if a.server_uvloop else [])]  # fmt: skip
     server = ServerProcess(argv, f"http://127.0.0.1:{port}", "/health", "paced")
     server.start()
     load0 = os.getloadavg()[0]
@@ -131,6 +136,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4, help="requests per stream")
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 64, 256])
     ap.add_argument("--loop", choices=("auto", "asyncio"), default="auto")
+    ap.add_argument("--server-uvloop", action="store_true", help="the stand-in on uvloop too")
     a = ap.parse_args()
     for n in a.streams:
         _one(a, n)

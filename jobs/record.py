@@ -130,6 +130,7 @@ SERVING_KEYS = (
     "merged_chunk_requests", "itl_method",
     "server_start_s", "server_reused", "server_visible_devices",
     "client_loop_lag_s_p50", "client_loop_lag_s_p99", "client_loop_lag_s_max", "client_cpu_share",
+    "client_send_delay_s_p50", "client_send_delay_s_p99",
     "server_metrics", "server_requests",
     "server_ttft_s_mean", "server_ttft_s_p50", "server_ttft_s_p99",
     "server_itl_s_mean", "server_itl_s_p50", "server_itl_s_p99",

@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lie-ttft-factor", type=float, default=1.0)
     p.add_argument("--tokens-per-chunk", type=int, default=1)
     p.add_argument("--usage-every-chunk", action="store_true")
+    p.add_argument("--uvloop", action="store_true", help="serve on uvloop (where installed)")
     return p
 
 
@@ -212,7 +213,13 @@ def main(argv: list[str] | None = None) -> None:
     app.router.add_get("/stats", server.stats_view)
     app.router.add_get("/metrics", server.metrics)
     app.router.add_post("/v1/completions", server.completions)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, backlog=4096)
+    loop = None
+    if args.uvloop:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, backlog=4096,
+                loop=loop)  # fmt: skip
 
 
 if __name__ == "__main__":

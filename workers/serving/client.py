@@ -7,6 +7,10 @@ seconds (CLOCK_MONOTONIC: one clock for every process of the host); every text c
 stream is one arrival. The metrics are computed elsewhere, once, from the list of outputs
 (``workers.serving.metrics``).
 
+The send time is when the request's body (with its headers) is handed to the socket (aiohttp's
+``on_request_chunk_sent``), not when the client began it (``queued_s``): a request that waits
+in a busy client (a closed loop sends many at once) does not count that wait as the server's.
+
 Hot path: the read loop only takes each network read's bytes and its arrival time (the moment
 the read returns); the SSE lines are split and their JSON parsed after the stream ended, and
 each data line gets the time of the read that completed it. Where the server reports a
@@ -51,7 +55,8 @@ class RequestOutput:
 
     prompt_len: int = 0
     output_len: int = 0  # tokens asked for
-    send_s: float = 0.0
+    queued_s: float = 0.0  # when the client began the request
+    send_s: float = 0.0  # when its body was handed to the socket (TTFT and E2E start here)
     first_token_s: float | None = None
     token_times_s: list[float] = field(default_factory=list)  # one per text chunk
     chunk_tokens: list[int] | None = None  # tokens each text chunk carried, where reported
@@ -171,10 +176,10 @@ async def send_completion(
     """POST one streaming completion to ``url`` and time it; never raises for the server's
     problems (they become the output's ``error_kind``)."""
     out = RequestOutput(prompt_len=req.prompt_len, output_len=req.output_len)
-    out.send_s = time.perf_counter()
+    out.queued_s = out.send_s = time.perf_counter()  # send_s: set again when written
     limit = aiohttp.ClientTimeout(total=timeout_s)
     try:
-        async with session.post(url, json=req.body, timeout=limit) as resp:
+        async with session.post(url, json=req.body, timeout=limit, trace_request_ctx=out) as resp:
             if resp.status != 200:
                 text = await resp.text()
                 return out.fail(f"http_{resp.status}", text)
@@ -192,13 +197,25 @@ async def send_completion(
     return out
 
 
+async def _written(session: Any, ctx: Any, params: Any) -> None:
+    """aiohttp's ``on_request_chunk_sent``: called right before the body goes to the socket
+    (with the headers, which aiohttp holds back until then)."""
+    out = ctx.trace_request_ctx
+    if isinstance(out, RequestOutput):
+        out.send_s = time.perf_counter()
+
+
 def new_session(limit: int) -> aiohttp.ClientSession:
     """A session for one traffic run: at most ``limit`` connections (0: no limit), no overall
-    timeout (each request has its own), no proxies from the environment."""
+    timeout (each request has its own), no proxies from the environment; each request's
+    ``send_s`` is taken when its body is written (``queued_s``: when the client began it)."""
     connector = aiohttp.TCPConnector(limit=limit, force_close=False)
+    trace = aiohttp.TraceConfig()
+    trace.on_request_chunk_sent.append(_written)
     return aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=False
-    )
+        connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=False,
+        trace_configs=[trace],
+    )  # fmt: skip
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

@@ -1,6 +1,7 @@
 """Serving metrics: computed once from the list of per-request outputs of a cell.
 
-Per completed request (times from the client's clock):
+Per completed request (times from the client's clock; send = the request's bytes handed to
+the socket, after any wait in the client: ``client_send_delay_s_*``):
   ttft_s  = t(first text chunk) - t(send)
   e2e_s   = t(last text chunk) - t(send)
   tpot_s  = (e2e_s - ttft_s) / (output_tokens - 1), for requests with > 1 token
@@ -127,6 +128,15 @@ def _usage(done: Sequence[RequestOutput]) -> dict[str, Any]:
     }
 
 
+def _send_delays(outputs: Sequence[RequestOutput]) -> dict[str, Any]:
+    """How long requests waited in the client before their bytes left (not in the TTFT)."""
+    waits = [o.send_s - o.queued_s for o in outputs if o.queued_s]
+    return {
+        "client_send_delay_s_p50": percentile(waits, 50),
+        "client_send_delay_s_p99": percentile(waits, 99),
+    }
+
+
 def serving_metrics(
     outputs: Sequence[RequestOutput],
     duration_s: float,
@@ -142,6 +152,7 @@ def serving_metrics(
     prompt = sum(o.usage_prompt_tokens or o.prompt_len for o in done)
     m: dict[str, Any] = _latencies(done)
     m.update(_usage(done))
+    m.update(_send_delays(outputs))
     tpot_mean = m["tpot_s_mean"]
     m.update(
         num_requests=len(outputs),
