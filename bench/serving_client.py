@@ -13,7 +13,8 @@ and what the wire and the server's own request handling add. Beside it: the clie
 over the run (event-loop lag p50/p99, CPU share: ``workers.serving.health``) and the host's
 load average before and after (figures from a loaded host are not the client's alone).
 ``--loop asyncio`` forces the standard event loop where uvloop is installed;
-``--server-uvloop`` runs the stand-in on uvloop (less of its own queueing in the request path).
+``--client aiohttp`` uses the aiohttp transport instead of the lean one
+(``workers.serving.wire``); ``--server-uvloop`` runs the stand-in on uvloop (less of its own queueing in the request path).
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ def _req(i: int, tokens: int) -> RequestInput:
     return RequestInput("a b c", 3, tokens, body)
 
 
-def _run(base: str, streams: int, tokens: int, rounds: int, loop: str) -> tuple:
+def _run(base: str, streams: int, tokens: int, rounds: int, loop: str, wire: bool) -> tuple:
 
     async def go():
-        async with new_session(streams) as session:
+        async with new_session(streams, wire=wire) as session:
             url = base + "/v1/completions"
             plan = TrafficPlan(concurrency=streams, num_requests=streams * rounds)
             return await run_traffic(lambda i: _req(i, tokens), lambda r: send_completion(session, url, r, 600),
@@ -113,8 +114,9 @@ def _one(a: argparse.Namespace, n: int) -> None:
     load0 = os.getloadavg()[0]
     try:
         server.wait_healthy(60)
-        _run(server.base_url, n, a.tokens, 1, a.loop)  # warm-up, same path
-        ttft, itl, health, outputs = _run(server.base_url, n, a.tokens, a.rounds, a.loop)
+        wire = a.client == "wire"
+        _run(server.base_url, n, a.tokens, 1, a.loop, wire)  # warm-up, same path
+        ttft, itl, health, outputs = _run(server.base_url, n, a.tokens, a.rounds, a.loop, wire)
         stats = _server_stats(server.base_url)[-len(ttft) :]  # the measured requests
         s_ttft = [s["ttft_s"] for s in stats]
         s_itl = [g for s in stats for g in s["gaps_s"]]
@@ -137,6 +139,7 @@ def main() -> None:
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 64, 256])
     ap.add_argument("--loop", choices=("auto", "asyncio"), default="auto")
     ap.add_argument("--server-uvloop", action="store_true", help="the stand-in on uvloop too")
+    ap.add_argument("--client", choices=("wire", "aiohttp"), default="wire")
     a = ap.parse_args()
     for n in a.streams:
         _one(a, n)

@@ -1,4 +1,4 @@
-"""One streaming request to an OpenAI-compatible ``/v1/completions`` endpoint (aiohttp).
+"""One streaming request to an OpenAI-compatible ``/v1/completions`` endpoint.
 
 As vLLM's ``benchmarks/serve``: one small request function that returns a per-request
 :class:`RequestOutput` (send time, first-token time, each token's arrival time, last-token
@@ -7,16 +7,19 @@ seconds (CLOCK_MONOTONIC: one clock for every process of the host); every text c
 stream is one arrival. The metrics are computed elsewhere, once, from the list of outputs
 (``workers.serving.metrics``).
 
-The send time is when the request's body (with its headers) is handed to the socket (aiohttp's
-``on_request_chunk_sent``), not when the client began it (``queued_s``): a request that waits
-in a busy client (a closed loop sends many at once) does not count that wait as the server's.
+Transport: the lean HTTP/1.1 client of ``workers.serving.wire`` (``new_session``'s default:
+about a third of aiohttp's CPU per request, docs/benchmarks.md section 8), or aiohttp
+(``new_session(..., wire=False)``). The send time is when the request's bytes are handed to
+the socket, not when the client began it (``queued_s``): a request that waits in a busy client
+(a closed loop sends many at once) does not count that wait as the server's.
 
-Hot path: the read loop only takes each network read's bytes and its arrival time (the moment
-the read returns); the SSE lines are split and their JSON parsed after the stream ended, and
-each data line gets the time of the read that completed it. Where the server reports a
-running ``usage`` in its text chunks (vLLM's ``stream_options.continuous_usage_stats``), the
-tokens each chunk carried are kept (``chunk_tokens``); else only the final ``usage`` is known.
-aiohttp sets TCP_NODELAY on its client sockets; ``run_async`` uses uvloop where installed.
+Hot path: each network read is only timed and kept (in the protocol's ``data_received`` with
+the lean client; when the read returns with aiohttp); the SSE lines are split and their JSON
+parsed after the stream ended, and each data line gets the time of the read that completed
+it. Where the server reports a running ``usage`` in its text chunks (vLLM's
+``stream_options.continuous_usage_stats``), the tokens each chunk carried are kept
+(``chunk_tokens``); else only the final ``usage`` is known. TCP_NODELAY is set on both
+transports' sockets; ``run_async`` uses uvloop where installed.
 
 Error kinds: ``connect`` (no connection), ``http_NNN`` (an error status), ``timeout`` (no
 answer within the request's limit), ``disconnected`` (the stream broke off), ``stream_error``
@@ -36,6 +39,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from workers.serving.wire import WireError, WireSession
+
 T = TypeVar("T")
 
 
@@ -47,6 +52,13 @@ class RequestInput:
     prompt_len: int  # tokens of the prompt, by the client's tokenizer
     output_len: int  # tokens asked for (max_tokens, forced where the server can)
     body: dict[str, Any] = field(default_factory=dict)
+    _payload: bytes | None = field(default=None, repr=False, compare=False)
+
+    def payload(self) -> bytes:
+        """The body as JSON bytes (built once: requests are reused round-robin)."""
+        if self._payload is None:
+            self._payload = json.dumps(self.body).encode()
+        return self._payload
 
 
 @dataclass
@@ -171,12 +183,14 @@ def _parse(out: RequestOutput, buf: bytes, reads: list[tuple[float, int]]) -> No
 
 
 async def send_completion(
-    session: aiohttp.ClientSession, url: str, req: RequestInput, timeout_s: float
+    session: aiohttp.ClientSession | WireSession, url: str, req: RequestInput, timeout_s: float
 ) -> RequestOutput:
     """POST one streaming completion to ``url`` and time it; never raises for the server's
     problems (they become the output's ``error_kind``)."""
     out = RequestOutput(prompt_len=req.prompt_len, output_len=req.output_len)
     out.queued_s = out.send_s = time.perf_counter()  # send_s: set again when written
+    if isinstance(session, WireSession):
+        return await _send_wire(session, url, req, out, timeout_s)
     limit = aiohttp.ClientTimeout(total=timeout_s)
     try:
         async with session.post(url, json=req.body, timeout=limit, trace_request_ctx=out) as resp:
@@ -197,6 +211,30 @@ async def send_completion(
     return out
 
 
+async def _send_wire(
+    session: WireSession, url: str, req: RequestInput, out: RequestOutput, timeout_s: float
+) -> RequestOutput:
+    sent: list[float] = []
+    try:
+        ans = await asyncio.wait_for(session.post(url, req.payload(), sent), timeout_s)
+    except asyncio.TimeoutError:
+        return out.fail("timeout", f"no complete answer within {timeout_s:g} s")
+    except WireError as exc:
+        return out.fail("bad_stream" if exc.kind == "bad_http" else exc.kind, str(exc))
+    finally:
+        if sent:
+            out.send_s = sent[0]
+    if ans.status != 200:
+        return out.fail(f"http_{ans.status}", ans.body.decode("utf-8", errors="replace"))
+    try:
+        _parse(out, ans.body, ans.reads)
+    except _StreamError as exc:
+        return out.fail("stream_error", str(exc))
+    if out.ok and not out.token_times_s:
+        out.fail("no_tokens", "the stream ended without any text")
+    return out
+
+
 async def _written(session: Any, ctx: Any, params: Any) -> None:
     """aiohttp's ``on_request_chunk_sent``: called right before the body goes to the socket
     (with the headers, which aiohttp holds back until then)."""
@@ -205,10 +243,12 @@ async def _written(session: Any, ctx: Any, params: Any) -> None:
         out.send_s = time.perf_counter()
 
 
-def new_session(limit: int) -> aiohttp.ClientSession:
+def new_session(limit: int, wire: bool = True) -> aiohttp.ClientSession | WireSession:
     """A session for one traffic run: at most ``limit`` connections (0: no limit), no overall
     timeout (each request has its own), no proxies from the environment; each request's
     ``send_s`` is taken when its body is written (``queued_s``: when the client began it)."""
+    if wire:
+        return WireSession()
     connector = aiohttp.TCPConnector(limit=limit, force_close=False)
     trace = aiohttp.TraceConfig()
     trace.on_request_chunk_sent.append(_written)
