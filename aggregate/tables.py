@@ -41,6 +41,8 @@ FLAG_MARKS = {
     "batch_split": "÷",
     "divergent": "≉",
     "accuracy_low": "↓",
+    "client_saturated": "~",
+    "client_server_disagree": "≷",
 }
 FLAG_MEANINGS = {str(flag.value): f"{flag.value}: {text}" for flag, text in _MEANINGS.items()}
 UNKNOWN_FLAG_MARK = "?"

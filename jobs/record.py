@@ -43,6 +43,8 @@ class Flag(str, Enum):
     BATCH_SPLIT = "batch_split"
     DIVERGENT = "divergent"
     ACCURACY_LOW = "accuracy_low"
+    CLIENT_SATURATED = "client_saturated"
+    CLIENT_SERVER_DISAGREE = "client_server_disagree"
 
 
 FLAG_MEANINGS: dict[str, str] = {
@@ -62,6 +64,10 @@ FLAG_MEANINGS: dict[str, str] = {
     Flag.DIVERGENT: "its greedy tokens of the check prompts agree with the reference cell's "
     "(same weights) less than its dtype allows (docs/quality.md); set by the sweep's outputs",
     Flag.ACCURACY_LOW: "its task check scored below accuracy.min",
+    Flag.CLIENT_SATURATED: "the serving client could not keep up (event-loop lag p99 over 5 ms or "
+    "about one core busy): its latencies include its own delay",
+    Flag.CLIENT_SERVER_DISAGREE: "the client's TTFT mean and the server's own (its /metrics) "
+    "differ by more than the client's overhead plus 10%",
 }
 
 
@@ -121,7 +127,15 @@ SERVING_KEYS = (
     "ttft_s_p90", "tpot_s_p90", "itl_s_mean", "itl_s_p90",
     "slo_ttft_ms", "slo_tpot_ms", "goodput_requests_per_s", "goodput_fraction",
     "usage_completion_tokens", "client_completion_tokens", "usage_mismatch_requests",
+    "merged_chunk_requests", "itl_method",
     "server_start_s", "server_reused", "server_visible_devices",
+    "client_loop_lag_s_p50", "client_loop_lag_s_p99", "client_loop_lag_s_max", "client_cpu_share",
+    "client_send_delay_s_p50", "client_send_delay_s_p99",
+    "server_metrics", "server_requests",
+    "server_ttft_s_mean", "server_ttft_s_p50", "server_ttft_s_p99",
+    "server_itl_s_mean", "server_itl_s_p50", "server_itl_s_p99",
+    "server_preemptions", "server_kv_cache_usage_peak", "server_prefix_cache_hit_rate",
+    "server_spec_acceptance", "server_running_peak", "server_waiting_peak",
 )  # fmt: skip
 FLAT_KEYS = FLAT_KEYS + SERVING_KEYS + QUALITY_KEYS
 

@@ -42,6 +42,8 @@ LOAD_METRICS = (
     Metric("ITL p99 ms", "itl_s_p99", fmt_ms),
     Metric("E2E p99 s", "e2e_s_p99", fmt_s),
     Metric("goodput req/s", "goodput_requests_per_s", lambda v: f"{v:.2f}"),
+    Metric("server TTFT mean ms", "server_ttft_s_mean", fmt_ms),
+    Metric("client lag p99 ms", "client_loop_lag_s_p99", fmt_ms),
 )
 
 
@@ -101,8 +103,10 @@ def serving_section(records: Sequence[Record], plots: Mapping[str, str]) -> list
         "## Serving",
         "",
         "Per request: TTFT = first token - send; TPOT = (E2E - TTFT) / (tokens - 1); "
-        "ITL = gaps between streamed chunks. tok/s/user = 1 / TPOT mean; goodput counts "
-        "requests within the SLO. A load meets the SLO when its TTFT p99 and TPOT p99 do.",
+        "ITL = per token (record's itl_method). tok/s/user = 1 / TPOT mean; goodput counts "
+        "requests within the SLO. A load meets the SLO when its TTFT p99 and TPOT p99 do. "
+        "server TTFT = the server's own (its /metrics; n/a: it exports none); client lag = "
+        "the client's event-loop lag (~: client_saturated).",
         "",
     ]
     for key, recs in groups.items():

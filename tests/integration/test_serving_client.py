@@ -141,7 +141,8 @@ def test_metrics_formulas_on_fixed_outputs():
     assert m["ttft_s_mean"] == pytest.approx(0.3)
     assert m["tpot_s_mean"] == pytest.approx((0.1 + 0.4 / 3) / 2)
     assert m["output_tokens_per_s_per_user"] == pytest.approx(1 / m["tpot_s_mean"])
-    assert m["usage_mismatch_requests"] == 1 and m["client_completion_tokens"] == 6
+    assert m["usage_mismatch_requests"] == 0 and m["client_completion_tokens"] == 6
+    assert m["merged_chunk_requests"] == 1 and m["itl_method"] == "mixed"  # 3 chunks, 4 tokens
     assert m["goodput_requests_per_s"] == pytest.approx(0.5)  # only the first is in the SLO
     assert m["goodput_fraction"] == pytest.approx(1 / 3)
     assert is_good(outs[0], 200, 0) and not is_good(outs[1], 200, 0)

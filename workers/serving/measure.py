@@ -6,7 +6,10 @@ per worker and settings, reused by every traffic level, and dropped (stopped) wi
 models. What :class:`ServingCell` raises becomes a `failed` record in ``workers.run``: a
 server that cannot start, dies mid-cell, hangs or answers with errors says which, with the
 end of its log; a cell with a larger share of failed requests than
-``workload.max_failed_fraction`` is not ok.
+``workload.max_failed_fraction`` is not ok. Beside the client's numbers the record carries the
+client's own health (``workers.serving.health``: ``client_saturated``) and the server's own
+books where it exports Prometheus metrics (``workers.serving.books``:
+``client_server_disagree``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from workers.device.bounding import bound_fields
 from workers.device.devices import VISIBLE_ENV, Device, cpu_model_name
 from workers.device.smi import snapshot
 from workers.model_cache import get_model
+from workers.serving.books import Books, disagrees
+from workers.serving.health import is_saturated
 from workers.serving.metrics import raw_requests, serving_metrics
 from workers.serving.process import ServerFailed
 from workers.serving.server import Server, open_server
@@ -105,9 +110,11 @@ def _measure(cell: CellConfig, device: Device, out: Outcome) -> None:
     server, reused, load_s = get_model(cell, device, lambda: open_server(cell, device))
     out.details["server_info"] = server.server_facts()
     start = server.process.log_size() if server.process else 0
+    books = Books(server.base_url)
     try:
-        res: TrafficResult = server.run_traffic(cell)
+        res: TrafficResult = server.run_traffic(cell, before_measured=books.start)
     finally:
+        books_fields = books.stop()
         if server.process is not None:
             out.files[LOG_FILE] = server.process.cell_log(start)
     m = serving_metrics(
@@ -117,6 +124,12 @@ def _measure(cell: CellConfig, device: Device, out: Outcome) -> None:
     out.details["raw"] = raw_requests(res.outputs, res.start_s)
     out.fields.update({k: v for k, v in m.items() if k != "short_requests"})
     out.flags = _check(cell, m, server)
+    out.fields.update(res.health)
+    out.fields.update(books_fields)
+    if is_saturated(res.health):
+        out.flags.append(Flag.CLIENT_SATURATED)
+    if disagrees(m["ttft_s_mean"], {**books_fields, **res.health}):
+        out.flags.append(Flag.CLIENT_SERVER_DISAGREE)
     seen = out.details["server_info"]["visible_devices"]
     out.fields.update(
         model_reused=reused, server_reused=reused, model_load_s=load_s,

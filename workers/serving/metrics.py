@@ -1,10 +1,12 @@
 """Serving metrics: computed once from the list of per-request outputs of a cell.
 
-Per completed request (times from the client's clock):
+Per completed request (times from the client's clock; send = the request's bytes handed to
+the socket, after any wait in the client: ``client_send_delay_s_*``):
   ttft_s  = t(first text chunk) - t(send)
   e2e_s   = t(last text chunk) - t(send)
   tpot_s  = (e2e_s - ttft_s) / (output_tokens - 1), for requests with > 1 token
-  itl_s   = gaps between consecutive text chunks of a request, pooled over requests
+  itl_s   = per token: the gaps between a request's consecutive tokens, pooled over requests;
+            how they are derived is the record's ``itl_method`` (see ``request_itls``)
 Per cell (duration = first send to last answer of the measured requests):
   request_throughput_per_s      = completed requests / duration
   output_tokens_per_s           = sum(output tokens of completed requests) / duration
@@ -14,8 +16,12 @@ Per cell (duration = first send to last answer of the measured requests):
   goodput_requests_per_s        = completed requests within every SLO limit set / duration
   goodput_fraction              = those requests / all measured requests
 Output tokens are the server's ``usage.completion_tokens`` where it reports them, else the
-client's count of text chunks; ``usage_mismatch_requests`` counts requests where the two
-differ. Percentiles as in ``workers.metrics`` (linear interpolation).
+client's count of text chunks. A text chunk carries one token or more (a stream that fell
+behind joins tokens; a token that decodes to no text travels with the next one), so fewer
+chunks than tokens is not a disagreement: ``merged_chunk_requests`` counts those requests.
+``usage_mismatch_requests`` counts requests whose counts really disagree: more text chunks
+than the server's tokens, or per-chunk counts that do not add up to its total. Percentiles as
+in ``workers.metrics`` (linear interpolation).
 """
 
 from __future__ import annotations
@@ -50,15 +56,61 @@ def is_good(out: RequestOutput, ttft_ms: float, tpot_ms: float) -> bool:
     return not (tpot_ms and tpot is not None and tpot * 1e3 > tpot_ms)
 
 
+ITL_METHODS = ("per_chunk", "spread", "even")
+
+
+def request_itls(out: RequestOutput) -> tuple[list[float], str]:
+    """One request's inter-token latencies, one per token after the first chunk, and how:
+
+    * ``per_chunk``: every text chunk carried one token (as many chunks as the server's
+      tokens, or no server count): the gaps between chunks;
+    * ``spread``: the server said how many tokens each chunk carried (a running ``usage``):
+      a chunk of n tokens contributes its gap from the previous chunk as n gaps of gap/n
+      (the first chunk's tokens belong to the TTFT; a chunk of 0 tokens adds its gap to the
+      next);
+    * ``even``: fewer chunks than tokens and no per-chunk counts: which chunk carried several
+      is unknown, so the request's decode time (last chunk - first chunk) is spread evenly
+      over its tokens - 1 gaps (its TPOT, tokens - 1 times).
+    """
+    times, n = out.token_times_s, out.usage_completion_tokens
+    if out.chunk_tokens is not None:
+        gaps, last = [], times[0] if times else 0.0
+        for t, k in zip(times[1:], out.chunk_tokens[1:], strict=True):
+            if k > 0:
+                gaps += [(t - last) / k] * k
+                last = t
+        return gaps, "spread"
+    if n is None or n <= len(times):
+        return inter_token_gaps(times), "per_chunk"
+    span = times[-1] - times[0] if times else 0.0
+    return ([span / (n - 1)] * (n - 1) if n > 1 else []), "even"
+
+
+def itl_method(done: Sequence[RequestOutput]) -> str | None:
+    """The cell's: the one its requests used, or ``mixed`` (raw.itl_method says per request)."""
+    methods = {request_itls(o)[1] for o in done}
+    return None if not methods else methods.pop() if len(methods) == 1 else "mixed"
+
+
 def _latencies(done: Sequence[RequestOutput]) -> dict[str, Any]:
     e2e = [o.e2e_s for o in done if o.e2e_s is not None]
     tpots = [t for o in done if (t := request_tpot(o)) is not None]
-    itl = [g for o in done for g in inter_token_gaps(o.token_times_s)]
+    itl = [g for o in done for g in request_itls(o)[0]]
     out: dict[str, Any] = summarize("e2e_s", e2e, full=True)
     out.update(_full("ttft_s", [o.ttft_s for o in done if o.ttft_s is not None]))
     out.update(_full("tpot_s", tpots))
     out.update(_full("itl_s", itl))
     return out
+
+
+def usage_mismatch(out: RequestOutput) -> bool:
+    """The client's and the server's counts really disagree (see the module's text)."""
+    n = out.usage_completion_tokens
+    if n is None:
+        return False
+    if out.chunk_tokens is not None:
+        return sum(out.chunk_tokens) != n
+    return out.client_tokens > n
 
 
 def _usage(done: Sequence[RequestOutput]) -> dict[str, Any]:
@@ -68,9 +120,20 @@ def _usage(done: Sequence[RequestOutput]) -> dict[str, Any]:
             sum(o.usage_completion_tokens or 0 for o in reported) if reported else None
         ),
         "client_completion_tokens": sum(o.client_tokens for o in done),
-        "usage_mismatch_requests": sum(
-            o.usage_completion_tokens != o.client_tokens for o in reported
+        "usage_mismatch_requests": sum(usage_mismatch(o) for o in reported),
+        "merged_chunk_requests": sum(
+            o.client_tokens < (o.usage_completion_tokens or 0) for o in reported
         ),
+        "itl_method": itl_method(done),
+    }
+
+
+def _send_delays(outputs: Sequence[RequestOutput]) -> dict[str, Any]:
+    """How long requests waited in the client before their bytes left (not in the TTFT)."""
+    waits = [o.send_s - o.queued_s for o in outputs if o.queued_s]
+    return {
+        "client_send_delay_s_p50": percentile(waits, 50),
+        "client_send_delay_s_p99": percentile(waits, 99),
     }
 
 
@@ -89,6 +152,7 @@ def serving_metrics(
     prompt = sum(o.usage_prompt_tokens or o.prompt_len for o in done)
     m: dict[str, Any] = _latencies(done)
     m.update(_usage(done))
+    m.update(_send_delays(outputs))
     tpot_mean = m["tpot_s_mean"]
     m.update(
         num_requests=len(outputs),
@@ -129,9 +193,14 @@ def raw_requests(outputs: Sequence[RequestOutput], start_s: float) -> dict[str, 
         "output_tokens": [o.output_tokens if o.ok else None for o in outputs],
         "usage_completion_tokens": [o.usage_completion_tokens for o in outputs],
         "token_times_s": [[t - o.send_s for t in o.token_times_s] for o in outputs],
+        "chunk_tokens": [o.chunk_tokens for o in outputs],
+        "itl_method": [request_itls(o)[1] if o.ok else None for o in outputs],
         "error_kind": [o.error_kind for o in outputs],
         "error": [o.error for o in outputs],
     }
 
 
-__all__ = ["is_good", "mean", "raw_requests", "request_tpot", "serving_metrics"]
+__all__ = [
+    "is_good", "itl_method", "mean", "raw_requests", "request_itls", "request_tpot",
+    "serving_metrics", "usage_mismatch",
+]  # fmt: skip

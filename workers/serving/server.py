@@ -13,13 +13,13 @@ and sends one warm-up request (a fresh server's first request can take many seco
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import json
 import logging
 import os
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from jobs.config import CellConfig
 from workers.backends.sglang.args import engine_dtype
 from workers.device.visible import VISIBLE_ENV
 from workers.models import load_tokenizer, resolve_model_path
-from workers.serving.client import RequestInput, new_session, send_completion
+from workers.serving.client import RequestInput, new_session, run_async, send_completion
 from workers.serving.engines import HOST, api_of, request_body, server_argv
 from workers.serving.process import ServerFailed, ServerProcess, free_port
 from workers.serving.prompts import PromptMaker, lengths
@@ -96,7 +96,7 @@ class Server(ABC):
         """Send ``n`` requests one after another (not counted); seconds the first took."""
         reqs = self.requests(self.cell, n, self.cell.bench.seed + 7919)
         plan = TrafficPlan(concurrency=1, num_requests=n)
-        res = asyncio.run(self._send(reqs, plan))
+        res = run_async(self._send(reqs, plan))
         bad = [o for o in res.outputs if not o.ok]
         if bad:
             raise ServerFailed("returns errors", f"warm-up: {bad[0].error_kind}: {bad[0].error}")
@@ -113,20 +113,26 @@ class Server(ABC):
                 plan,
             )
 
-    def run_traffic(self, cell: CellConfig) -> TrafficResult:
-        """The cell's warm-up requests (at its traffic, not counted), then the measured ones."""
+    def run_traffic(
+        self, cell: CellConfig, before_measured: Callable[[], None] | None = None
+    ) -> TrafficResult:
+        """The cell's warm-up requests (at its traffic, not counted), then the measured ones
+        (``before_measured`` is called between the two)."""
         self.cell, w = cell, cell.workload
         seed = cell.bench.seed
         n = w.num_requests or 1024  # with duration_s only: requests are reused round-robin
         if w.warmup_requests:
             warm = self.requests(cell, w.warmup_requests, seed + 1)
             c = min(cell.concurrency or w.warmup_requests, w.warmup_requests)
-            asyncio.run(self._send(warm, TrafficPlan(concurrency=c, num_requests=len(warm))))
+            run_async(self._send(warm, TrafficPlan(concurrency=c, num_requests=len(warm))))
         plan = TrafficPlan(
             concurrency=cell.concurrency, rate=cell.request_rate, burstiness=w.burstiness,
             num_requests=w.num_requests, duration_s=w.duration_s, seed=seed,
         )  # fmt: skip
-        return asyncio.run(self._send(self.requests(cell, min(n, 1024), seed), plan))
+        reqs = self.requests(cell, min(n, 1024), seed)
+        if before_measured is not None:
+            before_measured()
+        return run_async(self._send(reqs, plan))
 
     def server_facts(self) -> dict[str, Any]:
         p = self.process

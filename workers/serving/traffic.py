@@ -6,7 +6,8 @@ gamma distribution of mean ``1 / rate`` and shape ``burstiness`` (1 = Poisson ar
 vLLM's ``bench serve``), whether or not earlier ones have finished; with ``concurrency`` too,
 an arrival waits for a free slot before it is sent (its TTFT starts when it is sent). The
 traffic stops after ``num_requests`` requests or ``duration_s`` seconds of sending, whichever
-comes first (0 = no such limit).
+comes first (0 = no such limit). While it runs, a probe measures the client's own health
+(``workers.serving.health``: event-loop lag, CPU share).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from workers.serving.client import RequestInput, RequestOutput
+from workers.serving.health import ClientHealth
 
 Send = Callable[[RequestInput], Awaitable[RequestOutput]]
 
@@ -43,6 +46,7 @@ class TrafficResult:
     outputs: list[RequestOutput] = field(default_factory=list)
     start_s: float = 0.0  # perf_counter when the first request was due
     duration_s: float = 0.0  # first send to last answer
+    health: dict[str, Any] = field(default_factory=dict)  # the client's (ClientHealth.fields)
 
 
 def arrival_gaps(rate: float, burstiness: float, seed: int) -> Iterator[float]:
@@ -71,6 +75,8 @@ async def run_traffic(
                 slots.release()
 
     tasks: list[asyncio.Task[RequestOutput]] = []
+    health = ClientHealth()
+    health.start()
     t0 = time.perf_counter()
     due = t0
     i = 0
@@ -87,4 +93,6 @@ async def run_traffic(
         tasks.append(asyncio.create_task(one(make(i), holding=closed)))
         i += 1
     outputs = list(await asyncio.gather(*tasks))
-    return TrafficResult(outputs, t0, time.perf_counter() - t0)
+    duration = time.perf_counter() - t0
+    await health.stop()
+    return TrafficResult(outputs, t0, duration, health.fields())
