@@ -6,7 +6,8 @@ time, the server's ``usage``, and the kind of error if any). Times are ``time.pe
 seconds on this process's clock; every text chunk of the stream is one arrival. The metrics
 are computed elsewhere, once, from the list of outputs (``workers.serving.metrics``).
 
-Error kinds: ``connect`` (no connection), ``http_NNN`` (an error status), ``timeout`` (no
+Error kinds: ``connect`` (no connection), ``http_NNN`` (an error status; the message is the
+body on one line), ``not_streaming`` (an answer that is not an event stream), ``timeout`` (no
 answer within the request's limit), ``disconnected`` (the stream broke off), ``stream_error``
 (an ``error`` object in the stream), ``bad_stream`` (an unparsable chunk), ``no_tokens``
 (the stream ended without any text).
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+
+from workers.serving.diagnosis import http_answer, not_streaming
 
 
 @dataclass
@@ -134,8 +137,10 @@ async def send_completion(
     try:
         async with session.post(url, json=req.body, timeout=limit) as resp:
             if resp.status != 200:
-                text = await resp.text()
-                return out.fail(f"http_{resp.status}", text)
+                text = await resp.text(errors="replace")
+                return out.fail(f"http_{resp.status}", http_answer(resp.status, text))
+            if not resp.content_type.startswith("text/event-stream"):
+                return out.fail("not_streaming", not_streaming(resp.content_type))
             await _read_stream(resp, out)
     except asyncio.TimeoutError:  # aiohttp's per-request limit (TimeoutError on 3.11+)
         return out.fail("timeout", f"no complete answer within {timeout_s:g} s")
