@@ -7,10 +7,10 @@ seconds on this process's clock; every text chunk of the stream is one arrival. 
 are computed elsewhere, once, from the list of outputs (``workers.serving.metrics``).
 
 Error kinds: ``connect`` (no connection), ``http_NNN`` (an error status; the message is the
-body on one line), ``not_streaming`` (an answer that is not an event stream), ``timeout`` (no
-answer within the request's limit), ``disconnected`` (the stream broke off), ``stream_error``
-(an ``error`` object in the stream), ``bad_stream`` (an unparsable chunk), ``no_tokens``
-(the stream ended without any text).
+body on one line), ``timeout`` (no answer within the request's limit), ``disconnected`` (the
+stream broke off), ``stream_error`` (an ``error`` object in the stream), ``bad_stream`` (an
+unparsable chunk), ``no_tokens`` (the stream ended without any text), ``not_streaming`` (no
+text, and the answer was not an event stream: e.g. one JSON answer).
 """
 
 from __future__ import annotations
@@ -139,8 +139,7 @@ async def send_completion(
             if resp.status != 200:
                 text = await resp.text(errors="replace")
                 return out.fail(f"http_{resp.status}", http_answer(resp.status, text))
-            if not resp.content_type.startswith("text/event-stream"):
-                return out.fail("not_streaming", not_streaming(resp.content_type))
+            ctype = resp.content_type
             await _read_stream(resp, out)
     except asyncio.TimeoutError:  # aiohttp's per-request limit (TimeoutError on 3.11+)
         return out.fail("timeout", f"no complete answer within {timeout_s:g} s")
@@ -150,7 +149,9 @@ async def send_completion(
         return out.fail("connect", str(exc))
     except (aiohttp.ClientError, ConnectionError) as exc:
         return out.fail("disconnected", f"{type(exc).__name__}: {exc}")
-    if out.ok and not out.token_times_s:
+    if out.ok and not out.token_times_s and not ctype.startswith("text/event-stream"):
+        out.fail("not_streaming", not_streaming(ctype))  # e.g. one JSON answer
+    elif out.ok and not out.token_times_s:
         out.fail("no_tokens", "the stream ended without any text")
     return out
 
