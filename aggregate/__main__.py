@@ -20,6 +20,7 @@ from pathlib import Path
 from aggregate.answers.slo import Slo, SloError
 from aggregate.baseline import envdiff
 from aggregate.baseline.compare import OLD_ONLY, compare, compare_markdown
+from aggregate.leftovers import remove_stale_partial
 from aggregate.outputs import write_answered
 from aggregate.reader import read_records
 from aggregate.render.slo import slo_lines
@@ -169,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SloError as exc:
         return _usage_error(str(exc).replace("slo.", "--slo-").replace("_ms=", "-ms="))
 
+    remove_stale_partial(args.sweep_dir)  # left by a sweep that was killed
     records, unreadable = read_records(args.sweep_dir)
     if not records and not unreadable:
         return _usage_error(f"no record.json files under {args.sweep_dir!r}")

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aggregate.leftovers import PARTIAL_RESULTS
 from jobs.files import json_safe
 from jobs.identity import PlannedCell
 from jobs.record import flat_row
@@ -74,7 +75,10 @@ class SweepResults:
 
     def __init__(self, sweep_dir: str | os.PathLike[str]) -> None:
         self.dir = Path(sweep_dir)
-        self.partial = self.dir / f".{RESULTS_JSONL}.partial"
+        self.partial = self.dir / PARTIAL_RESULTS
+        # One per directory and process, made once the sweep holds the directory's lock: a
+        # partial found now was left by a sweep that did not finish (it is never read back).
+        self.partial.unlink(missing_ok=True)
         self.rows: dict[str, dict[str, Any]] = {}  # cell dir -> row
         self.cells: dict[str, None] = {}  # every cell dir of the sweep so far, in order
         self._envs: dict[str, dict] = {}
@@ -157,7 +161,8 @@ class SweepResults:
         )
         for r in bad:
             err = r.get("error") or {}
-            print(f"  {r.get('status', '?'):6} {r.get('cell_dir')}: {err.get('message', '')[:160]}")
+            first = (str(err.get("message") or "").strip().splitlines() or [""])[0]
+            print(f"  {r.get('status', '?'):6} {r.get('cell_dir')}: {first[:200]}")
         for m in missing:
             print(f"  missing {m}: run the same command again to finish it")
         sys.stdout.flush()

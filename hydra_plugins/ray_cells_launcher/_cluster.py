@@ -12,6 +12,8 @@ from typing import Any
 
 import ray
 
+from . import _watchdog
+
 log = logging.getLogger(__name__)
 
 _EXCLUDES = [
@@ -139,6 +141,8 @@ def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Cl
         check_reachable(str(ray_cfg.address))
     common, node_args = _init_args(ray_cfg, working_dir, env_vars)
     cluster = Cluster(owned=True)
+    # A Ray this launch starts runs as its children: they end with it, even after kill -9.
+    before = None if ray_cfg.address else _watchdog.start_watchdog()
     try:
         if ray_cfg.address:
             _join(str(ray_cfg.address), common)
@@ -156,6 +160,9 @@ def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Cl
     except BaseException:
         stop(cluster)  # nothing half-started is left behind
         raise
+    finally:
+        if before is not None:
+            _watchdog.watch(before)
     return cluster
 
 

@@ -21,10 +21,11 @@ it. Where the server reports a running ``usage`` in its text chunks (vLLM's
 (``chunk_tokens``); else only the final ``usage`` is known. TCP_NODELAY is set on both
 transports' sockets; ``run_async`` uses uvloop where installed.
 
-Error kinds: ``connect`` (no connection), ``http_NNN`` (an error status), ``timeout`` (no
-answer within the request's limit), ``disconnected`` (the stream broke off), ``stream_error``
-(an ``error`` object in the stream), ``bad_stream`` (an unparsable chunk), ``no_tokens``
-(the stream ended without any text).
+Error kinds: ``connect`` (no connection), ``http_NNN`` (an error status; the message is the
+body on one line), ``timeout`` (no answer within the request's limit), ``disconnected`` (the
+stream broke off), ``stream_error`` (an ``error`` object in the stream), ``bad_stream`` (an
+unparsable chunk), ``no_tokens`` (the stream ended without any text), ``not_streaming`` (no
+text, and the answer was not an event stream: e.g. one JSON answer).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from workers.serving.diagnosis import http_answer, not_streaming
 from workers.serving.wire import WireError, WireSession
 
 T = TypeVar("T")
@@ -195,8 +197,9 @@ async def send_completion(
     try:
         async with session.post(url, json=req.body, timeout=limit, trace_request_ctx=out) as resp:
             if resp.status != 200:
-                text = await resp.text()
-                return out.fail(f"http_{resp.status}", text)
+                text = await resp.text(errors="replace")
+                return out.fail(f"http_{resp.status}", http_answer(resp.status, text))
+            ctype = resp.content_type
             await _read_stream(resp, out)
     except asyncio.TimeoutError:  # aiohttp's per-request limit (TimeoutError on 3.11+)
         return out.fail("timeout", f"no complete answer within {timeout_s:g} s")
@@ -206,7 +209,9 @@ async def send_completion(
         return out.fail("connect", str(exc))
     except (aiohttp.ClientError, ConnectionError) as exc:
         return out.fail("disconnected", f"{type(exc).__name__}: {exc}")
-    if out.ok and not out.token_times_s:
+    if out.ok and not out.token_times_s and not ctype.startswith("text/event-stream"):
+        out.fail("not_streaming", not_streaming(ctype))  # e.g. one JSON answer
+    elif out.ok and not out.token_times_s:
         out.fail("no_tokens", "the stream ended without any text")
     return out
 
@@ -225,12 +230,15 @@ async def _send_wire(
         if sent:
             out.send_s = sent[0]
     if ans.status != 200:
-        return out.fail(f"http_{ans.status}", ans.body.decode("utf-8", errors="replace"))
+        text = ans.body.decode("utf-8", errors="replace")
+        return out.fail(f"http_{ans.status}", http_answer(ans.status, text))
     try:
         _parse(out, ans.body, ans.reads)
     except _StreamError as exc:
         return out.fail("stream_error", str(exc))
-    if out.ok and not out.token_times_s:
+    if out.ok and not out.token_times_s and not ans.content_type.startswith("text/event-stream"):
+        out.fail("not_streaming", not_streaming(ans.content_type))  # e.g. one JSON answer
+    elif out.ok and not out.token_times_s:
         out.fail("no_tokens", "the stream ended without any text")
     return out
 

@@ -53,12 +53,15 @@ def _device_name(kind: str) -> str:
         return kind
 
 
-def _errors_text(m: dict[str, Any]) -> str:
+def _errors_text(m: dict[str, Any], res: TrafficResult) -> str:
+    """'N of M requests failed (kind: n, ...); first: what the server did' on one line."""
     kinds = ", ".join(f"{k}: {n}" for k, n in sorted(m["request_errors"].items()))
-    return f"{m['failed_requests']} of {m['num_requests']} requests failed ({kinds})"
+    first = next((o for o in res.outputs if not o.ok), None)
+    said = f"; first: {first.error}" if first is not None and first.error else ""
+    return f"{m['failed_requests']} of {m['num_requests']} requests failed ({kinds}){said}"
 
 
-def _check(cell: CellConfig, m: dict[str, Any], server: Server) -> list[Flag]:
+def _check(cell: CellConfig, m: dict[str, Any], server: Server, res: TrafficResult) -> list[Flag]:
     """Flags of the measured requests; raises what makes the cell not ok."""
     proc = server.process
     failed = m["failed_requests"]
@@ -66,13 +69,14 @@ def _check(cell: CellConfig, m: dict[str, Any], server: Server) -> list[Flag]:
     # A server that died drops its connections a moment before its exit can be seen.
     if proc is not None and (not proc.alive() or (too_many and proc.exited_within(10.0))):
         raise ServerFailed(
-            "died mid-cell", f"{proc.exit_text()}; {_errors_text(m)}", proc.log_tail()
+            "died mid-cell", f"{proc.exit_text()}; {_errors_text(m, res)}", proc.log_tail()
         )
     if too_many:
         if proc is not None and not proc.healthy(10.0):
-            raise ServerFailed("hung", f"health check fails; {_errors_text(m)}", proc.log_tail())
+            said = f"health check: {proc.health_text()}; {_errors_text(m, res)}"
+            raise ServerFailed("hung", said, proc.log_tail())
         raise TooManyErrors(
-            f"{_errors_text(m)}: more than workload.max_failed_fraction="
+            f"{_errors_text(m, res)}: more than workload.max_failed_fraction="
             f"{cell.workload.max_failed_fraction:g}"
         )
     flags = []
@@ -109,27 +113,35 @@ def _bounds(cell: CellConfig, m: dict[str, Any], server: Server, out: Outcome) -
 def _measure(cell: CellConfig, device: Device, out: Outcome) -> None:
     server, reused, load_s = get_model(cell, device, lambda: open_server(cell, device))
     out.details["server_info"] = server.server_facts()
-    start = server.process.log_size() if server.process else 0
+    proc = server.process
+    # This cell's log: from the server's start for the cell that started it, else from here.
+    start = proc.log_size() if proc is not None and reused else 0
     books = Books(server.base_url)
     try:
-        res: TrafficResult = server.run_traffic(cell, before_measured=books.start)
+        try:
+            res: TrafficResult = server.run_traffic(cell, before_measured=books.start)
+        finally:
+            books_fields = books.stop()
+        m = serving_metrics(
+            res.outputs, res.duration_s, cards=cell.devices_per_cell if proc else None,
+            ttft_ms=cell.slo.ttft_ms, tpot_ms=cell.slo.tpot_ms,
+        )  # fmt: skip
+        out.details["raw"] = raw_requests(res.outputs, res.start_s)
+        out.fields.update({k: v for k, v in m.items() if k != "short_requests"})
+        out.flags = _check(cell, m, server, res)
+        out.fields.update(res.health)
+        out.fields.update(books_fields)
+        if is_saturated(res.health):
+            out.flags.append(Flag.CLIENT_SATURATED)
+        if disagrees(m["ttft_s_mean"], {**books_fields, **res.health}):
+            out.flags.append(Flag.CLIENT_SERVER_DISAGREE)
+    except ServerFailed as exc:
+        if proc is not None:
+            proc.settle(exc)  # stopped first: the lines it wrote on the way out count
+        raise
     finally:
-        books_fields = books.stop()
-        if server.process is not None:
-            out.files[LOG_FILE] = server.process.cell_log(start)
-    m = serving_metrics(
-        res.outputs, res.duration_s, cards=cell.devices_per_cell if server.process else None,
-        ttft_ms=cell.slo.ttft_ms, tpot_ms=cell.slo.tpot_ms,
-    )  # fmt: skip
-    out.details["raw"] = raw_requests(res.outputs, res.start_s)
-    out.fields.update({k: v for k, v in m.items() if k != "short_requests"})
-    out.flags = _check(cell, m, server)
-    out.fields.update(res.health)
-    out.fields.update(books_fields)
-    if is_saturated(res.health):
-        out.flags.append(Flag.CLIENT_SATURATED)
-    if disagrees(m["ttft_s_mean"], {**books_fields, **res.health}):
-        out.flags.append(Flag.CLIENT_SERVER_DISAGREE)
+        if proc is not None:
+            out.files[LOG_FILE] = proc.cell_log(start)
     seen = out.details["server_info"]["visible_devices"]
     out.fields.update(
         model_reused=reused, server_reused=reused, model_load_s=load_s,

@@ -5,7 +5,9 @@ The server inherits the worker's environment, so it sees only the worker's devic
 process group (stopped as a group: engines start helper processes) and, on Linux, gets
 SIGKILL when the worker dies (``PR_SET_PDEATHSIG``, set by a small trampoline before it
 execs the server), so a killed Ray actor leaves no server
-behind. Its output goes to a log file whose tail is what a failure record shows.
+behind. Its output goes to a log file; a failure record shows the part of it that says
+what went wrong (``workers.serving.diagnosis.log_excerpt``), read after the server ended, and
+each cell keeps the lines written during that cell.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+from workers.serving.diagnosis import log_excerpt, probe
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +30,18 @@ POLL_S = 0.5
 
 
 class ServerFailed(RuntimeError):
-    """The server could not start, died, or stopped answering; the message says which and
-    ends with the tail of its log."""
+    """The server could not start, died, or stopped answering; the message's first line says
+    which and what the server did, then comes the part of its log that says what went wrong
+    (``log_tail``, renewed by ``ServerProcess.settle`` once the server has ended)."""
 
     def __init__(self, what: str, reason: str, log_tail: str = "") -> None:
-        self.what, self.reason, self.log_tail = what, reason, log_tail
+        self.what, self.reason, self.log_tail = what, " ".join(reason.split()), log_tail
         self.log_text = ""  # the whole log, where the raiser has it (for server.log)
-        tail = f"\n--- end of the server log ---\n{log_tail}" if log_tail else ""
-        super().__init__(f"server {what}: {reason}{tail}")
+        super().__init__(what, self.reason)
+
+    def __str__(self) -> str:
+        tail = f"\n--- from the server log ---\n{self.log_tail}" if self.log_tail else ""
+        return f"server {self.what}: {self.reason}{tail}"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -70,6 +76,7 @@ class ServerProcess:
         os.close(fd)
         self.log_path = Path(path)
         self.proc: subprocess.Popen | None = None
+        self.last_answer: str | None = None  # what the last health check got (None: 200)
 
     def start(self, env: dict[str, str] | None = None) -> None:
         log.info("starting server: %s (log %s)", " ".join(self.argv), self.log_path)
@@ -103,12 +110,15 @@ class ServerProcess:
         return f"exit code {code}" if code >= 0 else f"killed by signal {-code}"
 
     def healthy(self, timeout_s: float = 5.0) -> bool:
-        try:
-            url = self.base_url + self.health_path
-            with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (loopback)
-                return resp.status == 200
-        except (urllib.error.URLError, OSError, ValueError):
-            return False
+        """Whether the health path answers 200 (else ``last_answer`` says what it did)."""
+        self.last_answer = probe(self.base_url + self.health_path, timeout_s)
+        return self.last_answer is None
+
+    def health_text(self) -> str:
+        """What the last health check got, for a message ('' before any)."""
+        if self.last_answer is None:
+            return ""
+        return f"{self.health_path} {self.last_answer}"
 
     def wait_healthy(self, timeout_s: float) -> float:
         """Seconds until the health check passed; ServerFailed if it died or never did."""
@@ -119,8 +129,9 @@ class ServerProcess:
             if self.healthy():
                 return time.monotonic() - t0
             if time.monotonic() - t0 > timeout_s:
+                last = f" (last: {self.health_text()})" if self.health_text() else ""
                 raise ServerFailed(
-                    "hung", f"no healthy answer within {timeout_s:g} s", self.log_tail()
+                    "hung", f"no healthy answer within {timeout_s:g} s{last}", self.log_tail()
                 )
             time.sleep(POLL_S)
 
@@ -139,21 +150,26 @@ class ServerProcess:
         except OSError:
             return ""
 
-    def cell_log(self, start: int, head_lines: int = 50) -> str:
-        """The log of one cell: the server's first lines (how it started, what it saw),
-        then what it wrote from byte ``start`` on."""
+    def cell_log(self, start: int) -> str:
+        """The log of one cell: what the server wrote from byte ``start`` (the size of its log
+        when the cell began; 0 for the cell that started it, whose log begins with how the
+        server started) on. A reused server's cell holds no line of an earlier cell."""
         if start == 0:
             return self.log_text()
-        try:
-            with self.log_path.open("rb") as f:
-                head = f.read(64 * 1024).decode("utf-8", errors="replace")
-        except OSError:
-            head = ""
-        first = "\n".join(head.splitlines()[:head_lines])
-        return f"{first}\n[... earlier cells' log left out ...]\n{self.log_text(start)}"
+        note = (
+            f"[server {self.name} (pid {self.pid}) started in an earlier cell: its log from there]"
+        )
+        return f"{note}\n{self.log_text(start)}"
 
     def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text(limit=64 * 1024).splitlines()[-lines:])
+        """The part of the log that says what went wrong (its last error line, its end)."""
+        return log_excerpt(self.log_text(limit=256 * 1024), lines)
+
+    def settle(self, exc: ServerFailed) -> None:
+        """Stop the server, then renew the failure's log part and whole log from the ended
+        server's log: the lines it wrote last (a traceback on the way out) are in them."""
+        self.stop()
+        exc.log_tail, exc.log_text = self.log_tail(), self.log_text()
 
     def stop(self, grace_s: float = 20.0) -> None:
         """SIGTERM to the server's process group, SIGKILL after ``grace_s``."""

@@ -28,6 +28,7 @@ from workers.backends.sglang.args import engine_dtype
 from workers.device.visible import VISIBLE_ENV
 from workers.models import load_tokenizer, resolve_model_path
 from workers.serving.client import RequestInput, new_session, run_async, send_completion
+from workers.serving.diagnosis import probe
 from workers.serving.engines import HOST, api_of, request_body, server_argv
 from workers.serving.process import ServerFailed, ServerProcess, free_port
 from workers.serving.prompts import PromptMaker, lengths
@@ -36,6 +37,7 @@ from workers.serving.traffic import TrafficPlan, TrafficResult, run_traffic
 log = logging.getLogger(__name__)
 
 COMPLETIONS = "/v1/completions"
+MODELS = "/v1/models"
 
 
 class Server(ABC):
@@ -64,8 +66,8 @@ class Server(ABC):
             self._start()
             self.first_request = self._warm_up(1)
         except BaseException as exc:  # a server that did not come up is not left running
-            if isinstance(exc, ServerFailed) and self.process is not None and not exc.log_text:
-                exc.log_text = self.process.log_text()
+            if isinstance(exc, ServerFailed) and self.process is not None:
+                self.process.settle(exc)  # stopped first: its last lines are in the log
             self.close()
             raise
 
@@ -99,7 +101,9 @@ class Server(ABC):
         res = run_async(self._send(reqs, plan))
         bad = [o for o in res.outputs if not o.ok]
         if bad:
-            raise ServerFailed("returns errors", f"warm-up: {bad[0].error_kind}: {bad[0].error}")
+            raise ServerFailed(
+                "returns errors", f"warm-up request ({bad[0].error_kind}): {bad[0].error}"
+            )
         return (res.outputs[0].e2e_s or 0.0) if res.outputs else 0.0
 
     async def _send(self, reqs: list[RequestInput], plan: TrafficPlan) -> TrafficResult:
@@ -176,22 +180,18 @@ class UrlServer(Server):
 
     def _start(self) -> None:
         self.base_url = str(self.cell.server.url).rstrip("/")
-        probe = ServerProcess([], self.base_url, self.cell.server.health_path, "url")
-        if not (probe.healthy(30.0) or _models_ok(self.base_url)):
-            raise ServerFailed("at server.url is not answering", f"no answer from {self.base_url}")
+        health = self.cell.server.health_path
+        answers = {health: probe(self.base_url + health, 30.0)}
+        if answers[health] is not None:
+            answers[MODELS] = probe(self.base_url + MODELS, 30.0)
+        if all(a is not None for a in answers.values()):
+            said = "; ".join(f"{path} {a}" for path, a in answers.items())
+            http = any(str(a).startswith("answered HTTP") for a in answers.values())
+            what = "at server.url answers errors" if http else "at server.url is not answering"
+            raise ServerFailed(what, f"{self.base_url}: {said}")
         self.ready_s, self.env_seen = 0.0, {}
 
 
 def open_server(cell: CellConfig, device: Any) -> Server:
     """The server of a serving cell (not started yet: ``load`` starts it)."""
     return UrlServer(cell, device) if cell.server.kind == "url" else LaunchedServer(cell, device)
-
-
-def _models_ok(base_url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(base_url + "/v1/models", timeout=30) as resp:  # noqa: S310
-            return resp.status == 200
-    except OSError:
-        return False

@@ -33,6 +33,7 @@ class Answer:
     status: int
     body: bytes
     reads: list[tuple[float, int]]
+    content_type: str = ""
 
 
 class _Answer(asyncio.Protocol):
@@ -185,7 +186,8 @@ class WireSession:
             conn.transport.close()
             raise
         status, headers = conn.head or (0, {})
-        answer = Answer(status, bytes(conn.body), conn.reads)
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        answer = Answer(status, bytes(conn.body), conn.reads, ctype)
         if not conn.lost and headers.get("connection", "").lower() != "close":
             self.idle[(host, port, tls)].append(conn)  # from now on another request's
         else:
