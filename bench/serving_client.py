@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from jobs.values import finite_float  # noqa: E402
 from tests.standins import PACED_SCRIPT  # noqa: E402
 from workers.metrics import inter_token_gaps, percentile  # noqa: E402
 from workers.serving.client import RequestInput, new_session, send_completion  # noqa: E402
@@ -65,8 +66,8 @@ def _row(name: str, client: list, server: list, nominal_ms: float) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ttft-ms", type=float, default=50.0)
-    ap.add_argument("--itl-ms", type=float, default=10.0)
+    ap.add_argument("--ttft-ms", type=finite_float, default=50.0)
+    ap.add_argument("--itl-ms", type=finite_float, default=10.0)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=4, help="requests per stream")
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 64])
