@@ -16,6 +16,7 @@ from jobs.identity import PlannedCell
 from jobs.record import build_record
 from sweep.console import cell_line
 from sweep.plan import cell_here
+from sweep.resume import under_slo
 from sweep.status import ExitStatus, die
 from sweep.validate import validate
 
@@ -61,6 +62,7 @@ def _measure_here(planned: PlannedCell, where: Path, resume: bool) -> dict[str, 
     from workers.run import measure
 
     done = finished_record(where, planned.cell_id) if resume else None
+    done = under_slo(done, planned.cell, where)
     outcome = None if done else measure(planned.cell, planned.repeat)
     record = done or build_record(planned, outcome)
     if outcome is not None:
