@@ -15,6 +15,7 @@ from jobs.files import finished_record, write_cell_files, write_record
 from jobs.identity import PlannedCell
 from jobs.record import build_record
 from sweep.console import cell_line
+from sweep.ignored import ignored_settings, single_run_cluster, warn
 from sweep.plan import cell_here
 from sweep.resume import under_slo
 from sweep.status import ExitStatus, die
@@ -26,9 +27,11 @@ class ValidateOnRun(Callback):
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         try:
-            validate(cell_here(config), local=True)
+            cell = cell_here(config)
+            validate(cell, local=True)
         except ConfigError as exc:
             die(str(exc))
+        warn(ignored_settings(cell) + single_run_cluster(config))
 
 
 def run_task(cfg: Any, status: ExitStatus) -> list[dict[str, Any]]:
