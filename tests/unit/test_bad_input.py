@@ -244,3 +244,17 @@ def test_a_nan_threshold_cannot_open_the_gate(tmp_path, capsys):
         assert exc.value.code == 2
         assert "--threshold" in (err := capsys.readouterr().err) and "finite" in err
     assert not (new / "compare.md").exists()
+
+
+@pytest.mark.parametrize("cell", ["nan", "inf", "-inf"])
+def test_a_non_finite_figure_in_a_checked_table_is_refused(tmp_path, capsys, cell):
+    """`python -m aggregate.check`: the article table's figures follow the same finite rule."""
+    from aggregate.check import run
+
+    table = tmp_path / "t.csv"
+    table.write_text(f"batch,seq,latency_s\n1,8,{cell}\n")
+    code = run([str(table), "--model", "llama3_8b", "--device", "ascend_910b"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(_error_lines(err)) == 1, err
+    assert "latency_s" in err and "finite" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]
