@@ -65,10 +65,10 @@ def single_run_cluster(config: Any) -> list[str]:
             "process; add -m to run on the Ray cluster"]  # fmt: skip
 
 
-def warn(lines: list[str]) -> None:
-    """Each line once per process, on stderr."""
+def warn(lines: list[str], once: bool = True) -> None:
+    """Each line on stderr; ``once``: only once per process (a sweep's many cells)."""
     for line in lines:
-        if line not in _SAID:
+        if not once or line not in _SAID:
             _SAID.add(line)
             print(f"warning: {line}", file=sys.stderr, flush=True)
 

@@ -31,7 +31,7 @@ class ValidateOnRun(Callback):
             validate(cell, local=True)
         except ConfigError as exc:
             die(str(exc))
-        warn(ignored_settings(cell) + single_run_cluster(config))
+        warn(ignored_settings(cell) + single_run_cluster(config), once=False)
 
 
 def run_task(cfg: Any, status: ExitStatus) -> list[dict[str, Any]]:
