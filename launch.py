@@ -14,6 +14,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from sweep.compose_errors import install as one_line_errors
 from sweep.quiet_env import QUIET_ENV
 from sweep.schema import register
 from sweep.single import run_task
@@ -33,5 +34,6 @@ def main(cfg: DictConfig) -> list[dict[str, Any]]:
 
 if __name__ == "__main__":
     register()
+    one_line_errors()
     main()
     raise SystemExit(PROCESS.code())

@@ -27,6 +27,7 @@ from aggregate.render.slo import slo_lines
 from aggregate.render.summary import summary_table
 from aggregate.store import SUBCOMMANDS, default_db
 from jobs.files import atomic_write_text
+from jobs.values import finite_float
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--threshold",
-        type=float,
+        type=finite_float,
         default=5.0,
         metavar="PCT",
         help="smallest change in %% that counts as a regression (default 5; the cells' own "
@@ -73,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, what in (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e", "E2E latency")):
         p.add_argument(
             f"--slo-{name}-ms",
-            type=float,
+            type=finite_float,
             metavar="MS",
             help=f"SLO: budget on the p99 {what} in ms; the report answers, per group and "
             "seq, the largest batch (serving: load) meeting every budget given (+ slo.csv)",

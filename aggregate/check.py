@@ -35,6 +35,7 @@ from bounds.roofline import (
     shipped_model_names,
 )
 from bounds.specs import DeviceSpec, known_names, lookup
+from jobs.values import finite
 
 EXIT_OK = 0
 EXIT_IMPOSSIBLE = 1
@@ -134,8 +135,8 @@ def read_rows(path: str) -> list[tuple[int, int, float | None, float | None]]:
             rows.append((
                 int(r["batch"]),
                 int(r[seq_col]),
-                float(r[lat_col]) if lat_col and r[lat_col] else None,
-                float(r[tps_col]) if tps_col and r[tps_col] else None,
+                finite(lat_col, float(r[lat_col])) if lat_col and r[lat_col] else None,
+                finite(tps_col, float(r[tps_col])) if tps_col and r[tps_col] else None,
             ))  # fmt: skip
         except ValueError as exc:
             raise UsageError(f"{path} line {i}: {exc}") from None

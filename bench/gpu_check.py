@@ -49,6 +49,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from gpu_report import markdown, read_records  # noqa: E402
 
+from jobs.values import finite_float  # noqa: E402
+
 WHEELS = ROOT / ".device" / "wheels"
 SITE = ROOT / ".device" / "site"
 QUICK = ["bench=quick", "bench.iterations=1", "bench.max_iterations=1"]
@@ -191,7 +193,7 @@ def save(text: str, todo: list[Phase]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="CPU rehearsal: tiny model, few cells")
-    p.add_argument("--budget", type=float, default=None, help="seconds for all phases")
+    p.add_argument("--budget", type=finite_float, default=None, help="seconds for all phases")
     p.add_argument("--work", default=None, help="where sweeps go (default: a temp dir)")
     p.add_argument("--only", default=None, help="comma-separated phases to run")
     args = p.parse_args(argv)

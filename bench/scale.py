@@ -200,13 +200,16 @@ def cmd_many(a: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    from jobs.values import finite_float
+
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["speedup", "nodes", "many"])
     ap.add_argument("--cells", type=int, default=16)
     ap.add_argument("--npus", default="1,2,4,8")
     ap.add_argument("--nodes", default="2,4,8")
     ap.add_argument("--npus-per-node", type=int, default=8)
-    ap.add_argument("--scale", type=float, default=0.6)
+    ap.add_argument("--scale", type=finite_float, default=0.6)
     a = ap.parse_args()
     if a.what == "speedup":
         runs = [(int(k), [f"+hydra.launcher.ray.resources.NPU={k}"]) for k in a.npus.split(",")]

@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from jobs.values import finite_float  # noqa: E402
 from tests.standins import PACED_SCRIPT  # noqa: E402
 from workers.metrics import percentile  # noqa: E402
 from workers.serving.client import (  # noqa: E402
@@ -132,8 +133,8 @@ def _one(a: argparse.Namespace, n: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ttft-ms", type=float, default=50.0)
-    ap.add_argument("--itl-ms", type=float, default=10.0)
+    ap.add_argument("--ttft-ms", type=finite_float, default=50.0)
+    ap.add_argument("--itl-ms", type=finite_float, default=10.0)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=4, help="requests per stream")
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 64, 256])

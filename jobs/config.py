@@ -245,3 +245,43 @@ class CellConfig:
         _positive_int("seq", self.seq)
         _positive_int("prompt_len", self.prompt_len)
         check_load(self)
+        check_sim(self)
+
+
+def check_sim(cell: CellConfig) -> None:
+    """Simulator settings that act only together with another are refused without it (a
+    setting either acts or is refused with the reason)."""
+    o = cell.backend.sim
+    for name in ("fault_batch", "memory_budget_bytes"):
+        if isinstance(getattr(o, name), bool) or getattr(o, name) < 0:
+            raise ConfigError(
+                f"backend.sim.{name}={getattr(o, name)!r} is not allowed: must be >= 0"
+            )
+    if not o.slow_factor > 0:
+        raise ConfigError(f"backend.sim.slow_factor={o.slow_factor!r} is not allowed: must be > 0")
+    if o.fault_batch and o.fault == "none":
+        raise ConfigError(
+            f"backend.sim.fault_batch={o.fault_batch} is not allowed without backend.sim.fault: "
+            "it only picks the batch a fault is injected into (set backend.sim.fault=...)"
+        )
+    if o.memory_budget_bytes and o.fault != "oom":
+        raise ConfigError(
+            f"backend.sim.memory_budget_bytes={o.memory_budget_bytes} is not allowed without "
+            "backend.sim.fault=oom: it is the memory of the oom fault only"
+        )
+    if o.slow_factor != SimOptions.slow_factor and o.fault != "slow":
+        raise ConfigError(
+            f"backend.sim.slow_factor={o.slow_factor!r} is not allowed without "
+            "backend.sim.fault=slow: it is the slowdown of the slow fault only"
+        )
+    if cell.serving and cell.backend.name == "sim":
+        if o.fault_batch:
+            raise ConfigError(
+                "backend.sim.fault_batch is not allowed with workload=serve: serving cells "
+                "have no batch (the fault applies to every serving cell)"
+            )
+        if o.fault in ("crash", "oom"):
+            raise ConfigError(
+                f"backend.sim.fault={o.fault} is not simulated for serving cells: choose "
+                "exception, load_error or slow with workload=serve"
+            )

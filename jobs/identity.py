@@ -15,10 +15,12 @@ _SERVER_NOT_IDENTITY = ("startup_timeout_s", "request_timeout_s", "health_path")
 
 
 def _serving_identity(cell: CellConfig, d: dict[str, Any]) -> dict[str, Any]:
-    """A serving cell's identity: the load, the server's settings (its kind's options only),
-    the SLO; no batch, backend or bench (only its prompt seed)."""
+    """A serving cell's identity: the load and the server's settings (its kind's options
+    only); no batch, backend or bench (only its prompt seed), and no SLO: an SLO only counts
+    the measured requests (a finished cell resumed under another SLO is re-scored from its
+    kept requests, sweep/resume.py)."""
     sim = d["backend"]["sim"] if cell.backend.name == "sim" else None
-    for key in ("batch", "backend"):
+    for key in ("batch", "backend", "slo"):
         d.pop(key)
     if sim is not None:  # the simulator's serving mode: its options are what is measured
         d["backend"] = {"name": "sim", "sim": sim}

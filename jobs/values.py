@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import types
 import typing
 from typing import Any, TypeVar, Union
@@ -26,6 +27,28 @@ _KIND = {int: "Integer", float: "Float", bool: "Boolean", str: "String"}
 
 class ValuesError(ValueError):
     """A value or key that the dataclass cannot take; the message names the setting."""
+
+
+def finite(name: str, value: float) -> float:
+    """The one finite-number rule: ``value`` unless it is NaN or an infinity (a limit, a rate
+    or a budget of NaN compares false with everything and would silently open every gate)."""
+    if not math.isfinite(value):
+        raise ValuesError(f"{name}={value!r} is not allowed: a finite number is required")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse ``type=``: a finite number (NaN, inf and words refused with their reason)."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    try:
+        return finite("value", value)
+    except ValuesError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: a finite number") from None
 
 
 def _optional(tp: Any) -> tuple[Any, bool]:
@@ -67,12 +90,13 @@ def _scalar(name: str, value: Any, tp: Any) -> Any:
         raise _bad(name, value, tp)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            return finite(name, float(value))
         if isinstance(value, str):
             try:
-                return float(value.strip())
+                number = float(value.strip())
             except ValueError:
-                pass
+                raise _bad(name, value, tp) from None
+            return finite(name, number)
         raise _bad(name, value, tp)
     if tp is str:
         if isinstance(value, str):
@@ -135,3 +159,18 @@ def build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
         )
     kwargs = {k: _convert(f"{prefix}{k}", v, hints[k]) for k, v in values.items()}
     return cls(**kwargs)
+
+
+def refusal(cls: type, key: str, value: Any) -> str | None:
+    """Why the dotted setting ``key=value`` cannot be taken by the dataclass ``cls`` (the
+    message :func:`build` gives for it: an unknown key, a value of the wrong type), or None."""
+    nested: Any = value
+    for part in reversed(key.split(".")):
+        nested = {part: nested}
+    try:
+        build(cls, nested)
+    except ValuesError as exc:
+        return str(exc)
+    except Exception:  # a range check of other settings: not this value's type
+        return None
+    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -98,26 +99,90 @@ def cell_here(cfg: Any) -> CellConfig:
     return with_device(cell, _local_device()) if cell.device.name == "auto" else cell
 
 
-_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.,=+-]+")
-# Overrides that do not change which cells a sweep measures do not change its directory.
-_NOT_IN_NAME = ("hydra.", "+hydra.", "++hydra.", "cluster=")
+_OLD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.,=+-]+")
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.+-]+")
+# Overrides that do not change which cells a sweep measures do not change its directory (an
+# SLO only re-scores what was measured: jobs/identity.py).
+_NOT_IN_NAME = ("hydra.", "+hydra.", "++hydra.", "cluster=", "slo.", "+slo.", "++slo.")
+# Where conf/config.yaml puts the sweeps it names (`multirun/${sweep_name:}`).
+SWEEPS_DIR = "multirun"
+log = logging.getLogger(__name__)
+_SAID: set[str] = set()
 
 
-def sweep_name(overrides: list[str]) -> str:
-    """A sweep's directory name from its own overrides: sorted (the same sweep however it is
-    written), without hydra.* and cluster= (they do not change the cells), readable, and
-    with a short hash when characters had to be replaced or the name cut."""
-    items = sorted(o for o in overrides if not o.startswith(_NOT_IN_NAME))
+def _sort_key(text: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(text), text)
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def _canonical(override: str) -> str:
+    """One override as one text however its values were ordered: a choice sweep's values
+    sorted (numbers by value) and each once; anything else as written."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+
+    try:
+        o = OverridesParser.create().parse_override(override)
+        choice = (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP)
+        if o.value_type not in choice or o.is_hydra_override():
+            return override
+        values = sorted(set(o.sweep_string_iterator()), key=_sort_key)
+    except Exception:  # not an override Hydra can parse: Hydra itself refuses it
+        return override
+    return f"{override.partition('=')[0]}={','.join(values)}"
+
+
+def _old_sweep_name(overrides: list[str]) -> str:
+    """The name sweeps had before names became Hydra-safe (kept to resume such a sweep)."""
+    items = sorted(o for o in overrides if not o.startswith(_NOT_IN_NAME[:4]))
     if not items:
         return "default"
     text = "_".join(items)
-    name = _NAME_CHARS.sub("_", text).strip("._") or "sweep"
+    name = _OLD_NAME_CHARS.sub("_", text).strip("._") or "sweep"
     if name != text or len(name) > 80:
         digest = hashlib.sha256(text.encode()).hexdigest()[:8]
         name = f"{name[:60]}-{digest}"
     return name
 
 
+def sweep_name(overrides: list[str]) -> str:
+    """A sweep's directory name from its own overrides: the same sweep however it is written
+    (overrides sorted, a sweep's values sorted), without hydra.*, cluster= and slo.* (they do
+    not change what is measured), readable and passable back as `hydra.sweep.dir` (`=` written
+    `-`, `,` written `+`: `batch-1+2_seq-4+8`), with a short hash when other characters had to
+    be replaced or the name cut."""
+    items = sorted(_canonical(o) for o in overrides if not o.startswith(_NOT_IN_NAME))
+    if not items:
+        return "default"
+    text = "_".join(items)
+    readable = text.replace("=", "-").replace(",", "+")
+    name = _NAME_CHARS.sub("_", readable).strip("._") or "sweep"
+    if name != readable or len(name) > 80:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+        name = f"{name[:60]}-{digest}"
+    return name
+
+
+def resumable_sweep_name(overrides: list[str], parent: str = SWEEPS_DIR) -> str:
+    """:func:`sweep_name`, unless only a sweep of the same overrides named the earlier way
+    (`batch=1,2_seq=4,8`) exists under ``parent``: that one is resumed, and said so once."""
+    name = sweep_name(overrides)
+    old = _old_sweep_name(overrides)
+    if old != name and os.path.isdir(os.path.join(parent, old)):
+        if not os.path.isdir(os.path.join(parent, name)):
+            if old not in _SAID:
+                _SAID.add(old)
+                log.warning(
+                    "resuming %s/%s, named the earlier way (a new sweep of these overrides "
+                    "would be %s/%s)", parent, old, parent, name,
+                )  # fmt: skip
+            return old
+    return name
+
+
 def sweep_name_resolver(*, _root_: Any) -> str:
     """`${sweep_name:}`: the name of the sweep a master config describes."""
-    return sweep_name([str(o) for o in OmegaConf.select(_root_, "hydra.overrides.task") or []])
+    overrides = [str(o) for o in OmegaConf.select(_root_, "hydra.overrides.task") or []]
+    return resumable_sweep_name(overrides)

@@ -9,6 +9,7 @@ import os
 
 from hydra_plugins.ray_cells_launcher.app import Job, Planner
 from jobs.config import ConfigError
+from sweep.ignored import ignored_settings, warn
 from sweep.plan import auto_device, plan_cell, task_values
 from sweep.status import die
 from sweep.validate import validate
@@ -36,6 +37,7 @@ def plan_jobs(jobs: list[Job], sweep_dir: str, planner: Planner) -> None:
         except ConfigError as exc:
             problems.append(f"job {job.idx} ({' '.join(job.overrides)}): {exc}")
             continue
+        warn(ignored_settings(planned.cell))
         job.payload = planned
         job.output_dir = os.path.join(sweep_dir, planned.cell_dir)
     if problems:

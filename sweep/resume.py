@@ -1,13 +1,18 @@
 """Resume: a job whose cell already has a finished record (of this cell identity) is skipped;
-a record of a newer schema is never overwritten by this older tool."""
+a record of a newer schema is never overwritten by this older tool. A finished serving record
+resumed under another SLO (not part of the identity) is re-scored from its kept requests and
+rewritten, not measured again (:func:`under_slo`)."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from hydra_plugins.ray_cells_launcher.app import Job
-from jobs.files import finished_record, newer_record
+from jobs.config import CellConfig
+from jobs.files import finished_record, newer_record, write_record
 from jobs.record import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -23,7 +28,38 @@ def done_record(job: Job) -> dict[str, Any] | None:
             job.payload.cell_dir, newer.get("schema_version"), SCHEMA_VERSION,
         )  # fmt: skip
         return newer
-    return finished_record(job.output_dir, job.payload.cell_id)
+    done = finished_record(job.output_dir, job.payload.cell_id)
+    return under_slo(done, job.payload.cell, job.output_dir)
 
 
-__all__ = ["done_record"]
+def under_slo(
+    rec: dict[str, Any] | None, cell: CellConfig, where: str | Path
+) -> dict[str, Any] | None:
+    """A finished record as the cell's SLO counts it: a serving record measured under another
+    SLO gets its SLO and goodput keys re-counted from its kept requests and is rewritten in
+    ``where`` (said in one line); None (measure again) when it kept no requests to count."""
+    if rec is None or not cell.serving:
+        return rec
+    from workers.serving.rescore import can_rescore, goodput
+
+    slo = cell.slo
+    if (rec.get("slo_ttft_ms"), rec.get("slo_tpot_ms")) == (
+        slo.ttft_ms or None,
+        slo.tpot_ms or None,
+    ):
+        return rec
+    if not can_rescore(rec):
+        return None
+    rec = {**rec, **goodput(rec, slo.ttft_ms, slo.tpot_ms)}
+    rec["config"] = {**rec.get("config", {}), "slo": asdict(slo)}
+    write_record(where, rec)
+    print(
+        f"re-scored  {rec.get('cell_dir')}: goodput under slo.ttft_ms={slo.ttft_ms:g} "
+        f"slo.tpot_ms={slo.tpot_ms:g} from its {len(rec['raw']['ttft_s'])} kept requests "
+        "(not measured again)",
+        flush=True,
+    )
+    return rec
+
+
+__all__ = ["done_record", "under_slo"]

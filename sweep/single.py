@@ -15,7 +15,9 @@ from jobs.files import finished_record, write_cell_files, write_record
 from jobs.identity import PlannedCell
 from jobs.record import build_record
 from sweep.console import cell_line
+from sweep.ignored import ignored_settings, single_run_cluster, warn
 from sweep.plan import cell_here
+from sweep.resume import under_slo
 from sweep.status import ExitStatus, die
 from sweep.validate import validate
 
@@ -25,9 +27,11 @@ class ValidateOnRun(Callback):
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         try:
-            validate(cell_here(config), local=True)
+            cell = cell_here(config)
+            validate(cell, local=True)
         except ConfigError as exc:
             die(str(exc))
+        warn(ignored_settings(cell) + single_run_cluster(config), once=False)
 
 
 def run_task(cfg: Any, status: ExitStatus) -> list[dict[str, Any]]:
@@ -61,6 +65,7 @@ def _measure_here(planned: PlannedCell, where: Path, resume: bool) -> dict[str, 
     from workers.run import measure
 
     done = finished_record(where, planned.cell_id) if resume else None
+    done = under_slo(done, planned.cell, where)
     outcome = None if done else measure(planned.cell, planned.repeat)
     record = done or build_record(planned, outcome)
     if outcome is not None:

@@ -6,6 +6,7 @@ before any model is loaded or Ray is started.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from bounds.roofline import SHIPPED_CONFIGS
@@ -42,6 +43,7 @@ def check_model_config(cell: CellConfig, on_this_host: bool = True) -> None:
                 f"model.path={cell.model.path!r}: config.json cannot be used: {exc}"
             ) from None
         return
+    _check_layers(cell)
     if cell.model.path:
         problem = causal_lm_problem(config)
         if problem:
@@ -61,6 +63,26 @@ def check_model_config(cell: CellConfig, on_this_host: bool = True) -> None:
         raise ConfigError(
             f"prompt_len + seq = {prompt} + {seq} = {prompt + seq} "
             f"is not allowed: model {cell.model.name} has at most {limit} positions"
+        )
+
+
+_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
+
+
+def _check_layers(cell: CellConfig) -> None:
+    """model.num_layers_override keeps some of the model's layers: never more than it has."""
+    keep = cell.model.num_layers_override
+    if not keep:
+        return
+    try:
+        own = model_config_json(dataclasses.replace(cell.model, num_layers_override=0))[1]
+    except (OSError, ValueError):
+        return  # the config's own check says why
+    layers = next((own[k] for k in _LAYER_KEYS if isinstance(own.get(k), int)), None)
+    if layers is not None and keep > layers:
+        raise ConfigError(
+            f"model.num_layers_override={keep} is not allowed: model {cell.model.name} has "
+            f"{layers} layers (the override keeps 1..{layers} of them; 0 keeps all)"
         )
 
 

@@ -24,6 +24,7 @@ from aggregate.store import default_db
 from aggregate.store.db import StoreBusy, add_records, export_parquet, read_rows
 from aggregate.store.history import BY_AXES, BY_CELL, histories
 from aggregate.store.text import history_markdown, summary_line
+from jobs.values import finite_float
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def history_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="output_tokens_per_s",
                    help="the figure shown (default output_tokens_per_s); the verdict is "
                    "--baseline's (output tokens/s, E2E p50, J/token)")  # fmt: skip
-    p.add_argument("--threshold", type=float, default=5.0, metavar="PCT",
+    p.add_argument("--threshold", type=finite_float, default=5.0, metavar="PCT",
                    help="as for --baseline (default 5)")  # fmt: skip
     p.add_argument("--by", choices=(BY_CELL, BY_AXES), default=BY_CELL,
                    help="a cell is its identity (cell id; default) or its axes (model, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +36,10 @@ class Settings:
 
         if isinstance(self.max_retries, bool) or self.max_retries < 0:
             raise bad("max_retries", "a whole number >= 0")
-        if self.job_timeout_s < 0:
-            raise bad("job_timeout_s", "seconds >= 0 (0: no limit)")
-        if self.stall_timeout_s <= 0:
-            raise bad("stall_timeout_s", "seconds > 0")
+        if not math.isfinite(self.job_timeout_s) or self.job_timeout_s < 0:
+            raise bad("job_timeout_s", "finite seconds >= 0 (0: no limit)")
+        if not math.isfinite(self.stall_timeout_s) or self.stall_timeout_s <= 0:
+            raise bad("stall_timeout_s", "finite seconds > 0")
         if self.progress not in PROGRESS_MODES:
             raise bad("progress", f"choose one of {', '.join(PROGRESS_MODES)}")
 

@@ -4,13 +4,15 @@
 
 Before anything is written, the sweep directory must be usable and not in use by another
 live sweep (an flock on SWEEP/.sweep.lock, taken before Hydra writes multirun.yaml, so a
-refused launch changes nothing of the live one). Hydra's BasicSweeper composes each job once
+refused launch changes nothing of the live one); a sweep refused for bad input (exit 2) leaves
+the directory as it found it (none, when it made it). Hydra's BasicSweeper composes each job once
 just to validate it, and the launcher then composes it again to run it: with thousands of
 cells that doubles the planning time. The `ray_cells` launcher plans (and so validates) every
 job before it starts anything, so under it this sweeper skips the extra pass. With any other
 launcher it validates exactly like BasicSweeper.
 """
 
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,47 @@ def _unusable(sweep_dir: Path) -> Optional[str]:
     return None
 
 
+class _Before:
+    """What a sweep directory was before this launch, to put back when the sweep is refused
+    (bad input, exit 2): a directory the launch created goes (with its parents it created),
+    an existing one gets its multirun.yaml back and loses the lock file it did not have."""
+
+    KEEP_OUT = ("multirun.yaml", ".sweep.lock")
+
+    def __init__(self, sweep_dir: Path) -> None:
+        self.dir = sweep_dir.absolute()
+        self.created: Optional[Path] = None
+        for p in [self.dir, *self.dir.parents]:
+            if p.exists():
+                break
+            self.created = p
+        self.multirun = self._read(self.dir / "multirun.yaml")
+        self.had_lock = (self.dir / ".sweep.lock").exists()
+
+    @staticmethod
+    def _read(path: Path) -> Optional[bytes]:
+        try:
+            return path.read_bytes()
+        except OSError:
+            return None
+
+    def undo(self) -> None:
+        try:
+            if self.created is not None:
+                files = [p for p in self.created.rglob("*") if p.is_file()]
+                if all(p.name in self.KEEP_OUT and p.parent == self.dir for p in files):
+                    shutil.rmtree(self.created)
+                return
+            if self.multirun is None:
+                (self.dir / "multirun.yaml").unlink(missing_ok=True)
+            else:
+                (self.dir / "multirun.yaml").write_bytes(self.multirun)
+            if not self.had_lock:
+                (self.dir / ".sweep.lock").unlink(missing_ok=True)
+        except OSError:
+            pass  # best effort: the refusal's own message matters more
+
+
 def _stop(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
@@ -53,18 +96,26 @@ class CellsSweeper(BasicSweeper):
 
         assert self.config is not None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        before = _Before(sweep_dir)
         problem = _unusable(sweep_dir)
         if problem:
+            before.undo()
             _stop(f"hydra.sweep.dir={sweep_dir} cannot be used: {problem}")
         lock = SweepLock(sweep_dir)
         try:
             lock.acquire()
         except SweepBusy as exc:
             _stop(str(exc))
+        refused = False
         try:
             return self.run_sweep(arguments)
+        except SystemExit as exc:
+            refused = exc.code == 2  # bad input: nothing ran, nothing may stay
+            raise
         finally:
             lock.release()
+            if refused:
+                before.undo()
 
     def run_sweep(self, arguments: List[str]) -> Any:
         """The sweep itself, once the directory is ours (subclasses plan their own rounds)."""

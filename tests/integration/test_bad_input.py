@@ -13,6 +13,9 @@ CASES = [
     (["batch=0"], ["batch=0", ">= 1"]),
     (["-m", "batch=1,0"], ["batch=0", ">= 1"]),
     (["-m", "model.path={gpt2}", "seq=8,64"], ["prompt_len + seq", "64 positions"]),
+    # a type error in a single run: Hydra's merge error, as the one line a sweep gives
+    (["batch=1.5"], ["batch=1.5", "Integer"]),
+    (["-m", "backend=sim", "slo.ttft_ms=nan"], ["slo.ttft_ms=nan", "finite"]),
     # a device the cluster does not have: refused once Ray has started
     (["-m", "batch=1", "device=cuda", "hydra.launcher.ray.num_cpus=2"], ["GPU", "no node"]),
 ]
@@ -31,5 +34,4 @@ def test_bad_input_exits_2_with_one_error_line(launch, tmp_path, overrides, word
     assert not list(tmp_path.rglob("record.json"))
     assert not list(tmp_path.rglob("results.jsonl"))
     assert not (tmp_path / "outputs").exists()
-    if "-m" not in overrides:
-        assert not (tmp_path / "multirun").exists()
+    assert not (tmp_path / "multirun").exists()  # a refused sweep leaves no directory

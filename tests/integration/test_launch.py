@@ -28,7 +28,7 @@ def test_sweep_resume_and_rerun_of_one_missing_cell(launch, tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     # The sweep's directory is named from its own overrides (hydra.* ones left out).
     (sweep,) = [p for p in (tmp_path / "multirun").iterdir() if p.is_dir()]
-    assert sweep.name == "batch=1,2_bench=quick_prompt_len=8_seq=4,8"
+    assert sweep.name == "batch-1+2_bench-quick_prompt_len-8_seq-4+8"
     rows = read_jsonl(sweep / "results.jsonl")
     assert sorted((r["batch"], r["seq"]) for r in rows) == [(1, 4), (1, 8), (2, 4), (2, 8)]
     assert all(r["status"] == "ok" for r in rows)
@@ -51,3 +51,29 @@ def test_sweep_resume_and_rerun_of_one_missing_cell(launch, tmp_path):
             assert p.stat().st_mtime_ns == stamp, f"{p} was rewritten"
     assert json.loads(victim.read_text())["status"] == "ok"
     assert len(read_jsonl(sweep / "results.jsonl")) == 4
+
+
+def test_reordered_values_resume_the_same_sweep(launch, tmp_path):
+    """The same sweep however its values are ordered; its name passes back as
+    hydra.sweep.dir; a sweep named the earlier way (`=` and `,`) is resumed where it is."""
+    sim = ["backend=sim", "hydra.launcher.ray.num_cpus=2", "bench=quick", "prompt_len=8"]
+    first = launch("-m", "batch=1,2", "seq=4,8", *sim)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (sweep,) = [p for p in (tmp_path / "multirun").iterdir() if p.is_dir()]
+    assert sweep.name == "backend-sim_batch-1+2_bench-quick_prompt_len-8_seq-4+8"
+    stamps = {p: p.stat().st_mtime_ns for p in sweep.rglob("record.json")}
+    assert len(stamps) == 4
+    again = launch("-m", "seq=8,4", "batch=2,1", *sim)  # values and overrides reordered
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "4 already done, 0 to run" in again.stderr + again.stdout
+    back = launch("-m", "seq=8,4", "batch=2,1", *sim, f"hydra.sweep.dir=multirun/{sweep.name}")
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert "4 already done, 0 to run" in back.stderr + back.stdout
+    assert {p: p.stat().st_mtime_ns for p in sweep.rglob("record.json")} == stamps
+    old = sweep.with_name("backend=sim_batch=1,2_bench=quick_prompt_len=8_seq=4,8")
+    sweep.rename(old)
+    earlier = launch("-m", "batch=1,2", "seq=4,8", *sim)
+    out = earlier.stderr + earlier.stdout
+    assert earlier.returncode == 0, out[-3000:]
+    assert "4 already done, 0 to run" in out and "named the earlier way" in out
+    assert [p.name for p in (tmp_path / "multirun").iterdir() if p.is_dir()] == [old.name]

@@ -92,6 +92,58 @@ CASES = [
     (["-m", "batch=1", "hydra.launcher.ray.address=127.0.0.1:1"], ["no Ray cluster answers"]),
     (["-m", "batch=1", "hydra.launcher.ray.address=nonsense"], ["HOST:PORT"]),
     (["-m", "batch=1", "hydra.sweep.dir={a_file}"], ["hydra.sweep.dir", "cannot be used"]),
+    # --- issue 22: a non-finite number is refused wherever it would open a gate ---
+    (["slo.ttft_ms=nan"], ["slo.ttft_ms=nan", "finite"]),
+    (["slo.tpot_ms=inf"], ["slo.tpot_ms=inf", "finite"]),
+    (["-m", "backend=sim", "slo.ttft_ms=nan"], ["slo.ttft_ms=nan", "finite"]),
+    (["workload=serve", "request_rate=nan"], ["request_rate", "finite"]),
+    (["workload=serve", "request_rate=inf"], ["request_rate", "finite"]),
+    (["workload=serve", "workload.burstiness=nan"], ["workload.burstiness", "finite"]),
+    (["workload=serve", "workload.duration_s=-inf"], ["workload.duration_s", "finite"]),
+    (["workload=serve", "workload.seq_dist.spread=nan"], ["workload.seq_dist.spread", "finite"]),
+    (["workload=serve", "workload.max_failed_fraction=nan"], ["max_failed_fraction"]),
+    (["backend=sim", "backend.sim.noise=nan"], ["backend.sim.noise", "finite"]),
+    (["backend=sim", "backend.sim.efficiency=inf"], ["backend.sim.efficiency", "finite"]),
+    (["bench.min_duration_s=inf"], ["bench.min_duration_s", "finite"]),
+    (["bench.unstable_cv=nan"], ["bench.unstable_cv", "finite"]),
+    (["accuracy.min=nan"], ["accuracy.min", "finite"]),
+    (["-m", "batch=1", "hydra.launcher.job_timeout_s=nan"], ["hydra.launcher.job_timeout_s"]),
+    (["-m", "batch=1", "hydra.launcher.stall_timeout_s=inf"], ["stall_timeout_s"]),
+    # --- settings that would silently do nothing ---
+    (["backend=sim", "backend.sim.fault_batch=2"], ["backend.sim.fault_batch", "fault"]),
+    (["backend=sim", "backend.sim.memory_budget_bytes=1000"], ["memory_budget_bytes", "oom"]),
+    (["backend=sim", "backend.sim.slow_factor=3"], ["backend.sim.slow_factor", "slow"]),
+    (["workload=serve", "backend=sim", "backend.sim.fault=crash"], ["crash", "serving"]),
+    (
+        ["workload=serve", "backend=sim", "backend.sim.fault=slow", "backend.sim.fault_batch=2"],
+        ["fault_batch", "no batch"],
+    ),  # fmt: skip
+    (["model.num_layers_override=9"], ["model.num_layers_override=9", "4 layers"]),
+    (["model.path={gpt2}", "model.num_layers_override=3", "seq=8"], ["2 layers"]),
+    # --- a type error in a single run is the same one line as in a sweep ---
+    (["batch=1.5"], ["batch=1.5", "Integer"]),
+    (["model.trust_remote_code=maybe"], ["model.trust_remote_code", "Boolean"]),
+    (["-m", "batch=1.5"], ["batch=1.5", "Integer"]),
+    (["-m", "batch=1,1.5"], ["batch=1.5", "Integer"]),
+    (["model.foo=1"], ["model.foo", "known here"]),
+    (["batch=["], ["batch=[", "not allowed"]),
+    (["workload=oops"], ["workload=oops", "serve"]),
+    # --- serving ---
+    (["workload=serve", "concurrency=two"], ["concurrency", "Integer"]),
+    (["workload=serve", "concurrency=0"], ["concurrency=0", ">= 1"]),
+    (["concurrency=4"], ["concurrency", "workload=serve"]),
+    (["workload=serve", "server=url"], ["server.url", "http"]),
+    (["workload=serve", "server.url=ftp://x"], ["server.url", "http"]),
+    (["workload=serve", "workload.prefix_len=32"], ["workload.prefix_len", "prompt_len"]),
+    (["workload=serve", "workload.seq_dist.dist=zipf"], ["workload.seq_dist.dist", "uniform"]),
+    (["workload=serve", "workload.num_requests=0"], ["workload.num_requests", "duration_s"]),
+    (["workload=serve", "server.request_timeout_s=0"], ["server.request_timeout_s"]),
+    (["workload=serve", "server.api=grpc"], ["server.api", "openai"]),
+    # --- answers: quality and accuracy checks ---
+    (["quality.prompts=0"], ["quality.prompts"]),
+    (["quality.tokens=abc"], ["quality.tokens", "Integer"]),
+    (["accuracy.min=2"], ["accuracy.min", "[0, 1]"]),
+    (["accuracy.max_new_tokens=0"], ["accuracy.max_new_tokens"]),
     # a device the cluster does not have (refused once Ray has started: integration tier)
     (["-m", "batch=1", "device=cuda", "hydra.launcher.ray.num_cpus=2"], ["GPU", "no node"]),
 ]
@@ -111,20 +163,98 @@ def _fill(overrides: list[str], where: Path) -> list[str]:
     return [o.format(**paths) for o in overrides]
 
 
-def test_at_least_forty_kinds_of_bad_input():
-    assert len(CASES) >= 40
+# `python -m aggregate` options: (arguments after SWEEP_DIR, words the message must contain)
+AGGREGATE_CASES = [
+    (["--threshold", "nan"], ["--threshold", "finite"]),
+    (["--threshold", "inf"], ["--threshold", "finite"]),
+    (["--threshold", "lots"], ["--threshold", "not a number"]),
+    (["--slo-ttft-ms", "nan"], ["--slo-ttft-ms", "finite"]),
+    (["--slo-tpot-ms=-inf"], ["--slo-tpot-ms", "finite"]),
+    (["--slo-e2e-ms", "inf"], ["--slo-e2e-ms", "finite"]),
+    (["--slo-ttft-ms", "-5"], ["--slo-ttft-ms", "> 0"]),
+    (["--baseline", "{nowhere}"], ["baseline", "does not exist"]),
+    (["history", "--threshold", "nan"], ["--threshold", "finite"]),
+]
+
+
+def test_at_least_sixty_kinds_of_bad_input():
+    assert len(CASES) + len(AGGREGATE_CASES) >= 60
+
+
+def _error_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if "error:" in line]
 
 
 @pytest.mark.parametrize("overrides,words", IN_PROCESS, ids=[" ".join(c[0]) for c in IN_PROCESS])
 def test_bad_input_is_refused(launch_here, tmp_path, overrides, words):
     proc = launch_here(*_fill(overrides, tmp_path))
     out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out
+    assert proc.returncode == 2, out
     for word in words:
         assert word in out, f"{word!r} not in:\n{out[-2000:]}"
     assert "Traceback" not in out, out[-3000:]
-    # nothing measured, nothing recorded
-    assert not list(tmp_path.rglob("record.json"))
-    assert not list(tmp_path.rglob("results.jsonl"))
-    if "-m" not in overrides:
-        assert not (tmp_path / "outputs").exists()
+    assert len(_error_lines(out)) == 1, out[-3000:]
+    # nothing measured, nothing written: no directory but those the case made first
+    assert {p.name for p in tmp_path.iterdir()} <= {"models", "a_file"}, out
+
+
+@pytest.mark.parametrize(
+    "args,words", AGGREGATE_CASES, ids=[" ".join(c[0]) for c in AGGREGATE_CASES]
+)
+def test_bad_aggregate_option_is_refused(tmp_path, monkeypatch, capsys, args, words):
+    from aggregate.__main__ import main
+
+    from .test_aggregate import grid, write_sweep
+
+    sweep = write_sweep(tmp_path / "sweep", grid())
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    monkeypatch.chdir(tmp_path)
+    args = [a.format(nowhere=tmp_path / "nowhere") for a in args]
+    argv = args if args[0] == "history" else [str(sweep), *args]
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert code == 2, text
+    for word in words:
+        assert word in text, f"{word!r} not in:\n{text}"
+    assert len(_error_lines(text)) == 1, text
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_nan_threshold_cannot_open_the_gate(tmp_path, capsys):
+    """A 92% regression: refused (exit 3) at the default threshold; a NaN threshold is a
+    usage error (exit 2), never a pass (0)."""
+    from aggregate.__main__ import main
+
+    from .test_aggregate import grid, write_sweep
+
+    old = write_sweep(tmp_path / "old", grid())
+    slow = grid()
+    slow[0]["output_tokens_per_s"] *= 0.08
+    new = write_sweep(tmp_path / "new", slow)
+    base = [str(new), "--baseline", str(old), "--quiet", "--no-plots"]
+    assert main(base) == 3
+    (new / "compare.md").unlink()
+    for bad in ("nan", "NaN", "inf", "-inf"):
+        with pytest.raises(SystemExit) as exc:
+            main([*base, f"--threshold={bad}"])
+        assert exc.value.code == 2
+        assert "--threshold" in (err := capsys.readouterr().err) and "finite" in err
+    assert not (new / "compare.md").exists()
+
+
+@pytest.mark.parametrize("cell", ["nan", "inf", "-inf"])
+def test_a_non_finite_figure_in_a_checked_table_is_refused(tmp_path, capsys, cell):
+    """`python -m aggregate.check`: the article table's figures follow the same finite rule."""
+    from aggregate.check import run
+
+    table = tmp_path / "t.csv"
+    table.write_text(f"batch,seq,latency_s\n1,8,{cell}\n")
+    code = run([str(table), "--model", "llama3_8b", "--device", "ascend_910b"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(_error_lines(err)) == 1, err
+    assert "latency_s" in err and "finite" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]

@@ -48,8 +48,10 @@ def test_a_planned_cell_is_computed_once_and_matches_the_cell():
 
 def test_sweep_names_follow_the_overrides():
     a = sweep_name(["batch=1,2", "seq=4,8", "hydra.launcher.ray.num_cpus=2"])
-    assert a == "batch=1,2_seq=4,8"
+    assert a == "batch-1+2_seq-4+8"
     assert sweep_name(["seq=4,8", "batch=1,2"]) == a  # however the command is written
+    assert sweep_name(["seq=8,4", "batch=2,1,1"]) == a  # ... and its values ordered
+    assert sweep_name(["batch=1,2", "seq=4,8", "slo.ttft_ms=50"]) == a  # an SLO re-scores
     assert sweep_name(["batch=1,2", "seq=4,8", "cluster=existing"]) == a  # not a cell setting
     assert sweep_name(["batch=1,2", "seq=4,16"]) != a
     odd = sweep_name(["model.path=/data/My Model", "batch=1"])
@@ -78,3 +80,22 @@ def test_the_driver_commit_goes_into_records():
     rec = build_record(cell, out, code={"git_commit": "abc123", "git_dirty": True})
     assert rec["env"]["git_commit"] == "abc123" and rec["env"]["git_dirty"] is True
     assert rec["env"]["host"] == "w1"
+
+
+def test_sweep_names_can_be_passed_back_as_the_sweep_dir(tmp_path, monkeypatch, caplog):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from sweep.plan import resumable_sweep_name
+
+    parser = OverridesParser.create()
+    for overrides in (["batch=1,2", "seq=4,8"], ["model.path=/data/My Model", "batch=1"],
+                      ["+batchh=16,32"], ["request_rate=0.5,2", "workload=serve"]):  # fmt: skip
+        name = sweep_name(overrides)
+        o = parser.parse_override(f"hydra.sweep.dir=multirun/{name}")
+        assert o.value() == f"multirun/{name}", name
+    # a sweep named the earlier way is resumed in its directory, and said so
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "multirun" / "batch=1,2_seq=4,8").mkdir(parents=True)
+    assert resumable_sweep_name(["seq=4,8", "batch=1,2"]) == "batch=1,2_seq=4,8"
+    assert "named the earlier way" in caplog.text
+    assert resumable_sweep_name(["seq=8,4", "batch=1,2"]) == "batch-1+2_seq-4+8"
