@@ -169,6 +169,11 @@ class ServerConfig:
                 raise ConfigError(f"server.{name} must be > 0")
         positive_int("server.sglang.tp_size", self.sglang.tp_size)
         positive_int("server.vllm.tensor_parallel_size", self.vllm.tensor_parallel_size)
+        if self.kind == "transformers" and self.served_model_name:
+            raise ConfigError(
+                f"server.served_model_name={self.served_model_name!r} is not allowed with "
+                "server=transformers: `transformers serve` answers only to the model's path"
+            )
 
     @property
     def parallel_size(self) -> int:
@@ -205,6 +210,38 @@ def _check_url(url: str | None) -> None:
             f"server.url={url!r} is not allowed: give the server's base URL, "
             "e.g. server.url=http://10.0.0.5:8000"
         )
+
+
+# The KV cache a started server gets: enough for the cell's requests in flight at their longest
+# (prompt + output + a few special tokens), with headroom, never a share of the host's memory.
+KV_HEADROOM = 1.25
+KV_MIN_SEQS = 16  # a server reused by lower traffic levels (c=1,2,4,8 share one start)
+KV_OPEN_LOOP_SEQS = 256  # request_rate without concurrency: the server runs this many at once
+KV_SPECIAL_TOKENS = 8  # a BOS and the like, added by the server's tokenizer
+
+
+@dataclass(frozen=True)
+class KVBound:
+    """What a server started for a cell is sized for (powers of two, so neighbouring cells
+    share one server): ``seqs`` requests at once of up to ``seq_tokens`` tokens each, and a
+    KV cache of ``tokens`` tokens (``seqs x seq_tokens x KV_HEADROOM``)."""
+
+    seqs: int
+    seq_tokens: int
+    tokens: int
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def kv_bound(cell: Any) -> KVBound:
+    """The cache bound of a serving cell's server (a CellConfig)."""
+    w = cell.workload
+    seqs = _pow2(max(KV_MIN_SEQS, cell.concurrency or KV_OPEN_LOOP_SEQS))
+    longest = w.prompt_len_dist.longest(cell.prompt_len) + w.seq_dist.longest(cell.seq)
+    seq_tokens = _pow2(longest + KV_SPECIAL_TOKENS)
+    return KVBound(seqs, seq_tokens, math.ceil(seqs * seq_tokens * KV_HEADROOM))
 
 
 def check_load(cell: Any) -> None:
