@@ -121,7 +121,7 @@ SERVING_KEYS = (
     "ttft_s_p90", "tpot_s_p90", "itl_s_mean", "itl_s_p90",
     "slo_ttft_ms", "slo_tpot_ms", "goodput_requests_per_s", "goodput_fraction",
     "usage_completion_tokens", "client_completion_tokens", "usage_mismatch_requests",
-    "server_start_s", "server_reused", "server_visible_devices",
+    "server_start_s", "server_reused", "server_visible_devices", "server_peak_rss_bytes",
 )  # fmt: skip
 FLAT_KEYS = FLAT_KEYS + SERVING_KEYS + QUALITY_KEYS
 

@@ -110,6 +110,8 @@ def _measure(cell: CellConfig, device: Device, out: Outcome) -> None:
     finally:
         if server.process is not None:
             out.files[LOG_FILE] = server.process.cell_log(start)
+            # Since the server started, up to the end of this cell (sampled every 0.2 s).
+            out.fields["server_peak_rss_bytes"] = server.process.peak_rss_bytes
     m = serving_metrics(
         res.outputs, res.duration_s, cards=cell.devices_per_cell if server.process else None,
         ttft_ms=cell.slo.ttft_ms, tpot_ms=cell.slo.tpot_ms,
