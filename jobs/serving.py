@@ -104,8 +104,8 @@ class TransformersServeOptions:
     # `transformers serve --continuous-batching` (the embedded default, CPU-friendly).
     continuous_batching: bool = True
     attn_implementation: str | None = None
-    cb_num_blocks: int = 0  # 0: transformers' default
-    cb_max_batch_tokens: int = 0  # 0: transformers' default
+    cb_num_blocks: int = 0  # 0: sized from the cell (kv_bound)
+    cb_max_batch_tokens: int = 0  # 0: sized from the cell
     log_level: str = "info"
 
 
@@ -123,9 +123,9 @@ class SGLangServeOptions:
 class VLLMServeOptions:
     # `vllm serve` (vllm-ascend on NPUs).
     tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9
-    max_num_seqs: int = 0  # 0: vLLM's default
-    max_model_len: int = 0  # 0: the model's
+    gpu_memory_utilization: float = 0.9  # only without a config.json to size the cache from
+    max_num_seqs: int = 0  # 0: sized from the cell (kv_bound)
+    max_model_len: int = 0  # 0: sized from the cell
     enforce_eager: bool = False
 
 
@@ -141,6 +141,7 @@ class ServerConfig:
     # How url/command servers are asked for exact lengths; the others use their own.
     api: str = "openai"
     # The `model` field of requests; None: the model's path (as the started servers name it).
+    # Not with server=transformers: that server answers only to the model's path.
     served_model_name: str | None = None
     # Let the server reuse cached prefixes (off: every prefill is measured).
     prefix_caching: bool = False
