@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from jobs.config import CellConfig
+from jobs.serving import kv_bound
 
 # Server settings that change how long the client waits, not what is measured.
 _SERVER_NOT_IDENTITY = ("startup_timeout_s", "request_timeout_s", "health_path")
@@ -63,7 +64,11 @@ def model_key(cell: CellConfig) -> str:
         server = _serving_identity(cell, asdict(cell))["server"]
         model = asdict(cell.model)
         model.pop("cache_dir", None)
-        return f"serve|{sorted(model.items())!r}|{sorted(server.items())!r}|{cell.devices_per_cell}"
+        bound = kv_bound(cell)  # a cell that needs a larger cache gets a server of its own
+        return (
+            f"serve|{sorted(model.items())!r}|{sorted(server.items())!r}|{cell.devices_per_cell}"
+            f"|{bound}"
+        )
     backend = cell.backend.name
     model = asdict(cell.model)
     opts = asdict(getattr(cell.backend, backend))

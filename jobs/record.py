@@ -128,7 +128,7 @@ SERVING_KEYS = (
     "slo_ttft_ms", "slo_tpot_ms", "goodput_requests_per_s", "goodput_fraction",
     "usage_completion_tokens", "client_completion_tokens", "usage_mismatch_requests",
     "merged_chunk_requests", "itl_method",
-    "server_start_s", "server_reused", "server_visible_devices",
+    "server_start_s", "server_reused", "server_visible_devices", "server_peak_rss_bytes",
     "client_loop_lag_s_p50", "client_loop_lag_s_p99", "client_loop_lag_s_max", "client_cpu_share",
     "client_send_delay_s_p50", "client_send_delay_s_p99",
     "server_metrics", "server_requests",

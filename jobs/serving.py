@@ -104,8 +104,8 @@ class TransformersServeOptions:
     # `transformers serve --continuous-batching` (the embedded default, CPU-friendly).
     continuous_batching: bool = True
     attn_implementation: str | None = None
-    cb_num_blocks: int = 0  # 0: transformers' default
-    cb_max_batch_tokens: int = 0  # 0: transformers' default
+    cb_num_blocks: int = 0  # 0: sized from the cell (kv_bound)
+    cb_max_batch_tokens: int = 0  # 0: sized from the cell
     log_level: str = "info"
 
 
@@ -123,9 +123,9 @@ class SGLangServeOptions:
 class VLLMServeOptions:
     # `vllm serve` (vllm-ascend on NPUs).
     tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9
-    max_num_seqs: int = 0  # 0: vLLM's default
-    max_model_len: int = 0  # 0: the model's
+    gpu_memory_utilization: float = 0.9  # only without a config.json to size the cache from
+    max_num_seqs: int = 0  # 0: sized from the cell (kv_bound)
+    max_model_len: int = 0  # 0: sized from the cell
     enforce_eager: bool = False
 
 
@@ -141,6 +141,7 @@ class ServerConfig:
     # How url/command servers are asked for exact lengths; the others use their own.
     api: str = "openai"
     # The `model` field of requests; None: the model's path (as the started servers name it).
+    # Not with server=transformers: that server answers only to the model's path.
     served_model_name: str | None = None
     # Let the server reuse cached prefixes (off: every prefill is measured).
     prefix_caching: bool = False
@@ -169,6 +170,11 @@ class ServerConfig:
                 raise ConfigError(f"server.{name} must be > 0")
         positive_int("server.sglang.tp_size", self.sglang.tp_size)
         positive_int("server.vllm.tensor_parallel_size", self.vllm.tensor_parallel_size)
+        if self.kind == "transformers" and self.served_model_name:
+            raise ConfigError(
+                f"server.served_model_name={self.served_model_name!r} is not allowed with "
+                "server=transformers: `transformers serve` answers only to the model's path"
+            )
 
     @property
     def parallel_size(self) -> int:
@@ -205,6 +211,38 @@ def _check_url(url: str | None) -> None:
             f"server.url={url!r} is not allowed: give the server's base URL, "
             "e.g. server.url=http://10.0.0.5:8000"
         )
+
+
+# The KV cache a started server gets: enough for the cell's requests in flight at their longest
+# (prompt + output + a few special tokens), with headroom, never a share of the host's memory.
+KV_HEADROOM = 1.25
+KV_MIN_SEQS = 16  # a server reused by lower traffic levels (c=1,2,4,8 share one start)
+KV_OPEN_LOOP_SEQS = 256  # request_rate without concurrency: the server runs this many at once
+KV_SPECIAL_TOKENS = 8  # a BOS and the like, added by the server's tokenizer
+
+
+@dataclass(frozen=True)
+class KVBound:
+    """What a server started for a cell is sized for (powers of two, so neighbouring cells
+    share one server): ``seqs`` requests at once of up to ``seq_tokens`` tokens each, and a
+    KV cache of ``tokens`` tokens (``seqs x seq_tokens x KV_HEADROOM``)."""
+
+    seqs: int
+    seq_tokens: int
+    tokens: int
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def kv_bound(cell: Any) -> KVBound:
+    """The cache bound of a serving cell's server (a CellConfig)."""
+    w = cell.workload
+    seqs = _pow2(max(KV_MIN_SEQS, cell.concurrency or KV_OPEN_LOOP_SEQS))
+    longest = w.prompt_len_dist.longest(cell.prompt_len) + w.seq_dist.longest(cell.seq)
+    seq_tokens = _pow2(longest + KV_SPECIAL_TOKENS)
+    return KVBound(seqs, seq_tokens, math.ceil(seqs * seq_tokens * KV_HEADROOM))
 
 
 def check_load(cell: Any) -> None:

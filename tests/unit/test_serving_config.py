@@ -89,7 +89,9 @@ def test_serving_record_keys():
 def test_request_bodies_force_exact_lengths_each_servers_way():
     tf = request_body("transformers", "m", "hi", 8)
     assert "ignore_eos" not in tf and "min_tokens" not in tf  # transformers serve rejects them
-    assert json.loads(tf["generation_config"])["min_new_tokens"] == 8
+    assert json.loads(tf["generation_config"]) == {
+        "max_new_tokens": 8, "eos_token_id": -1, "do_sample": False
+    }  # fmt: skip
     for api in ("sglang", "vllm"):
         body = request_body(api, "m", "hi", 8)
         assert body["min_tokens"] == 8 and body["ignore_eos"] is True and body["max_tokens"] == 8
@@ -138,9 +140,10 @@ def test_sglang_argv_has_the_engine_backends_ascend_arguments():
     assert "--disable-radix-cache" in argv
 
 
-def test_vllm_argv_parses_with_vllms_parser():
-    cli_args = pytest.importorskip("vllm.entrypoints.openai.cli_args")
-    from vllm.utils import FlexibleArgumentParser
+def test_vllm_argv_parses_with_vllms_parser(monkeypatch):
+    monkeypatch.setenv("VLLM_TARGET_DEVICE", "cpu")  # vLLM's parser asks for a device type
+    cli_args = pytest.importorskip("vllm.entrypoints.common.cli_args")  # vllm 0.33
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     cell = serve(server={"kind": "vllm", "vllm": {"max_num_seqs": 8}})
     argv = server_argv(cell, "cuda", "/models/llama", 8000)

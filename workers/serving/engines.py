@@ -4,10 +4,18 @@ Pure functions (no server is started here), so tests check them against the real
 parsers where the engines import: ``transformers serve`` (here), SGLang's ServerArgs and
 vLLM's ``serve`` parser (on hosts that have them).
 
-Exact lengths, each server's own way: ``transformers serve`` takes a ``generation_config``
-JSON (``min_new_tokens = max_new_tokens``; it rejects ``ignore_eos`` and ``min_tokens``);
-SGLang and vLLM take ``min_tokens`` and ``ignore_eos``; a plain OpenAI endpoint gets
-``max_tokens`` only, and its ``usage`` says how many came (``short_output`` when fewer).
+Exact lengths, each server's own way (read in its code, checked by tests/unit/
+test_exact_length_contract.py against that code): ``transformers serve`` takes a
+``generation_config`` JSON that updates the request's generate settings, ``eos_token_id``
+included; continuous batching passes only ``max_new_tokens``, ``eos_token_id`` and sampling on
+(so ``min_new_tokens`` is dropped there), and its ``RequestState`` and ``generate`` treat a
+negative id as no EOS: ``{"max_new_tokens": n, "eos_token_id": -1}`` ends every request at n
+tokens on both paths. SGLang and vLLM take ``ignore_eos`` (and ``min_tokens``); a plain OpenAI
+endpoint gets ``max_tokens`` only, and its ``usage`` says how many came (``short_output`` when
+fewer).
+
+Cache bounds: every started server gets a KV cache sized by ``jobs.serving.kv_bound`` (the
+cell's requests in flight at their longest, with headroom), not a share of the host's memory.
 """
 
 from __future__ import annotations
@@ -15,12 +23,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from jobs.config import CellConfig, SGLangOptions
+from jobs.serving import KV_HEADROOM, kv_bound
 from workers.backends.sglang.args import engine_dtype, engine_kwargs
 
 HOST = "127.0.0.1"
+NO_EOS = -1  # transformers' "no end-of-sequence token" (RequestState, generate)
+CB_PAGE_TOKENS = 256  # ContinuousBatchingConfig.page_size: tokens of one cache block
+CB_MAX_BATCH_TOKENS = 8192  # transformers' own default, the most one step takes
 INSTALL_HINTS = {
     "transformers": "server=transformers needs FastAPI, Uvicorn, OpenAI types and Accelerate: "
     "pip install -e '.[serve]'",
@@ -52,7 +65,9 @@ def request_body(api: str, model: str, prompt: str, output_len: int) -> dict[str
         "stream_options": {"include_usage": True},
     }
     if api == "transformers":
-        exact = {"max_new_tokens": output_len, "min_new_tokens": output_len, "do_sample": False}
+        # Not min_new_tokens: continuous batching drops it (and a negative EOS would make
+        # generate's min-length processor mask the vocabulary's last token instead).
+        exact = {"max_new_tokens": output_len, "eos_token_id": NO_EOS, "do_sample": False}
         body["generation_config"] = json.dumps(exact)
     elif api in ("sglang", "vllm"):
         body.update(min_tokens=output_len, ignore_eos=True)
@@ -79,10 +94,16 @@ def transformers_argv(cell: CellConfig, device: str, model_path: str, port: int)
     argv += ["--dtype", engine_dtype(cell.model.dtype, device), "--log-level", o.log_level]
     if o.attn_implementation:
         argv += ["--attn-implementation", o.attn_implementation]
-    if o.cb_num_blocks:
-        argv += ["--cb-num-blocks", str(o.cb_num_blocks)]
-    if o.cb_max_batch_tokens:
-        argv += ["--cb-max-batch-tokens", str(o.cb_max_batch_tokens)]
+    # The CB cache: every request holds whole pages; without these flags transformers sizes
+    # it from the device's (on the CPU: the host's) free memory. Without continuous batching
+    # one request runs at a time, in a cache of its own length.
+    bound = kv_bound(cell)
+    pages = bound.seqs * -(-bound.seq_tokens // CB_PAGE_TOKENS)
+    blocks = o.cb_num_blocks or int(pages * KV_HEADROOM + 0.999)
+    batch_tokens = o.cb_max_batch_tokens or min(
+        CB_MAX_BATCH_TOKENS, bound.seq_tokens * min(bound.seqs, 8)
+    )
+    argv += ["--cb-num-blocks", str(blocks), "--cb-max-batch-tokens", str(batch_tokens)]
     if cell.model.trust_remote_code:
         argv.append("--trust-remote-code")
     return [*argv, *cell.server.extra_args, model_path]
@@ -96,10 +117,27 @@ def sglang_argv(cell: CellConfig, device: str, model_path: str, port: int) -> li
     kw = engine_kwargs(as_engine, device, model_path)
     kw.pop("skip_tokenizer_init")
     kw["disable_radix_cache"] = not cell.server.prefix_caching
+    bound = kv_bound(cell)  # the KV pool and the requests running at once
+    kw.update(max_total_tokens=bound.tokens, max_running_requests=bound.seqs)
     kw.update(host=HOST, port=port)
     if cell.server.served_model_name:
         kw["served_model_name"] = cell.server.served_model_name
     return [sys.executable, "-m", "sglang.launch_server", *_flags(kw), *cell.server.extra_args]
+
+
+def kv_bytes_per_token(model_path: str, dtype: str, cell: CellConfig) -> int:
+    """Bytes of K and V for one token over all layers, from the model's config.json (0 when
+    there is none to read)."""
+    try:
+        c = json.loads((Path(model_path) / "config.json").read_text())
+        c = c.get("text_config", c)
+        heads = c["num_attention_heads"]
+        head_dim = c.get("head_dim") or c["hidden_size"] // heads
+        kv_heads = c.get("num_key_value_heads") or heads
+        layers = cell.model.num_layers_override or c["num_hidden_layers"]
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        return 0
+    return 2 * layers * kv_heads * head_dim * (4 if dtype == "float32" else 2)
 
 
 def vllm_argv(cell: CellConfig, device: str, model_path: str, port: int) -> list[str]:
@@ -108,17 +146,20 @@ def vllm_argv(cell: CellConfig, device: str, model_path: str, port: int) -> list
     argv += ["--host", HOST, "--port", str(port)]
     argv += ["--dtype", engine_dtype(cell.model.dtype, device), "--seed", str(cell.bench.seed)]
     argv += ["--tensor-parallel-size", str(o.tensor_parallel_size)]
-    argv += ["--gpu-memory-utilization", str(o.gpu_memory_utilization)]
+    bound = kv_bound(cell)
+    argv += ["--max-model-len", str(o.max_model_len or bound.seq_tokens)]
+    argv += ["--max-num-seqs", str(o.max_num_seqs or bound.seqs)]
+    per_token = kv_bytes_per_token(model_path, engine_dtype(cell.model.dtype, device), cell)
+    if per_token:  # the KV cache itself (vLLM then ignores --gpu-memory-utilization)
+        argv += ["--kv-cache-memory-bytes", str(bound.tokens * per_token)]
+    else:  # no config to size it from: the stated share of the device
+        argv += ["--gpu-memory-utilization", str(o.gpu_memory_utilization)]
     prefix = (
         "--enable-prefix-caching" if cell.server.prefix_caching else "--no-enable-prefix-caching"
     )
     argv.append(prefix)
     if cell.model.load_format != "auto":
         argv += ["--load-format", cell.model.load_format]
-    if o.max_num_seqs:
-        argv += ["--max-num-seqs", str(o.max_num_seqs)]
-    if o.max_model_len:
-        argv += ["--max-model-len", str(o.max_model_len)]
     if o.enforce_eager:
         argv.append("--enforce-eager")
     if cell.model.trust_remote_code:

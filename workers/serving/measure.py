@@ -142,6 +142,8 @@ def _measure(cell: CellConfig, device: Device, out: Outcome) -> None:
     finally:
         if proc is not None:
             out.files[LOG_FILE] = proc.cell_log(start)
+            # Since the server started, up to the end of this cell (sampled every 0.2 s).
+            out.fields["server_peak_rss_bytes"] = proc.peak_rss_bytes
     seen = out.details["server_info"]["visible_devices"]
     out.fields.update(
         model_reused=reused, server_reused=reused, model_load_s=load_s,

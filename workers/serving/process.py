@@ -19,14 +19,18 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import psutil
 
 from workers.serving.diagnosis import log_excerpt, probe
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.5
+RSS_EVERY_S = 0.2  # how often the server's resident memory is sampled
 
 
 class ServerFailed(RuntimeError):
@@ -66,6 +70,41 @@ def with_parent_death(argv: list[str]) -> list[str]:
     return [sys.executable, "-c", _TRAMPOLINE, *argv]
 
 
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (0 when it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+class RssPeak:
+    """The peak of a process tree's resident memory, sampled on a thread of its own."""
+
+    def __init__(self, pid: int, every_s: float = RSS_EVERY_S) -> None:
+        self.pid, self.every_s, self.peak = pid, every_s, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="server-rss", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self.peak = max(self.peak, tree_rss(self.pid))
+            if self._stop.wait(self.every_s):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 class ServerProcess:
     """One running server: ``start`` it, ``wait_healthy``, read its log, ``stop`` it."""
 
@@ -77,6 +116,7 @@ class ServerProcess:
         self.log_path = Path(path)
         self.proc: subprocess.Popen | None = None
         self.last_answer: str | None = None  # what the last health check got (None: 200)
+        self.rss: RssPeak | None = None
 
     def start(self, env: dict[str, str] | None = None) -> None:
         log.info("starting server: %s (log %s)", " ".join(self.argv), self.log_path)
@@ -85,6 +125,15 @@ class ServerProcess:
                 with_parent_death(self.argv), stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )  # fmt: skip
+        self.rss = RssPeak(self.proc.pid)
+
+    @property
+    def peak_rss_bytes(self) -> int | None:
+        """The server's peak resident memory so far (its helper processes included)."""
+        if self.rss is None:
+            return None
+        self.rss.peak = max(self.rss.peak, tree_rss(self.rss.pid))
+        return self.rss.peak or None
 
     @property
     def pid(self) -> int | None:
@@ -175,6 +224,8 @@ class ServerProcess:
         """SIGTERM to the server's process group, SIGKILL after ``grace_s``."""
         if self.proc is None:
             return
+        if self.rss is not None:
+            self.rss.stop()
         for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
             if self.proc.poll() is not None:
                 break

@@ -1,10 +1,10 @@
 """Text prompts of an exact token length, and the lengths a workload draws.
 
 Servers take text (``transformers serve`` rejects token-id prompts), so a prompt of N tokens
-is made as vLLM's random dataset does: seeded random token ids (no special tokens), decoded,
-encoded again, and cut or topped up until the text encodes to exactly N tokens by the model's
-own tokenizer. A shared prefix is the same first ``prefix_len`` token ids in every prompt.
-The server may add special tokens (a BOS); its ``usage.prompt_tokens`` is recorded beside.
+is text that the model's own tokenizer encodes to exactly N tokens, the special tokens it adds
+(a BOS) included, as the server counts them in ``usage.prompt_tokens``: seeded random
+whole-word tokens whose decode / encode round trip is stable (see :class:`PromptMaker`). A
+shared prefix is the same first ``prefix_len`` tokens in every prompt.
 """
 
 from __future__ import annotations
@@ -28,31 +28,91 @@ def lengths(mean: int, dist: LengthDist, n: int, rng: random.Random) -> list[int
     return [max(1, round(rng.gauss(mean, mean * dist.spread))) for _ in range(n)]
 
 
+def _word_piece(piece: Any) -> bool:
+    """A word's token: its space mark (byte-level BPE's or SentencePiece's), then letters;
+    a pre-token of its own, so such tokens never merge with their neighbours."""
+    return (
+        isinstance(piece, str) and piece[:1] in ("\u0120", "\u2581")
+        and piece[1:].isascii() and piece[1:].isalpha()
+    )  # fmt: skip
+
+
 class PromptMaker:
-    """Exact-length prompts from one tokenizer (an HF tokenizer with encode/decode)."""
+    """Exact-length prompts from one tokenizer (an HF tokenizer with encode/decode).
+
+    A prompt is random whole-word tokens (a space mark, then letters) that each encode back to
+    themselves: their decoded text splits at the spaces into the same tokens again, so the
+    server, tokenizing the text, gets exactly the ids drawn. Special tokens the tokenizer adds
+    (a BOS) count in the length, as in the server's ``usage.prompt_tokens``. A tokenizer
+    without such words falls back to decode / encode / adjust (vLLM's random dataset), and
+    a prompt that never settles keeps its true count (``prompt_len`` of the request says so).
+    """
 
     def __init__(self, tokenizer: Any, seed: int, prefix_len: int = 0) -> None:
         self.tok = tokenizer
         self.rng = random.Random(seed)
-        special = set(getattr(tokenizer, "all_special_ids", []) or [])
-        self.vocab = [i for i in range(len(tokenizer)) if i not in special]
-        self.prefix = self._random(prefix_len)
+        self.specials = _num_special(tokenizer)
+        self.vocab = _stable_words(tokenizer) or _plain_vocab(tokenizer)
+        self.prefix = self._random(max(0, prefix_len - self.specials))
 
     def _random(self, n: int) -> list[int]:
         return [self.rng.choice(self.vocab) for _ in range(n)]
 
-    def _encode(self, text: str) -> list[int]:
-        return list(self.tok.encode(text, add_special_tokens=False))
+    def count(self, text: str) -> int:
+        """Tokens of ``text`` as a server counts them (special tokens included)."""
+        return len(self.tok(text)["input_ids"])
 
     def prompt(self, n: int) -> tuple[str, int]:
         """(text, its token count): exactly ``n`` unless the tokenizer never settles."""
-        ids = self.prefix[:n] + self._random(max(0, n - len(self.prefix)))
-        text, count = "", 0
+        want = max(1, n - self.specials)
+        ids = self.prefix[:want] + self._random(max(0, want - len(self.prefix)))
+        text = ""
         for _ in range(_TRIES):
             text = self.tok.decode(ids, skip_special_tokens=True)
-            enc = self._encode(text)
-            count = len(enc)
-            if count == n:
-                return text, n
-            ids = enc[:n] if count > n else enc + self._random(n - count)
-        return text, count
+            enc = _encode(self.tok, text)
+            if len(enc) == want:
+                break
+            ids = enc[:want] if len(enc) > want else enc + self._random(want - len(enc))
+        return text, self.count(text)
+
+
+def _num_special(tokenizer: Any) -> int:
+    try:
+        return int(tokenizer.num_special_tokens_to_add(pair=False))
+    except (AttributeError, TypeError):
+        return 0
+
+
+def _plain_vocab(tokenizer: Any) -> list[int]:
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    return [i for i in range(len(tokenizer)) if i not in special]
+
+
+_WORDS: dict[int, tuple[Any, list[int]]] = {}  # id(tokenizer) -> (it, its stable words)
+
+
+def _stable_words(tokenizer: Any) -> list[int]:
+    """Ids of whole-word tokens that encode back to themselves, alone and after another
+    (found once per tokenizer)."""
+    hit = _WORDS.get(id(tokenizer))
+    if hit is not None and hit[0] is tokenizer:
+        return hit[1]
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    ids = [i for i in range(len(tokenizer)) if i not in special]
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    cands = [i for i, p in zip(ids, pieces, strict=True) if _word_piece(p)]
+    words: list[int] = []
+    if cands:  # each after a word, as it sits in a prompt
+        anchor = cands[0]
+        texts = tokenizer.batch_decode([[anchor, i] for i in cands])
+        encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        words = [i for i, enc in zip(cands, encoded, strict=True) if list(enc) == [anchor, i]]
+    probe = words[:64]  # the split really falls at the spaces
+    if len(words) < 16 or _encode(tokenizer, tokenizer.decode(probe)) != probe:
+        words = []
+    _WORDS[id(tokenizer)] = (tokenizer, words)
+    return words
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer.encode(text, add_special_tokens=False))
