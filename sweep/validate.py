@@ -108,15 +108,20 @@ def check_backend(cell: CellConfig, on_this_host: bool = True) -> None:
         raise ConfigError("backend=sglang needs a real model: set model.path=DIR or a model=...")
 
 
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported here (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def check_serving(cell: CellConfig, on_this_host: bool = True) -> None:
     """A serving cell's server can be started here (its packages are installed), and its
     model has a tokenizer (prompts are text of an exact token length)."""
-    import importlib.util
-
     from workers.serving.engines import INSTALL_HINTS, REQUIRED_MODULES
 
     kind = cell.server.kind
-    missing = [m for m in REQUIRED_MODULES.get(kind, ()) if importlib.util.find_spec(m) is None]
+    missing = [m for m in REQUIRED_MODULES.get(kind, ()) if not installed(m)]
     if missing and on_this_host:
         raise ConfigError(f"{INSTALL_HINTS[kind]} (missing here: {', '.join(missing)})")
     if cell.model.name != "tiny" and not cell.model.path:
