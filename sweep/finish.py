@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jobs.files import json_safe
+from jobs.files import RecordError, json_safe
 from jobs.identity import PlannedCell
-from jobs.record import flat_row
+from jobs.record import RECORD_FILE, flat_row
 from sweep.store import store_sweep
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class SweepResults:
         self._file: Any = None
         self._started = False
         self.new = 0  # records made in this process (not read back by resume)
+        self.extra: dict[str, dict[str, Any]] = {}  # cell dir -> row: records of other runs
 
     def register(self, cell_dirs: list[str]) -> None:
         """The cells of one launch belong to the sweep."""
@@ -122,20 +123,26 @@ class SweepResults:
 
         self.close()
         cell_dirs = list(self.cells)
-        rows = [self.rows[d] for d in cell_dirs if d in self.rows]
+        earlier, unreadable = self._earlier()
+        own = [self.rows[d] for d in cell_dirs if d in self.rows]
+        rows = own + earlier
         missing = [d for d in cell_dirs if d not in self.rows]
-        if not rows:
+        if not own:
             print(f"sweep {'interrupted' if interrupted else 'ended'}: no cell has a record")
-            return rows
-        trend_db = store_sweep(store, self.dir, rows)
-        manifest = _manifest(rows, missing, plots) + f"slo={sorted((slo or {}).items())}\n"
+            self.partial.unlink(missing_ok=True)
+            return own
+        trend_db = store_sweep(store, self.dir, own)
+        manifest = (
+            _manifest(self.dir, rows, missing, plots) + f"slo={sorted((slo or {}).items())}\n"
+        )
+        manifest += "".join(f"unreadable {p}: {why}\n" for p, why in unreadable)
         if self._up_to_date(manifest):
             self.partial.unlink(missing_ok=True)
             print(f"nothing ran: the outputs in {self.dir} are up to date")
         else:
             os.replace(self.partial, self.dir / RESULTS_JSONL)
-            unreadable = [
-                (str(self.dir / m / "record.json"), "missing or cut short") for m in missing
+            unreadable += [
+                (str(self.dir / m / RECORD_FILE), "missing or cut short") for m in missing
             ]
             paths = write_outputs(
                 self.dir,
@@ -149,10 +156,15 @@ class SweepResults:
             (self.dir / MANIFEST).write_text(manifest)
             log.debug("wrote %s", ", ".join(paths))
         print(summary_table(rows))
-        bad = [r for r in rows if r.get("status") != "ok"]
+        if earlier:
+            print(
+                f"{len(earlier)} record(s) in {self.dir} from earlier runs with other values "
+                "are in its outputs too (a directory's report holds every record under it)"
+            )
+        bad = [r for r in own if r.get("status") != "ok"]
         state = "interrupted" if interrupted else "finished"
         print(
-            f"sweep {state}: {len(rows) - len(bad)} ok, {len(bad)} not ok, {len(missing)} "
+            f"sweep {state}: {len(own) - len(bad)} ok, {len(bad)} not ok, {len(missing)} "
             f"missing of {len(cell_dirs)} cells; results in {self.dir / RESULTS_JSONL}"
         )
         for r in bad:
@@ -161,7 +173,34 @@ class SweepResults:
         for m in missing:
             print(f"  missing {m}: run the same command again to finish it")
         sys.stdout.flush()
-        return rows
+        return own
+
+    def _earlier(self) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+        """The records under the directory that are not cells of this sweep (earlier runs
+        into it with other values), appended to results.jsonl once; unreadable ones as
+        (path, why). A directory's outputs hold every readable record under it, as
+        `python -m aggregate` of it does (docs/aggregate.md)."""
+        from aggregate.reader import find_record_files, read_record
+
+        unreadable: list[tuple[str, str]] = []
+        new: list[dict[str, Any]] = []
+        for path in find_record_files(self.dir):
+            rel = path.parent.relative_to(self.dir).as_posix()
+            if rel in self.cells or rel in self.extra:
+                continue
+            try:
+                record = read_record(path)
+            except RecordError as exc:
+                unreadable.append((str(path), str(exc)))
+                continue
+            new.append(record)
+            self.extra[rel] = summary_row(record, self._envs)
+        if new:
+            self._started = True  # a later launch goes on from results.jsonl, these included
+            with self.partial.open("a", encoding="utf-8") as f:
+                for record in new:
+                    f.write(json.dumps(json_safe(record), ensure_ascii=False, default=str) + "\n")
+        return [r for d, r in self.extra.items() if d not in self.cells], unreadable
 
     def _up_to_date(self, manifest: str) -> bool:
         """Nothing ran in this launch and the outputs were written from these very records."""
@@ -173,10 +212,23 @@ class SweepResults:
             return False
 
 
-def _manifest(rows: list[dict[str, Any]], missing: list[str], plots: bool) -> str:
+def _manifest(root: Path, rows: list[dict[str, Any]], missing: list[str], plots: bool) -> str:
+    """What the outputs are built from: every record (its id, end, and its file's size,
+    mtime and content hash on disk: a record changed since makes the outputs stale)."""
     h = hashlib.sha256()
     for r in sorted(rows, key=lambda r: str(r.get("cell_dir"))):
-        h.update(f"{r.get('cell_dir')}|{r.get('cell_id')}|{r.get('finished_at')}\n".encode())
+        h.update(f"{r.get('cell_dir')}|{r.get('cell_id')}|{r.get('finished_at')}|".encode())
+        h.update(f"{_file_state(root / str(r.get('cell_dir')) / RECORD_FILE)}\n".encode())
     for m in sorted(missing):
         h.update(f"missing {m}\n".encode())
     return f"{h.hexdigest()} plots={plots}\n"
+
+
+def _file_state(path: Path) -> str:
+    """size, mtime (ns) and sha256 of a file; 'absent' when it cannot be read."""
+    try:
+        st = path.stat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "absent"
+    return f"{st.st_size}:{st.st_mtime_ns}:{digest}"
