@@ -28,6 +28,11 @@ def write_job_files(job: Job) -> None:
 def lost_outcome(job: Job, error: BaseException) -> Outcome:
     """The outcome of a job whose worker was lost (killed, timed out, no node left)."""
     status = Status.OOM if isinstance(error, HostOutOfMemory) else Status.FAILED
+    if isinstance(error, HostOutOfMemory):  # the settings of this benchmark that change it
+        error = HostOutOfMemory(
+            f"{error} (here: device.cpus_per_cell, 0 = a whole node per cell; or a smaller "
+            "batch / seq)"
+        )
     outcome = Outcome.failure(error, status, flags=[Flag.WORKER_LOST])
     if job.payload.cell.backend.name == "sim":
         outcome.flags.append(Flag.SIMULATED)

@@ -24,6 +24,7 @@ from aggregate.tables import (
     fmt_s,
     fmt_tps,
     markdown,
+    marks,
     ok_number,
     value_text,
 )
@@ -122,8 +123,9 @@ def serving_section(
 
 
 def _num(rec: Record, key: str, fmt: Any) -> str:
+    """A number with its cell's flag marks (unstable, host_busy, ...), as in every table."""
     v = ok_number(rec, key)
-    return MISSING if v is None else fmt(v)
+    return MISSING if v is None else fmt(v) + marks(rec)
 
 
 def serving_vs_static(records: Sequence[Record]) -> list[str]:

@@ -12,6 +12,7 @@ directory as Hydra users expect it (it is told the job's composed task config to
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,6 +28,21 @@ class WorkerLost(RuntimeError):
 
 class HostOutOfMemory(WorkerLost):
     """Ray's memory monitor killed the worker: its host ran out of memory (never retried)."""
+
+    @classmethod
+    def of(cls, what: str, exc: BaseException) -> HostOutOfMemory:
+        """One line instead of Ray's paragraph of advice: what ran out, how full the host
+        was, and the settings that change it."""
+        text = " ".join(str(exc).split())
+        used = re.search(r"was ([\d.]+ ?[KMGT]?B / [\d.]+ ?[KMGT]?B)", text)
+        limit = re.search(r"memory usage threshold of ([\d.]*\d)", text)
+        seen = f" ({used.group(1)} in use" if used else ""
+        seen += (f", over Ray's threshold {limit.group(1)})" if limit else ")") if seen else ""
+        return cls(
+            f"{what}: the host ran out of memory{seen}; Ray's memory monitor killed its worker "
+            "(not retried). Run fewer jobs at once (more CPUs per job) or smaller ones, or "
+            "raise RAY_memory_usage_threshold (a fraction of the host's memory)"
+        )
 
 
 @dataclass
