@@ -82,6 +82,7 @@ class SweepResults:
         self._started = False
         self.new = 0  # records made in this process (not read back by resume)
         self.extra: dict[str, dict[str, Any]] = {}  # cell dir -> row: records of other runs
+        self._shown: set[str] = set()  # cell dirs whose summary line was printed
 
     def register(self, cell_dirs: list[str]) -> None:
         """The cells of one launch belong to the sweep."""
@@ -119,7 +120,7 @@ class SweepResults:
         all (e.g. it could not start) writes nothing. ``slo``: the p99 budgets (ms) the
         report answers for (`slo_ttft_ms`, `slo_tpot_ms`). ``store``: the results store the
         rows are added to first (sweep/store.py; its trend panel goes into report.html)."""
-        from aggregate import summary_table, write_outputs
+        from aggregate import write_outputs
 
         self.close()
         cell_dirs = list(self.cells)
@@ -155,7 +156,7 @@ class SweepResults:
             )
             (self.dir / MANIFEST).write_text(manifest)
             log.debug("wrote %s", ", ".join(paths))
-        print(summary_table(rows))
+        self._print_summary(rows)
         if earlier:
             print(
                 f"{len(earlier)} record(s) in {self.dir} from earlier runs with other values "
@@ -174,6 +175,18 @@ class SweepResults:
             print(f"  missing {m}: run the same command again to finish it")
         sys.stdout.flush()
         return own
+
+    def _print_summary(self, rows: list[dict[str, Any]]) -> None:
+        """The summary table: every cell the first time; in a later launch of this sweep
+        in this process (a sweeper's next round) only the cells not shown yet."""
+        from aggregate import summary_table
+
+        fresh = [r for r in rows if str(r.get("cell_dir")) not in self._shown]
+        if self._shown and fresh:
+            print(f"{len(fresh)} cell(s) new since the last summary (report.md has them all):")
+        if fresh or not self._shown:
+            print(summary_table(fresh or rows))
+        self._shown.update(str(r.get("cell_dir")) for r in rows)
 
     def _earlier(self) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
         """The records under the directory that are not cells of this sweep (earlier runs
