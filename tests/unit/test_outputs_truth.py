@@ -135,3 +135,18 @@ def test_summary_labels_repeats_and_uses_one_tokens_per_j_format():
     text = summary_table(recs)
     assert all(f"2/r{k}" in text for k in (1, 2, 3))
     assert "0.000" in text and "12.500" in text and "1234.000" in text and "e+" not in text
+
+
+def test_host_oom_is_one_line_with_the_settings_to_change():
+    from hydra_plugins.ray_cells_launcher._app import HostOutOfMemory
+
+    ray_text = (
+        "1 worker(s) were killed due to the node running low on memory. Memory on the node "
+        "(IP: 10.0.0.1, ID: f3) was 4.34GB used / 23.54GB limit (0.18)\nOOM kill reason: "
+        "Memory usage 4658831360B exceeded threshold of 505521440B (2.0% of 25276071936B "
+        "limit)\nTop 10 memory users: ...\nRefer to the documentation on how to address ..."
+    )
+    err = HostOutOfMemory.of("cell-b1", RuntimeError(ray_text))
+    assert "\n" not in str(err) and "Refer to the documentation" not in str(err)
+    assert "(4.34GB of 23.54GB used, limit 2.0%)" in str(err)
+    assert "RAY_memory_usage_threshold" in str(err)
