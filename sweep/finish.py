@@ -90,6 +90,10 @@ class SweepResults:
 
     def add(self, record: dict[str, Any], new: bool = True) -> dict[str, Any]:
         """Keep one finished record (the latest per cell directory); returns its row."""
+        key = str(record.get("cell_dir"))
+        if not new and self.extra.pop(key, None) is not None:  # in results.jsonl already
+            self.rows[key] = summary_row(record, self._envs)
+            return self.rows[key]
         self.new += bool(new)
         if self._file is None:
             if self._started:  # a later launch of this sweep: go on from what it wrote
@@ -141,6 +145,8 @@ class SweepResults:
             self.partial.unlink(missing_ok=True)
             print(f"nothing ran: the outputs in {self.dir} are up to date")
         else:
+            if not self.partial.exists():  # this launch added no line: results as they are
+                shutil.copyfile(self.dir / RESULTS_JSONL, self.partial)
             os.replace(self.partial, self.dir / RESULTS_JSONL)
             unreadable += [
                 (str(self.dir / m / RECORD_FILE), "missing or cut short") for m in missing
@@ -159,8 +165,9 @@ class SweepResults:
         self._print_summary(rows)
         if earlier:
             print(
-                f"{len(earlier)} record(s) in {self.dir} from earlier runs with other values "
-                "are in its outputs too (a directory's report holds every record under it)"
+                f"{len(earlier)} record(s) under {self.dir} that this launch did not plan "
+                "(earlier runs into it, or a sweeper's later rounds) are in its outputs too: "
+                "a directory's report holds every record under it"
             )
         bad = [r for r in own if r.get("status") != "ok"]
         state = "interrupted" if interrupted else "finished"

@@ -60,12 +60,19 @@ def test_a_sweeps_report_holds_every_record_of_its_directory(tmp_path, capsys):
     write_record(tmp_path / earlier["cell_dir"], earlier)
     _sweep(tmp_path, [make_record(1, 64), make_record(2, 64)]).finish(plots=False)
     out = capsys.readouterr().out
-    assert "1 record(s) in" in out and "from earlier runs" in out
+    assert "1 record(s) under" in out and "this launch did not plan" in out
     assert "2 ok, 0 not ok, 0 missing of 2 cells" in out  # the sweep's own cells counted
     lines = (tmp_path / RESULTS_JSONL).read_text().splitlines()
     assert sorted(json.loads(x)["batch"] for x in lines) == [1, 2, 4]
     report = (tmp_path / "report.md").read_text()
     assert "| 4 |" in report  # the earlier cell is in the report, as `python -m aggregate`'s
+    # A sweeper's later round plans that cell (resumed): it is written once, not twice.
+    results = SweepResults.for_dir(tmp_path)
+    results.register([earlier["cell_dir"]])
+    results.add(json.loads((tmp_path / earlier["cell_dir"] / "record.json").read_text()), False)
+    results.finish(plots=False)
+    lines = (tmp_path / RESULTS_JSONL).read_text().splitlines()
+    assert sorted(json.loads(x)["batch"] for x in lines) == [1, 2, 4]
 
 
 def test_a_changed_record_makes_the_outputs_stale(tmp_path, capsys):
