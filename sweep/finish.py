@@ -96,8 +96,8 @@ class SweepResults:
             return self.rows[key]
         self.new += bool(new)
         if self._file is None:
-            if self._started:  # a later launch of this sweep: go on from what it wrote
-                shutil.copyfile(self.dir / RESULTS_JSONL, self.partial)
+            if self._started and (self.dir / RESULTS_JSONL).is_file():  # a later launch of
+                shutil.copyfile(self.dir / RESULTS_JSONL, self.partial)  # it: go on from that
             self._file = self.partial.open("a" if self._started else "w", encoding="utf-8")
             self._started = True
         self._file.write(json.dumps(json_safe(record), ensure_ascii=False, default=str) + "\n")
@@ -145,8 +145,9 @@ class SweepResults:
             self.partial.unlink(missing_ok=True)
             print(f"nothing ran: the outputs in {self.dir} are up to date")
         else:
-            if not self.partial.exists():  # this launch added no line: results as they are
-                shutil.copyfile(self.dir / RESULTS_JSONL, self.partial)
+            if not self.partial.exists() and (self.dir / RESULTS_JSONL).is_file():
+                shutil.copyfile(self.dir / RESULTS_JSONL, self.partial)  # no line added here
+            self.partial.touch()
             os.replace(self.partial, self.dir / RESULTS_JSONL)
             unreadable += [
                 (str(self.dir / m / RECORD_FILE), "missing or cut short") for m in missing
@@ -216,6 +217,9 @@ class SweepResults:
             new.append(record)
             self.extra[rel] = summary_row(record, self._envs)
         if new:
+            done = self.dir / RESULTS_JSONL
+            if self._started and not self.partial.exists() and done.is_file():  # go on from it
+                shutil.copyfile(self.dir / RESULTS_JSONL, self.partial)
             self._started = True  # a later launch goes on from results.jsonl, these included
             with self.partial.open("a", encoding="utf-8") as f:
                 for record in new:
