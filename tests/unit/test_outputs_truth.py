@@ -157,3 +157,18 @@ def test_host_oom_is_one_line_with_the_settings_to_change():
     assert "\n" not in str(err) and "Refer to the documentation" not in str(err)
     assert "(4.34GB of 23.54GB used, limit 2.0%)" in str(err)
     assert "RAY_memory_usage_threshold" in str(err)
+
+
+def test_a_later_round_prints_only_its_new_cells(tmp_path, capsys):
+    first = [make_record(1, 64), make_record(2, 64)]
+    results = _sweep(tmp_path, first)
+    results.finish(plots=False)
+    assert capsys.readouterr().out.count(" 64  ok") == 2
+    later = make_record(4, 64)
+    results.register([later["cell_dir"]])
+    write_record(tmp_path / later["cell_dir"], later)
+    results.add(later)
+    results.finish(plots=False)
+    out = capsys.readouterr().out
+    assert "1 cell(s) new since the last summary" in out and out.count(" 64  ok") == 1
+    assert "3 ok, 0 not ok, 0 missing of 3 cells" in out
