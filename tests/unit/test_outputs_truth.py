@@ -172,3 +172,30 @@ def test_a_later_round_prints_only_its_new_cells(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1 cell(s) new since the last summary" in out and out.count(" 64  ok") == 1
     assert "3 ok, 0 not ok, 0 missing of 3 cells" in out
+
+
+def test_the_serving_bound_counts_no_more_in_flight_than_were_sent(monkeypatch):
+    from jobs.config import from_values
+    from jobs.record import Outcome, Status
+    from workers.serving import measure
+
+    seen = []
+
+    def fake_bound(metrics, cell, info, kind, name):
+        seen.append(cell.batch)
+        keys = ("bound_ttft_s", "bound_tpot_s", "bound_source", "bound_output_tokens_per_s")
+        return {**dict.fromkeys(keys), "bound_fraction": None}, []
+
+    class FakeServer:
+        process = object()
+
+        def model_info(self):
+            return None
+
+    monkeypatch.setattr(measure, "bound_fields", fake_bound)
+    cell = from_values({"workload": {"name": "serve", "num_requests": 3}, "concurrency": 8,
+                        "seq": 16, "prompt_len": 16, "device": {"name": "cpu"}})  # fmt: skip
+    out = Outcome(status=Status.OK, fields={"device": "cpu", "device_name": "cpu"})
+    m = {"ttft_s_mean": 0.1, "tpot_s_mean": 0.01, "output_tokens_per_s": 10.0, "num_requests": 3}
+    measure._bounds(cell, m, FakeServer(), out)
+    assert seen == [1, 3]  # one request alone, then min(concurrency 8, 3 requests sent)
