@@ -137,9 +137,8 @@ def write_answered(
         from aggregate.render.plots.static import write_plots  # matplotlib only when asked
 
         figures = write_plots(root, shown, answers)
-    report = build_report(
-        root, shown, unreadable, figures, answer_sections(answers, figures) + quality_section(shown)
-    )
+    sections = answer_sections(answers, figures) + quality_section(shown)
+    report = build_report(root, shown, unreadable, figures, sections, answers.slo)
     out[REPORT_MD] = atomic_write_text(root / REPORT_MD, report)
     panels = []
     if trend_db is not None and Path(trend_db).is_file():

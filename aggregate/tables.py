@@ -7,6 +7,7 @@ Markdown is :func:`markdown`. Text conventions, used by every table and the repo
   FAILED [n] / OOM [n]   the cell did not finish; reason n is listed below the table
   * † ‡ § ° ¶ ^  flags of the cell (see FLAG_MARKS)
   invalid    the cell reported an energy figure whose validity rules failed (never shown)
+  no source  the cell had no energy source (none readable; serving cells: not measured)
 """
 
 from __future__ import annotations
@@ -24,6 +25,19 @@ MISSING = "—"
 NOT_REPORTED = "n/a"
 SIMULATED = "SIMULATED"
 NOT_VALID = "invalid"
+NO_SOURCE = "no source"
+# Energy reasons that mean there was nothing to measure with, not a figure that failed.
+NO_SOURCE_REASONS = frozenset({"source_missing", "not_measured"})
+
+
+def energy_state_text(rec: dict[str, Any]) -> str:
+    """Why a record with ``energy_valid: false`` shows no energy figure: ``no source`` when
+    it had none to read (source_missing, not_measured), else ``invalid``."""
+    reasons = rec.get("energy_invalid_reasons")
+    if isinstance(reasons, str):
+        reasons = [r for r in reasons.split(";") if r]
+    return NO_SOURCE if reasons and set(reasons) <= NO_SOURCE_REASONS else NOT_VALID
+
 
 # Flag -> mark appended to a cell's numbers; what each flag means is jobs.record's.
 FLAG_MARKS = {
@@ -218,7 +232,7 @@ def value_text(rec: Record | None, metric: Metric, notes: FailureNotes) -> str:
         return notes.ref(rec)
     value = rec.get(metric.key)
     if metric.valid is not None and rec.get(metric.valid) is False:
-        return NOT_VALID
+        return energy_state_text(rec)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return NOT_REPORTED
     if metric.valid is not None and rec.get(metric.valid) is not True:

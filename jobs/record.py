@@ -81,6 +81,7 @@ class EnergyReason(str, Enum):
     SAMPLE_GAP = "sample_gap"
     COUNTER_RESET = "counter_reset"
     COUNTER_WRAP = "counter_wrap"
+    NOT_MEASURED = "not_measured"
 
 
 ENERGY_REASON_MEANINGS: dict[str, str] = {
@@ -92,6 +93,8 @@ ENERGY_REASON_MEANINGS: dict[str, str] = {
     EnergyReason.SAMPLE_GAP: "readings missing for a stretch of the window (failed or late reads)",
     EnergyReason.COUNTER_RESET: "the energy counter went backwards (driver reload or reset)",
     EnergyReason.COUNTER_WRAP: "the counter may have wrapped more than once between two reads",
+    EnergyReason.NOT_MEASURED: "energy is not measured for this kind of cell (a serving cell: "
+    "no sampler runs around the load of a server)",
 }
 
 # Flat top-level keys that tables and other tools rely on (always present, maybe null).
@@ -209,6 +212,8 @@ def build_record(
     if cell.serving:
         rec.update(serving_inputs(cell))
     rec.update(outcome.fields)
+    if cell.serving and rec.get("energy_valid") is None:  # no sampler: say so, keys unchanged
+        rec.update(energy_valid=False, energy_invalid_reasons=[EnergyReason.NOT_MEASURED.value])
     rec.update(
         status=Status(outcome.status).value,
         flags=list(dict.fromkeys(Flag(f).value for f in outcome.flags)),

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from aggregate.leftovers import PARTIAL_RESULTS
-from jobs.files import json_safe
+from jobs.files import RecordError, json_safe
 from jobs.identity import PlannedCell
-from jobs.record import flat_row
+from jobs.record import RECORD_FILE, flat_row
 from sweep.store import store_sweep
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,8 @@ class SweepResults:
         self._file: Any = None
         self._started = False
         self.new = 0  # records made in this process (not read back by resume)
+        self.extra: dict[str, dict[str, Any]] = {}  # cell dir -> row: records of other runs
+        self._shown: set[str] = set()  # cell dirs whose summary line was printed
 
     def register(self, cell_dirs: list[str]) -> None:
         """The cells of one launch belong to the sweep."""
@@ -92,10 +94,14 @@ class SweepResults:
 
     def add(self, record: dict[str, Any], new: bool = True) -> dict[str, Any]:
         """Keep one finished record (the latest per cell directory); returns its row."""
+        key = str(record.get("cell_dir"))
+        if not new and self.extra.pop(key, None) is not None:  # in results.jsonl already
+            self.rows[key] = summary_row(record, self._envs)
+            return self.rows[key]
         self.new += bool(new)
         if self._file is None:
-            if self._started:  # a later launch of this sweep: go on from what it wrote
-                shutil.copyfile(self.dir / RESULTS_JSONL, self.partial)
+            if self._started and (self.dir / RESULTS_JSONL).is_file():  # a later launch of
+                shutil.copyfile(self.dir / RESULTS_JSONL, self.partial)  # it: go on from that
             self._file = self.partial.open("a" if self._started else "w", encoding="utf-8")
             self._started = True
         self._file.write(json.dumps(json_safe(record), ensure_ascii=False, default=str) + "\n")
@@ -122,24 +128,33 @@ class SweepResults:
         all (e.g. it could not start) writes nothing. ``slo``: the p99 budgets (ms) the
         report answers for (`slo_ttft_ms`, `slo_tpot_ms`). ``store``: the results store the
         rows are added to first (sweep/store.py; its trend panel goes into report.html)."""
-        from aggregate import summary_table, write_outputs
+        from aggregate import write_outputs
 
         self.close()
         cell_dirs = list(self.cells)
-        rows = [self.rows[d] for d in cell_dirs if d in self.rows]
+        earlier, unreadable = self._earlier()
+        own = [self.rows[d] for d in cell_dirs if d in self.rows]
+        rows = own + earlier
         missing = [d for d in cell_dirs if d not in self.rows]
-        if not rows:
+        if not own:
             print(f"sweep {'interrupted' if interrupted else 'ended'}: no cell has a record")
-            return rows
-        trend_db = store_sweep(store, self.dir, rows)
-        manifest = _manifest(rows, missing, plots) + f"slo={sorted((slo or {}).items())}\n"
+            self.partial.unlink(missing_ok=True)
+            return own
+        trend_db = store_sweep(store, self.dir, own)
+        manifest = (
+            _manifest(self.dir, rows, missing, plots) + f"slo={sorted((slo or {}).items())}\n"
+        )
+        manifest += "".join(f"unreadable {p}: {why}\n" for p, why in unreadable)
         if self._up_to_date(manifest):
             self.partial.unlink(missing_ok=True)
             print(f"nothing ran: the outputs in {self.dir} are up to date")
         else:
+            if not self.partial.exists() and (self.dir / RESULTS_JSONL).is_file():
+                shutil.copyfile(self.dir / RESULTS_JSONL, self.partial)  # no line added here
+            self.partial.touch()
             os.replace(self.partial, self.dir / RESULTS_JSONL)
-            unreadable = [
-                (str(self.dir / m / "record.json"), "missing or cut short") for m in missing
+            unreadable += [
+                (str(self.dir / m / RECORD_FILE), "missing or cut short") for m in missing
             ]
             paths = write_outputs(
                 self.dir,
@@ -152,11 +167,17 @@ class SweepResults:
             )
             (self.dir / MANIFEST).write_text(manifest)
             log.debug("wrote %s", ", ".join(paths))
-        print(summary_table(rows))
-        bad = [r for r in rows if r.get("status") != "ok"]
+        self._print_summary(rows)
+        if earlier:
+            print(
+                f"{len(earlier)} record(s) under {self.dir} that this launch did not plan "
+                "(earlier runs into it, or a sweeper's later rounds) are in its outputs too: "
+                "a directory's report holds every record under it"
+            )
+        bad = [r for r in own if r.get("status") != "ok"]
         state = "interrupted" if interrupted else "finished"
         print(
-            f"sweep {state}: {len(rows) - len(bad)} ok, {len(bad)} not ok, {len(missing)} "
+            f"sweep {state}: {len(own) - len(bad)} ok, {len(bad)} not ok, {len(missing)} "
             f"missing of {len(cell_dirs)} cells; results in {self.dir / RESULTS_JSONL}"
         )
         for r in bad:
@@ -166,7 +187,49 @@ class SweepResults:
         for m in missing:
             print(f"  missing {m}: run the same command again to finish it")
         sys.stdout.flush()
-        return rows
+        return own
+
+    def _print_summary(self, rows: list[dict[str, Any]]) -> None:
+        """The summary table: every cell the first time; in a later launch of this sweep
+        in this process (a sweeper's next round) only the cells not shown yet."""
+        from aggregate import summary_table
+
+        fresh = [r for r in rows if str(r.get("cell_dir")) not in self._shown]
+        if self._shown and fresh:
+            print(f"{len(fresh)} cell(s) new since the last summary (report.md has them all):")
+        if fresh or not self._shown:
+            print(summary_table(fresh or rows))
+        self._shown.update(str(r.get("cell_dir")) for r in rows)
+
+    def _earlier(self) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+        """The records under the directory that are not cells of this sweep (earlier runs
+        into it with other values), appended to results.jsonl once; unreadable ones as
+        (path, why). A directory's outputs hold every readable record under it, as
+        `python -m aggregate` of it does (docs/aggregate.md)."""
+        from aggregate.reader import find_record_files, read_record
+
+        unreadable: list[tuple[str, str]] = []
+        new: list[dict[str, Any]] = []
+        for path in find_record_files(self.dir):
+            rel = path.parent.relative_to(self.dir).as_posix()
+            if rel in self.cells or rel in self.extra:
+                continue
+            try:
+                record = read_record(path)
+            except RecordError as exc:
+                unreadable.append((str(path), str(exc)))
+                continue
+            new.append(record)
+            self.extra[rel] = summary_row(record, self._envs)
+        if new:
+            done = self.dir / RESULTS_JSONL
+            if self._started and not self.partial.exists() and done.is_file():  # go on from it
+                shutil.copyfile(self.dir / RESULTS_JSONL, self.partial)
+            self._started = True  # a later launch goes on from results.jsonl, these included
+            with self.partial.open("a", encoding="utf-8") as f:
+                for record in new:
+                    f.write(json.dumps(json_safe(record), ensure_ascii=False, default=str) + "\n")
+        return [r for d, r in self.extra.items() if d not in self.cells], unreadable
 
     def _up_to_date(self, manifest: str) -> bool:
         """Nothing ran in this launch and the outputs were written from these very records."""
@@ -178,10 +241,23 @@ class SweepResults:
             return False
 
 
-def _manifest(rows: list[dict[str, Any]], missing: list[str], plots: bool) -> str:
+def _manifest(root: Path, rows: list[dict[str, Any]], missing: list[str], plots: bool) -> str:
+    """What the outputs are built from: every record (its id, end, and its file's size,
+    mtime and content hash on disk: a record changed since makes the outputs stale)."""
     h = hashlib.sha256()
     for r in sorted(rows, key=lambda r: str(r.get("cell_dir"))):
-        h.update(f"{r.get('cell_dir')}|{r.get('cell_id')}|{r.get('finished_at')}\n".encode())
+        h.update(f"{r.get('cell_dir')}|{r.get('cell_id')}|{r.get('finished_at')}|".encode())
+        h.update(f"{_file_state(root / str(r.get('cell_dir')) / RECORD_FILE)}\n".encode())
     for m in sorted(missing):
         h.update(f"missing {m}\n".encode())
     return f"{h.hexdigest()} plots={plots}\n"
+
+
+def _file_state(path: Path) -> str:
+    """size, mtime (ns) and sha256 of a file; 'absent' when it cannot be read."""
+    try:
+        st = path.stat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "absent"
+    return f"{st.st_size}:{st.st_mtime_ns}:{digest}"

@@ -28,6 +28,12 @@ def write_job_files(job: Job) -> None:
 def lost_outcome(job: Job, error: BaseException) -> Outcome:
     """The outcome of a job whose worker was lost (killed, timed out, no node left)."""
     status = Status.OOM if isinstance(error, HostOutOfMemory) else Status.FAILED
+    if isinstance(error, HostOutOfMemory):  # one line, with the settings that change it
+        error = HostOutOfMemory(
+            f"host out of memory{error.usage}: Ray's memory monitor killed the worker, not "
+            "retried; raise device.cpus_per_cell (0 = a whole node) or lower batch/seq, or "
+            "raise RAY_memory_usage_threshold"
+        )
     outcome = Outcome.failure(error, status, flags=[Flag.WORKER_LOST])
     if job.payload.cell.backend.name == "sim":
         outcome.flags.append(Flag.SIMULATED)

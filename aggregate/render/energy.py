@@ -1,7 +1,8 @@
 """Energy in reports: the tokens/J and J/token pivots, and why cells have no valid figure.
 
 An energy number is shown only when its record says ``energy_valid: true``; a cell whose
-figure failed its validity rules shows ``invalid`` and the group lists the reasons
+figure failed its validity rules shows ``invalid``, one without any energy source (or a
+serving cell, whose energy is not measured) ``no source``; the group lists the reasons
 (``energy_invalid_reasons``, meanings in jobs/record.py).
 """
 
@@ -18,7 +19,8 @@ Record = dict[str, Any]
 
 
 def fmt_tokens_per_j(v: float) -> str:
-    return f"{v:.3g}"
+    """One format for every tokens/J figure (tables and the console): three decimals."""
+    return f"{v:.3f}"
 
 
 def fmt_j(v: float) -> str:

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from aggregate.answers.slo import Slo
+from aggregate.conflicts import conflict_section
 from aggregate.knee import knee_section
 from aggregate.render.energy import ENERGY_METRICS, energy_notes
 from aggregate.render.plots.names import COMPARE_FIGURE, GROUP_FIGURES, plot_name
@@ -198,9 +200,11 @@ def build_report(
     unreadable: Sequence[tuple[str, str]] = (),
     plots: Mapping[str, str] | None = None,
     answers: Sequence[str] = (),
+    slo: Slo | None = None,
 ) -> str:
     """The whole report.md text; ``plots`` maps relative PNG paths (as linked) to files;
-    ``answers``: the lines of the Answers part (render/answers.py), after the overview."""
+    ``answers``: the lines of the Answers part (render/answers.py), after the overview;
+    ``slo``: the one SLO of the report (``Answers.slo``), which every section judges."""
     plots = plots or {}
     static, serving = split(records)
     groups = group_records(static)
@@ -210,11 +214,12 @@ def build_report(
     flag_lines = legend(records)
     if flag_lines:
         lines += ["Flags:", ""] + [f"- {line}" for line in flag_lines] + [""]
+    lines += conflict_section(records)
     lines += answers
     for key, recs in groups.items():
         lines += _group(key, recs, plots)
     lines += _side_by_side(static, plots)
-    lines += serving_section(records, plots)
+    lines += serving_section(records, plots, slo or Slo())
     lines += knee_section(sweep_dir)
     lines += _unreadable(str(sweep_dir), unreadable)
     lines += _environment(records)

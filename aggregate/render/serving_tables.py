@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aggregate.answers.slo import Slo, records_slo
 from aggregate.render.plots.names import SERVE_PARETO_FIGURE, serving_figures
 from aggregate.serving import is_serving, load_label, load_value, serving_groups
 from aggregate.tables import (
@@ -23,6 +24,7 @@ from aggregate.tables import (
     fmt_s,
     fmt_tps,
     markdown,
+    marks,
     ok_number,
     value_text,
 )
@@ -47,41 +49,37 @@ LOAD_METRICS = (
 )
 
 
-def meets_slo(rec: Record) -> bool | None:
-    """None when the record has no SLO; else whether it is ok and within every limit."""
-    ttft, tpot = rec.get("slo_ttft_ms"), rec.get("slo_tpot_ms")
-    if not ttft and not tpot:
+def meets_slo(rec: Record, slo: Slo) -> bool | None:
+    """None when no SLO is set; else whether the cell is ok and within every budget (the
+    report's one SLO: ``Answers.slo``, the same the Answers section judges)."""
+    if not slo.active():
         return None
     if rec.get("status") != "ok":
         return False
-    checks = [(ttft, ok_number(rec, "ttft_s_p99")), (tpot, ok_number(rec, "tpot_s_p99"))]
-    return all(not limit or (v is not None and v * 1e3 <= limit) for limit, v in checks)
+    return slo.misses(rec) == []
 
 
-def highest_meeting_slo(recs: Sequence[Record]) -> str:
-    verdicts = [(r, meets_slo(r)) for r in recs]
-    if all(v is None for _, v in verdicts):
-        return "no SLO set (slo.ttft_ms / slo.tpot_ms)"
-    good = [r for r, v in verdicts if v]
-    slo = recs[0]
-    limits = ", ".join(
-        f"{name} p99 <= {slo[key]:g} ms"
-        for name, key in (("TTFT", "slo_ttft_ms"), ("TPOT", "slo_tpot_ms"))
-        if slo.get(key)
-    )
+def highest_meeting_slo(recs: Sequence[Record], slo: Slo | None = None) -> str:
+    """The highest load of one curve meeting ``slo`` (default: the one the records ran with)."""
+    slo = records_slo(recs) if slo is None else slo
+    if not slo.active():
+        return "no SLO set (slo.ttft_ms / slo.tpot_ms, or --slo-*-ms)"
+    good = [r for r in recs if meets_slo(r, slo)]
     if not good:
-        return f"no load level meets the SLO ({limits})"
+        return f"no load level meets the SLO ({slo.text()})"
     best = max(good, key=load_value)
-    return f"**{load_label(best)}** ({limits}; {fmt_tps(best['output_tokens_per_s'])} out tok/s)"
+    return (
+        f"**{load_label(best)}** ({slo.text()}; {fmt_tps(best['output_tokens_per_s'])} out tok/s)"
+    )
 
 
-def load_table(recs: Sequence[Record], notes: FailureNotes) -> Table:
+def load_table(recs: Sequence[Record], notes: FailureNotes, slo: Slo) -> Table:
     table = Table(["load", *(m.title for m in LOAD_METRICS), "failed", "SLO"])
     for rec in recs:
-        slo = {None: MISSING, True: "yes", False: "no"}[meets_slo(rec)]
+        meets = {None: MISSING, True: "yes", False: "no"}[meets_slo(rec, slo)]
         failed = f"{rec.get('failed_requests')}/{rec.get('num_requests')}"
         cells = [value_text(rec, m, notes) for m in LOAD_METRICS]
-        table.rows.append([load_label(rec), *cells, failed, slo])
+        table.rows.append([load_label(rec), *cells, failed, meets])
     return table
 
 
@@ -94,8 +92,11 @@ def _failures(notes: FailureNotes, recs: Sequence[Record]) -> list[str]:
     ]
 
 
-def serving_section(records: Sequence[Record], plots: Mapping[str, str]) -> list[str]:
-    """The report's serving part ([] without serving records)."""
+def serving_section(
+    records: Sequence[Record], plots: Mapping[str, str], slo: Slo | None = None
+) -> list[str]:
+    """The report's serving part ([] without serving records); ``slo``: the report's one SLO
+    (default: the one the records ran with)."""
     groups = serving_groups(records)
     if not groups:
         return []
@@ -109,10 +110,11 @@ def serving_section(records: Sequence[Record], plots: Mapping[str, str]) -> list
         "the client's event-loop lag (~: client_saturated).",
         "",
     ]
+    slo = records_slo(records) if slo is None else slo
     for key, recs in groups.items():
         notes = FailureNotes(recs)
-        lines += [f"### {key.label()}", "", markdown(load_table(recs, notes)), ""]
-        lines += [f"Highest load meeting the SLO: {highest_meeting_slo(recs)}", ""]
+        lines += [f"### {key.label()}", "", markdown(load_table(recs, notes, slo)), ""]
+        lines += [f"Highest load meeting the SLO: {highest_meeting_slo(recs, slo)}", ""]
         fails = _failures(notes, recs)
         if fails:
             lines += ["Cells that did not finish:", ""] + [f"- {f}" for f in fails] + [""]
@@ -125,8 +127,9 @@ def serving_section(records: Sequence[Record], plots: Mapping[str, str]) -> list
 
 
 def _num(rec: Record, key: str, fmt: Any) -> str:
+    """A number with its cell's flag marks (unstable, host_busy, ...), as in every table."""
     v = ok_number(rec, key)
-    return MISSING if v is None else fmt(v)
+    return MISSING if v is None else fmt(v) + marks(rec)
 
 
 def serving_vs_static(records: Sequence[Record]) -> list[str]:

@@ -12,6 +12,7 @@ directory as Hydra users expect it (it is told the job's composed task config to
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,7 +27,28 @@ class WorkerLost(RuntimeError):
 
 
 class HostOutOfMemory(WorkerLost):
-    """Ray's memory monitor killed the worker: its host ran out of memory (never retried)."""
+    """Ray's memory monitor killed the worker: its host ran out of memory (never retried).
+    ``usage``: how full the host was, as Ray said it (" (4.3GB used / 23.5GB, ...)" or "")."""
+
+    usage: str = ""
+
+    @classmethod
+    def of(cls, what: str, exc: BaseException) -> HostOutOfMemory:
+        """One line instead of Ray's paragraph of advice: what ran out, how full the host
+        was, and what changes it."""
+        text = " ".join(str(exc).split())
+        used = re.search(r"was ([\d.]+ ?[KMGT]?B)(?: used)? / ([\d.]+ ?[KMGT]?B)", text)
+        limit = re.search(r"\(([\d.]+%) of \d+B limit\)|usage threshold of ([\d.]*\d)", text)
+        usage = f"{used.group(1)} of {used.group(2)} used" if used else ""
+        if limit:
+            usage += f"{', ' if usage else ''}limit {limit.group(1) or limit.group(2)}"
+        err = cls(
+            f"{what}: the host ran out of memory{f' ({usage})' if usage else ''}: Ray's memory "
+            "monitor killed its worker (not retried); run fewer or smaller jobs at once, or "
+            "raise RAY_memory_usage_threshold"
+        )
+        err.usage = f" ({usage})" if usage else ""
+        return err
 
 
 @dataclass

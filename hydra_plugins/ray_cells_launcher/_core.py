@@ -24,7 +24,7 @@ from ._app import App, Job
 from ._compose import Composer
 from ._progress import Progress
 from ._scheduler import Scheduler
-from ._session import Planner, Session, finished_return, interrupt
+from ._session import Planner, finished_return, interrupt, open_session, release
 from ._settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def _launch(launcher: Any, overrides: Sequence[Sequence[str]], start: int, jobs:
     sweep_dir = os.path.abspath(str(launcher.config.hydra.sweep.dir))
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     work_dir = _task_dir(launcher.task_function) if s.ship_working_dir else None
-    session = Session(s, work_dir, app.env_vars())
+    session = open_session(s, work_dir, app.env_vars())  # a sweeper's rounds: one
     jobs += [Job(start + i, list(o)) for i, o in enumerate(overrides)]
     interrupted = False
     try:
@@ -110,7 +110,7 @@ def _launch(launcher: Any, overrides: Sequence[Sequence[str]], start: int, jobs:
             signal.signal(signal.SIGTERM, signal.SIG_IGN),
         )
         try:
-            session.stop()
+            release(session)
             app.on_end(jobs, sweep_dir, interrupted)
         finally:
             signal.signal(signal.SIGINT, old[0])

@@ -238,11 +238,7 @@ class Scheduler:
             return
         what = self.app.describe(job)
         if oom:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            err: WorkerLost = HostOutOfMemory(
-                f"{what}: Ray's memory monitor killed its worker, the host ran out of memory "
-                f"(not retried): {first}"
-            )
+            err: WorkerLost = HostOutOfMemory.of(what, exc)
         elif isinstance(exc, TimeoutError):
             err = WorkerLost(f"{what}: {exc}; its worker was killed")
         elif isinstance(exc, Unplaceable):

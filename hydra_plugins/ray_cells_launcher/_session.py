@@ -4,6 +4,8 @@ plans its jobs with."""
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobRuntime, JobStatus
@@ -40,6 +42,38 @@ class Session:
         if self.cluster is not None:
             _cluster.stop(self.cluster)
             self.cluster = None
+
+
+_HELD: dict[str, Any] = {"depth": 0, "session": None}
+
+
+@contextmanager
+def one_session() -> Iterator[None]:
+    """Launches inside share one Ray session, stopped when the block ends: a sweeper's
+    rounds start Ray once instead of once per round (until_oom_sweeper.py)."""
+    _HELD["depth"] += 1
+    try:
+        yield
+    finally:
+        _HELD["depth"] -= 1
+        if _HELD["depth"] == 0 and _HELD["session"] is not None:
+            session, _HELD["session"] = _HELD["session"], None
+            session.stop()
+
+
+def open_session(settings: Settings, work_dir: str | None, env: dict[str, str]) -> Session:
+    """This launch's session: the held one inside :func:`one_session` (made on first use)."""
+    if not _HELD["depth"]:
+        return Session(settings, work_dir, env)
+    if _HELD["session"] is None:
+        _HELD["session"] = Session(settings, work_dir, env)
+    return _HELD["session"]
+
+
+def release(session: Session) -> None:
+    """The end of a launch: its session stops unless :func:`one_session` holds it."""
+    if session is not _HELD["session"]:
+        session.stop()
 
 
 class Planner:

@@ -10,7 +10,8 @@ and a chain ends at its first job that does not complete with a return value say
 ``status: ok`` without any of ``hydra.sweeper.stop_flags`` (``above_bound``): an ``oom`` or
 failed cell, or one faster than the hardware allows; or when the next value would exceed
 ``hydra.sweeper.max_value``. Each round is an ordinary launch, so the sweep resumes like any
-other: finished jobs are skipped and their results decide the next round.
+other: finished jobs are skipped and their results decide the next round. Under the
+``ray_cells`` launcher the rounds share one Ray session (started once, stopped at the end).
 """
 
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
+from ._session import one_session
 from .cells_sweeper import CellsSweeper, CellsSweeperConf
 
 
@@ -86,6 +88,11 @@ class BatchUntilOOMSweeper(CellsSweeper):
         combos, starts = self._chains(arguments)
         OmegaConf.save(self.config, Path(str(self.config.hydra.sweep.dir)) / "multirun.yaml")
         chains = [(c, v) for c in combos for v in starts if v <= self.max_value]
+        with one_session():  # Ray starts once for every round
+            return self._rounds(chains)
+
+    def _rounds(self, chains: List[Tuple[List[str], int]]) -> Any:
+        assert self.launcher is not None
         returns: List[Sequence[JobReturn]] = []
         idx = 0
         while chains:

@@ -10,7 +10,7 @@ from typing import Any
 
 from aggregate import compare, compare_markdown, summary_table, write_outputs
 from aggregate.render.energy import J_PER_TOKEN, TOKENS_PER_J, energy_notes
-from aggregate.tables import NOT_VALID, FailureNotes, pivot
+from aggregate.tables import NO_SOURCE, NOT_VALID, FailureNotes, pivot
 from tests.unit.test_aggregate import PNG_SIGNATURE, make_record
 
 
@@ -41,9 +41,11 @@ def test_pivots_show_valid_figures_only():
     recs.append(with_energy(8, 64, 0.5, energy_valid=False, energy_invalid_reasons=["sample_gap"]))
     notes = FailureNotes(recs)
     rows = {r[0]: r[1] for r in pivot(recs, TOKENS_PER_J, notes).rows}
-    assert rows == {"1": "0.5", "2": "1", "4": NOT_VALID, "8": NOT_VALID}
+    assert rows == {"1": "0.500", "2": "1.000", "4": NO_SOURCE, "8": NOT_VALID}
     rows = {r[0]: r[1] for r in pivot(recs, J_PER_TOKEN, notes).rows}
-    assert rows["1"] == "2" and rows["8"] == NOT_VALID  # a number that failed is not shown
+    assert (
+        rows["1"] == "2" and rows["8"] == NOT_VALID and rows["4"] == NO_SOURCE
+    )  # a number that failed is not shown
     old = make_record(16, 64)  # a record from before energy was measured
     assert {r[0]: r[1] for r in pivot([old], TOKENS_PER_J, notes).rows}["16"] == "n/a"
 
@@ -65,7 +67,7 @@ def test_report_csv_and_plot(tmp_path: Path):
     tpj = report.index("### Output tokens/J, batch x seq")
     jpt = report.index("### Energy per output token (J), batch x seq")
     assert tps < tpj < jpt < report.index("### E2E latency p50")
-    assert "| 8 | invalid | — |" in report
+    assert "| 8 | no source | — |" in report
     assert "`source_missing` in 1 cell(s)" in report
     with open(tmp_path / "results.csv") as f:
         header = next(csv.reader(f))
@@ -76,13 +78,13 @@ def test_report_csv_and_plot(tmp_path: Path):
     energy_png = [p for p in out if p.endswith("-energy.png")]
     assert len(energy_png) == 1
     assert (tmp_path / energy_png[0]).read_bytes().startswith(PNG_SIGNATURE)
-    assert "tok/J" in summary_table(recs) and NOT_VALID in summary_table(recs)
+    assert "tok/J" in summary_table(recs) and NO_SOURCE in summary_table(recs)
 
 
 def test_simulated_energy_is_marked():
     recs = [with_energy(1, 64, 2.0, backend="sim", energy_source="simulated")]
     rows = pivot(recs, TOKENS_PER_J, FailureNotes(recs)).rows
-    assert rows[0][1] == "0.5°"  # the simulated mark
+    assert rows[0][1] == "0.500°"  # the simulated mark
     assert any("simulator's power model" in line for line in energy_notes(recs))
 
 

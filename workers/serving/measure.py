@@ -89,7 +89,8 @@ def _check(cell: CellConfig, m: dict[str, Any], server: Server, res: TrafficResu
 
 def _bounds(cell: CellConfig, m: dict[str, Any], server: Server, out: Outcome) -> None:
     """Roofline bounds: TTFT and TPOT of one request alone (batch 1), output tokens/s with
-    at most `concurrency` sequences in flight (none for an uncapped open loop or a url)."""
+    at most min(`concurrency`, requests sent) sequences in flight (none for an uncapped open
+    loop or a url)."""
     if server.process is None:
         out.fields["bound_source"] = "n/a: external server (server.url), device unknown"
         return
@@ -98,8 +99,9 @@ def _bounds(cell: CellConfig, m: dict[str, Any], server: Server, out: Outcome) -
     lat = {k: m[k] for k in ("ttft_s_mean", "tpot_s_mean")}
     b1, broken = bound_fields(lat, one, info, kind, name)
     fields = {k: b1[k] for k in ("bound_ttft_s", "bound_tpot_s", "bound_source")}
-    if cell.concurrency:
-        many = dataclasses.replace(cell, batch=cell.concurrency)
+    if cell.concurrency:  # never more in flight than the cell sent
+        sent = m.get("num_requests") or cell.workload.num_requests
+        many = dataclasses.replace(cell, batch=min(cell.concurrency, sent or cell.concurrency))
         tps = {"output_tokens_per_s": m["output_tokens_per_s"]}
         bc, more = bound_fields(tps, many, info, kind, name)
         fields.update(bound_output_tokens_per_s=bc["bound_output_tokens_per_s"])

@@ -2,7 +2,8 @@
 
 Headless like plots/static.py (matplotlib's Figure + Agg, no pyplot state).
   plots/pareto.png        one panel per (model, prompt length, workload); a colour per seq;
-                          filled points on the front (joined), hollow points dominated
+                          filled points on the front (joined), hollow points dominated;
+                          flagged cells ringed (render/plots/flagged.py)
   plots/oom-frontier.png  one panel per group: a mark per (seq, batch) cell by status and
                           the frontier between the largest batch that ran and the smallest OOM
 """
@@ -16,6 +17,7 @@ from typing import Any
 from aggregate.answers.compute import Answers
 from aggregate.answers.frontier import FrontierRow
 from aggregate.answers.pareto import Fronts, Point, Workload
+from aggregate.render.plots.flagged import mark_flagged
 from aggregate.render.plots.names import FRONTIER_FIGURE, PARETO_FIGURE
 from aggregate.render.plots.save import save_png
 from aggregate.tables import SIMULATED
@@ -76,6 +78,7 @@ def _pareto_panel(ax: Any, title: str, works: list[tuple[Workload, list[Point]]]
                         textcoords="offset points")  # fmt: skip
         xs += [p.x for p in points]
         ys += [p.y for p in points]
+    mark_flagged(ax, [(p.x, p.y, p.rec) for _, points in works for p in points])
     if _wide(xs):
         ax.set_xscale("log")
     if _wide(ys):

@@ -1,6 +1,7 @@
 """Serving figures (headless matplotlib, as plots/static.py): per server settings, throughput
 and latency percentiles against the load; one Pareto plot of output tokens/s per card
-against tokens/s per user over every group. Only ok cells are drawn."""
+against tokens/s per user over every group. Only ok cells are drawn; flagged ones are ringed
+and named in the legend (render/plots/flagged.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aggregate.render.plots.flagged import mark_flagged
 from aggregate.render.plots.names import SERVE_PARETO_FIGURE, serving_figures
 from aggregate.render.plots.save import save_png
 from aggregate.serving import ServingKey, load_label, load_value, serving_groups
@@ -20,6 +22,12 @@ _LATENCY = (("TTFT", "ttft_s"), ("TPOT", "tpot_s"))
 def _points(recs: Sequence[Record], key: str, scale: float = 1.0) -> tuple[list, list]:
     pts = [(load_value(r), v * scale) for r in recs if (v := ok_number(r, key)) is not None]
     return [x for x, _ in pts], [y for _, y in pts]
+
+
+def _flagged(ax: Any, recs: Sequence[Record], key: str, scale: float = 1.0) -> None:
+    """Ring the flagged cells of this curve (render/plots/flagged.py)."""
+    pts = [(load_value(r), v * scale, r) for r in recs if (v := ok_number(r, key)) is not None]
+    mark_flagged(ax, pts)
 
 
 def _xaxis(ax: Any, key: ServingKey, recs: Sequence[Record]) -> None:
@@ -39,6 +47,7 @@ def _xaxis(ax: Any, key: ServingKey, recs: Sequence[Record]) -> None:
 def _throughput(ax: Any, key: ServingKey, recs: Sequence[Record]) -> bool:
     xs, ys = _points(recs, "output_tokens_per_s")
     ax.plot(xs, ys, marker="o", label="output tokens/s")
+    _flagged(ax, recs, "output_tokens_per_s")
     bx, by = _points(recs, "bound_output_tokens_per_s")
     if bx and ys and max(by) > 20 * max(ys):  # drawn, it would flatten the measurement
         ax.plot([], [], linestyle="--", alpha=0.6,
@@ -55,6 +64,8 @@ def _latency(axes: Sequence[Any], key: ServingKey, recs: Sequence[Record]) -> bo
         for i, q in enumerate(("p50", "p90", "p99")):
             xs, ys = _points(recs, f"{prefix}_{q}", 1e3)
             ax.plot(xs, ys, marker="o", color=f"C{i}", label=f"{name} {q}")
+            if q == "p99":
+                _flagged(ax, recs, f"{prefix}_{q}", 1e3)
             drawn = drawn or bool(xs)
         ax.set_ylabel(f"{name} (ms)")
         _xaxis(ax, key, recs)

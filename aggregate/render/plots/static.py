@@ -9,7 +9,8 @@ Per group, with one line per seq and batch on a log2 axis:
 and, when the sweep has two or more groups, compare-throughput.png (one panel per seq);
 pareto.png and oom-frontier.png come from render/plots/answers.py. Where the bound is more
 than LOG_BOUND_RATIO x the measured tokens/s (a CPU), the throughput axis is logarithmic.
-Only ok cells are drawn; titles say how many cells are left out and carry SIMULATED when
+Only ok cells are drawn; flagged cells (unstable, host_busy, ...) get a red ring, their table
+marks and a legend entry (render/plots/flagged.py); titles say how many cells are left out and carry SIMULATED when
 any cell of the figure is simulated.
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 
 from aggregate.answers.compute import Answers
 from aggregate.render.plots.answers import answer_plots
+from aggregate.render.plots.flagged import mark_flagged
 from aggregate.render.plots.names import COMPARE_FIGURE, GROUP_FIGURES, PLOT_DIR, plot_name
 from aggregate.render.plots.save import save_png
 from aggregate.render.plots.serving import serving_plots
@@ -42,6 +44,16 @@ def _series(recs: Sequence[Record], key: str, scale: float = 1.0) -> dict[int, l
         value = ok_number(rec, key)
         if value is not None:
             out.setdefault(s, []).append((b, value * scale))
+    return out
+
+
+def _flagged_points(recs: Sequence[Record], key: str, scale: float) -> list[tuple]:
+    """(batch, value * scale, record) of the drawn cells, for :func:`mark_flagged`."""
+    out = []
+    for (b, _), rec in sorted(cell_map(recs).items()):
+        value = ok_number(rec, key)
+        if value is not None:
+            out.append((b, value * scale, rec))
     return out
 
 
@@ -70,6 +82,7 @@ def _draw(ax: Any, recs: Sequence[Record], key: str, scale: float, ylabel: str) 
     for seq, points in series.items():
         xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, marker="o", color=f"C{seqs.index(seq) % 10}", label=f"seq {seq}")
+    mark_flagged(ax, _flagged_points(recs, key, scale))
     batches = [b for pts in series.values() for b, _ in pts]
     if batches:
         _log2_batch_axis(ax, batches)
@@ -185,11 +198,12 @@ def compare_plot(groups: dict[GroupKey, list[Record]], plot_dir: Path) -> dict[s
     for ax, seq in zip(axes, seqs, strict=False):
         batches: list[int] = []
         for i, (key, recs) in enumerate(groups.items()):
-            points = _series([r for r in recs if r["seq"] == seq], "output_tokens_per_s")
-            for pts in points.values():
+            at_seq = [r for r in recs if r["seq"] == seq]
+            for pts in _series(at_seq, "output_tokens_per_s").values():
                 xs, ys = zip(*pts, strict=True)
                 batches += xs
                 ax.plot(xs, ys, marker="o", color=f"C{i % 10}", label=key.label())
+            mark_flagged(ax, _flagged_points(at_seq, "output_tokens_per_s", 1.0))
         ax.set_title(f"seq {seq}", fontsize=10)
         if batches:
             _log2_batch_axis(ax, batches)
