@@ -1,10 +1,11 @@
 """The results store end to end: sweeps at three commits of a test repository through
 `python -m aggregate store` and `history` (the commits between listed, the planted regression
 found, exit 3); and real simulated sweeps writing the store at their end, the second one's
-report.html carrying the trend panel."""
+report.html carrying the trend panel; two processes writing one store at once."""
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from aggregate.store.db import count
 from jobs.files import write_record
 from tests.conftest import ROOT
-from tests.unit.store_records import cell_records
+from tests.unit.store_records import cell_records, write_sweeps
 
 
 def git(repo: Path, *args: str) -> str:
@@ -86,3 +88,15 @@ def test_sim_sweeps_write_the_store_and_the_trend_panel(launch, tmp_path: Path) 
         ).fetchone() == (2, 2)
     assert "Trend (results store)" not in (tmp_path / "multirun/a/report.html").read_text()
     assert "Trend (results store)" in (tmp_path / "multirun/b/report.html").read_text()
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    db = str(tmp_path / "r.duckdb")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=write_sweeps, args=(db, str(tmp_path / w), 6)) for w in "ab"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert count(db) == 2 * 6 * 4

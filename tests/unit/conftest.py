@@ -14,8 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import ROOT
+
+# One intra-op thread: the unit tier's tensors are tiny, so a second thread only adds
+# fork/join cost (and spins badly on a busy host); records do not keep the thread count.
+torch.set_num_threads(1)
 
 
 def _launch_main(args: list[str]) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from aggregate.store.db import add_records
 from jobs.record import FLAT_KEYS, SCHEMA_VERSION
 
 _CLOCK = itertools.count()
@@ -40,3 +41,11 @@ def cell_records(
                       "torch": "2.13.0", "transformers": "5.25.0", "ray": "2.60.0"}  # fmt: skip
         out.append(rec)
     return out
+
+
+def write_sweeps(db: str, base: str, sweeps: int) -> None:
+    """``sweeps`` sweeps of one cell (4 repeats each) under ``base``, added to the store
+    ``db`` one sweep at a time: a writer of the concurrency tests."""
+    for i in range(sweeps):
+        recs = cell_records(f"{i:040d}", [10.0 + i, 11.0, 12.0, 13.0], cell=f"{base}{i:04d}")
+        add_records(db, f"{base}/sweep{i}", recs)

@@ -19,6 +19,7 @@ from jobs.config import (
     HFOptions,
     ModelConfig,
 )
+from jobs.quality import QualityConfig
 from workers import model_cache, run_cell
 from workers.backends import hf
 from workers.models import (
@@ -119,7 +120,12 @@ def test_compile_wiring_exact_tokens(tiny_cache, monkeypatch):
     """torch.compile through generate's compile_config, with dynamo's `eager` backend so the
     test does not wait for inductor code generation (bench/speed_switch.py runs inductor)."""
     monkeypatch.setattr(hf, "COMPILE_KWARGS", {"backend": "eager", "mode": None})
-    cell = tiny_cell(tiny_cache, HFOptions(compile=True), batch=2, seq=4, prompt_len=5)
+    # The check prompts in the cell's own shape: the check runs the decode step compiled in
+    # prepare() instead of tracing it again for a second shape.
+    check = QualityConfig(prompts=2, prompt_len=5, tokens=4)
+    cell = tiny_cell(
+        tiny_cache, HFOptions(compile=True), batch=2, seq=4, prompt_len=5, quality=check
+    )
     rec = run_cell(cell)
     assert rec["status"] == "ok", rec["error"]
     assert rec["generated_tokens"] == rec["expected_tokens"] == 8
@@ -128,3 +134,4 @@ def test_compile_wiring_exact_tokens(tiny_cache, monkeypatch):
     (backend,) = model_cache._LOADED.values()
     assert backend.model._last_compile_config.backend == "eager"  # the compiled forward ran
     assert backend.compiled_for == (2, 5, 4)  # compiled in prepare(), outside the timers
+    assert rec["check_status"] == "ok" and rec["check_tokens"] == 8

@@ -1,9 +1,9 @@
 """The results store (aggregate/store/db.py): one row per record, idempotent, safe with
-concurrent writers, exported to Parquet; and the sweep's hook that writes it."""
+concurrent writers (threads here; two processes in tests/integration/test_store_sweeps.py),
+exported to Parquet; and the sweep's hook that writes it."""
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from aggregate.store.cli import main as store_cli
 from aggregate.store.db import COLUMNS, add_records, count, export_parquet, read_rows
 from jobs.files import write_record
 from sweep.store import store_path, store_sweep
-from tests.unit.store_records import cell_records
+from tests.unit.store_records import cell_records, write_sweeps
 
 
 def test_adding_a_sweep_twice_adds_nothing(tmp_path: Path) -> None:
@@ -46,31 +46,13 @@ def test_a_row_carries_identity_commit_versions_device_and_host(tmp_path: Path) 
     assert rec["env"]["git_commit"] == "f" * 40
 
 
-def _writer(db: str, base: str, sweeps: int) -> None:
-    for i in range(sweeps):
-        recs = cell_records(f"{i:040d}", [10.0 + i, 11.0, 12.0, 13.0], cell=f"{base}{i:04d}")
-        add_records(db, f"{base}/sweep{i}", recs)
-
-
-def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
-    db = str(tmp_path / "r.duckdb")
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(db, str(tmp_path / w), 6)) for w in "ab"]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
-    assert count(db) == 2 * 6 * 4
-
-
 def test_threads_with_their_own_connections_lose_nothing(tmp_path: Path) -> None:
     db = str(tmp_path / "r.duckdb")
     errors: list[BaseException] = []
 
     def run(w: str) -> None:
         try:
-            _writer(db, str(tmp_path / w), 5)
+            write_sweeps(db, str(tmp_path / w), 5)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
