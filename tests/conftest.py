@@ -20,6 +20,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Ray's memory monitor stays off (a busy host must not get a worker killed) except in the
 # host-OOM test, which turns it on in its own launch's environment.
 os.environ["RAY_memory_monitor_refresh_ms"] = "0"
+# The tests' models are tiny: one compute thread each. Two threads per process on a busy
+# 2-core host cost ~10x the CPU time (measured: a tiny Linear loop 0.5 s on 1 thread, 38 s on
+# 2 at load 2.5), for the tests' own processes and those they start (servers, workers).
+os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +41,7 @@ def launch_env(cache: Path) -> dict[str, str]:
         RAY_DEDUP_LOGS="0",
         PYTHONUNBUFFERED="1",
         RAY_memory_monitor_refresh_ms="0",
+        OMP_NUM_THREADS="1",
     )
     env.pop("RAY_ADDRESS", None)
     return env
