@@ -39,6 +39,7 @@ FLAG_MARKS = {
     "usage_mismatch": "≠",
     "too_many_errors": "×",
     "batch_split": "÷",
+    "shared_power_module": "½",
 }
 FLAG_MEANINGS = {str(flag.value): f"{flag.value}: {text}" for flag, text in _MEANINGS.items()}
 UNKNOWN_FLAG_MARK = "?"

@@ -43,6 +43,7 @@ class Flag(str, Enum):
     USAGE_MISMATCH = "usage_mismatch"
     TOO_MANY_ERRORS = "too_many_errors"
     BATCH_SPLIT = "batch_split"
+    SHARED_POWER_MODULE = "shared_power_module"
 
 
 FLAG_MEANINGS: dict[str, str] = {
@@ -59,6 +60,9 @@ FLAG_MEANINGS: dict[str, str] = {
     Flag.TOO_MANY_ERRORS: "more failed requests than workload.max_failed_fraction allows",
     Flag.BATCH_SPLIT: "the engine could not run the batch as one batch (its max running requests, "
     "KV pool or prefill budget); record.engine.batch_split says which",
+    Flag.SHARED_POWER_MODULE: "the cell holds part of a power module read as one figure (Atlas "
+    "A3: two dies); its energy is the module's times its share of the dies, an estimate "
+    "(record.energy.power_modules)",
 }
 
 

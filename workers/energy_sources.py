@@ -185,12 +185,10 @@ class NvmlSource:
 
     def events(self) -> list[int | None]:
         """Clock-event (throttle) reason bitmasks now, one per GPU."""
-        fn = getattr(self.nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
-        fn = fn or self.nvml.nvmlDeviceGetCurrentClocksThrottleReasons
         out: list[int | None] = []
         for h in self.handles:
             try:
-                out.append(int(fn(h)))
+                out.append(clock_event_reasons(self.nvml, h))
             except self.nvml.NVMLError:
                 out.append(None)
         return out
@@ -200,6 +198,20 @@ class NvmlSource:
             self.nvml.nvmlShutdown()
         except Exception:
             log.debug("nvmlShutdown failed", exc_info=True)
+
+
+def clock_event_reasons(nvml: Any, handle: Any) -> int:
+    """The GPU's clock-event (throttle) reason bitmask.
+
+    ``nvmlDeviceGetCurrentClocksEventReasons`` is the name since driver R535; pynvml looks a
+    C symbol up only when the function is called, so on an older driver the call raises
+    ``NVMLError_FunctionNotFound`` (the Python attribute always exists). Then the older name,
+    ``nvmlDeviceGetCurrentClocksThrottleReasons`` (same bitmask), is asked instead. Other
+    NVML errors propagate."""
+    try:
+        return int(nvml.nvmlDeviceGetCurrentClocksEventReasons(handle))
+    except (AttributeError, nvml.NVMLError_FunctionNotFound):
+        return int(nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle))
 
 
 SOURCE_NAMES = {"cuda": "nvml", "npu": "npu_smi_power", "cpu": "rapl"}  # what open_source tries

@@ -145,7 +145,7 @@ def nvml_telemetry(per_cell: int) -> list[dict[str, Any]]:
                 "temp_c": lambda h=h: nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU),
                 "sm_clock_mhz": lambda h=h: nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_SM),
                 "mem_clock_mhz": lambda h=h: nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_MEM),
-                "clock_event_reasons": lambda h=h: _reasons(nvml, h),
+                "clock_event_reasons": lambda h=h: src.clock_event_reasons(nvml, h),
             }
             for key, probe in probes.items():
                 try:
@@ -157,11 +157,6 @@ def nvml_telemetry(per_cell: int) -> list[dict[str, Any]]:
         return out
     finally:
         nvml.nvmlShutdown()
-
-
-def _reasons(nvml: Any, handle: Any) -> int:
-    fn = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
-    return int((fn or nvml.nvmlDeviceGetCurrentClocksThrottleReasons)(handle))
 
 
 def _num(text: str | None) -> float | None:

@@ -24,7 +24,7 @@ from workers import health
 from workers.base import Backend, BackendReport, CellOOM, IterationResult, backend_class
 from workers.bounding import bound_fields
 from workers.devices import VISIBLE_ENV, Device, open_device
-from workers.energy import EnergyMeter, simulated_result
+from workers.energy import EnergyMeter, shares_power_module, simulated_result
 from workers.env import environment, utc_now
 from workers.host import HostLoad, LoadWindow, check_fits, check_model_here, host_busy
 from workers.metrics import cell_metrics
@@ -125,6 +125,8 @@ def _measured(backend: Backend, cell: CellConfig, device: Any) -> _Measured:
         its, load = _iterations(backend, cell, device, meter)
     energy, energy_block = meter.result(its) if meter else simulated_result(backend, its)
     health_fields, flags, health_block = watch.after(meter.events() if meter else [])
+    if shares_power_module(energy_block):
+        flags = [*flags, Flag.SHARED_POWER_MODULE]
     details = {"energy": energy_block}
     if health_block is not None:
         details["health"] = health_block
