@@ -10,6 +10,8 @@ from typing import Any
 
 from aggregate.energy import ENERGY_METRICS, energy_notes
 from aggregate.plots import COMPARE_FIGURE, GROUP_FIGURES, plot_name
+from aggregate.regimes import TITLE as REGIME_TITLE
+from aggregate.regimes import has_regimes, regime_pivot
 from aggregate.serving import serving_section, split
 from aggregate.sidebyside import side_by_side
 from aggregate.tables import (
@@ -114,6 +116,8 @@ def _group(key: GroupKey, recs: Sequence[Record], plots: Mapping[str, str]) -> l
     for metric in PIVOTS:
         lines += [f"### {metric.title}, batch x seq{sim}", "", markdown(pivot(recs, metric, notes))]
         lines.append("")
+    if has_regimes(recs):
+        lines += [f"### {REGIME_TITLE}{sim}", "", markdown(regime_pivot(recs, notes)), ""]
     energy = energy_notes(recs)
     if energy:
         lines += [*energy, ""]

@@ -107,6 +107,8 @@ FLAT_KEYS = (
     "warmup_iterations", "measured_iterations", "measured_s",
     "model_load_s", "model_reused", "model_parameters", "memory_floor_bytes", "host_others_cores",
     "bound_output_tokens_per_s", "bound_ttft_s", "bound_tpot_s", "bound_fraction", "bound_source",
+    "prefill_regime", "prefill_bound_fraction_memory", "prefill_bound_fraction_compute",
+    "decode_regime", "decode_bound_fraction_memory", "decode_bound_fraction_compute",
     "energy_j", "power_w_mean", "power_w_peak", "prefill_energy_j", "decode_energy_j",
     "energy_source", "energy_samples", "energy_invalid_reasons",
     "memory_leftover_bytes", "temp_c_start", "temp_c_end", "throttle_reasons",
