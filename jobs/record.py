@@ -94,6 +94,7 @@ FLAT_KEYS = (
     "schema_version", "cell_id", "cell_dir", "status", "simulated",
     "batch", "seq", "prompt_len", "backend", "model", "model_path", "dtype", "load_format",
     "device", "device_name", "visible_devices", "devices_per_cell", "node", "ray_node_id",
+    "ray_cluster",
     "output_tokens_per_s", "total_tokens_per_s", "samples_per_s",
     "output_tokens_per_j", "energy_j_per_output_token", "energy_valid",
     "e2e_s_mean", "e2e_s_p50", "e2e_s_p90", "e2e_s_p99", "e2e_s_stdev", "e2e_s_min", "e2e_s_max",

@@ -274,7 +274,7 @@ class CellSweepApp(App):
             outcome = ret.return_value
         except Exception as exc:  # the runner itself failed (not the cell: that is an Outcome)
             outcome = Outcome.failure(exc)
-        rec = self._record(job, outcome, where.get("ray_node_id"))
+        rec = self._record(job, outcome, where.get("ray_node_id"), where.get("ray_cluster"))
         print(_cell_line(rec), flush=True)
         ret.status = JobStatus.COMPLETED
         ret.return_value = self._keep(rec)
@@ -293,9 +293,12 @@ class CellSweepApp(App):
         print(_cell_line(rec), flush=True)
         return self._keep(rec)  # recorded: the job completes with its record's row
 
-    def _record(self, job: Job, outcome: Outcome, node: str | None) -> dict[str, Any]:
+    def _record(
+        self, job: Job, outcome: Outcome, node: str | None, cluster: str | None = None
+    ) -> dict[str, Any]:
         p: PlannedCell = job.payload
         rec = build_record(p, outcome, attempts=job.attempts, ray_node_id=node, code=self.code)
+        rec["ray_cluster"] = cluster
         write_record(job.output_dir, rec)
         write_cell_files(job.output_dir, outcome.files)
         return rec

@@ -34,6 +34,11 @@ class Cluster:
             signal.signal(signal.SIGTERM, interrupt)
         return _cluster.alive_nodes()
 
+    @property
+    def used(self) -> str | None:
+        """Which Ray this launch runs on, in words (None before it started)."""
+        return self.session.used if self.session is not None else None
+
     def stop(self) -> None:
         if self.session is not None:
             _cluster.stop(self.session)
