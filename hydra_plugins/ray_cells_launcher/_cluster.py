@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -98,8 +99,26 @@ def join_address(ray_cfg: Any) -> tuple[str | None, str]:
     return None, "default"
 
 
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray for the driver of a Ray job
+
+
+def job_runtime_env() -> dict[str, Any]:
+    """The runtime_env of the Ray job this driver runs in (`ray job submit`), or {}."""
+    try:
+        return dict(json.loads(os.environ[JOB_CONFIG_ENV]).get("runtime_env") or {})
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return {}
+
+
 def _init_args(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> tuple:
-    """(arguments of every ray.init, the resources of nodes this launch starts)."""
+    """(arguments of every ray.init, the resources of nodes this launch starts). Inside a
+    Ray job whose runtime_env ships a working_dir (`ray job submit --working-dir .`), that
+    one ships the code to the workers: Ray refuses a second (and env_vars the job sets)."""
+    job = job_runtime_env()
+    if working_dir and job.get("working_dir"):
+        log.info("running in a Ray job: its working_dir ships the code to the workers")
+        working_dir = None
+    env_vars = {k: v for k, v in env_vars.items() if k not in (job.get("env_vars") or {})}
     runtime_env: dict[str, Any] = {}
     if working_dir:
         runtime_env["working_dir"] = working_dir

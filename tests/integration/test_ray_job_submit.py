@@ -5,9 +5,10 @@ simulated NPU cells run on the cluster's NPUs and their records say which cluste
 
 The cluster is started with `ray start --head --block` in its own process group and ended
 through that process (and its group) only: `ray stop` would end every Ray on the machine,
-other people's too. Loopback only, usage stats off, its own --temp-dir, memory monitor off,
-every port chosen free. Needs Ray's Jobs API (the dashboard: `pip install -e '.[cluster]'`,
-i.e. ray[default]); skipped with that reason when it is not installed.
+other people's too. Token authentication with a token of its own, dashboard on loopback,
+usage stats off, its own --temp-dir, memory monitor off, every port chosen free. Needs Ray's
+Jobs API (the dashboard: `pip install -e '.[cluster]'`, i.e. ray[default]); skipped with that
+reason when it is not installed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -70,6 +72,10 @@ def head(tmp_path):
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
         RAY_memory_monitor_refresh_ms="0",
         RAY_USAGE_STATS_ENABLED="0",
+        # Ray 2.60 turns token authentication on for `ray start`; the CLI sends a token only
+        # in mode "token": one made for this cluster, never ~/.ray's.
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=secrets.token_hex(32),
         HF_HUB_OFFLINE="1",
         PYTHONUNBUFFERED="1",
     )

@@ -4,6 +4,7 @@ entrypoint), else a private local Ray; the records say which (ray_cluster)."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -49,3 +50,14 @@ def test_unreachable_ray_address_fails_fast(monkeypatch):
 
 def test_records_name_the_cluster():
     assert "ray_cluster" in FLAT_KEYS
+
+
+def test_inside_a_ray_job_its_working_dir_ships_the_code(monkeypatch):
+    ray_cfg = SimpleNamespace(num_cpus=None, num_gpus=None, resources=None)
+    monkeypatch.delenv(_cluster.JOB_CONFIG_ENV, raising=False)
+    common, _ = _cluster._init_args(ray_cfg, "/src", {"A": "1", "B": "2"})
+    assert common["runtime_env"]["working_dir"] == "/src"
+    job = {"runtime_env": {"working_dir": "gcs://_ray_pkg_x.zip", "env_vars": {"A": "0"}}}
+    monkeypatch.setenv(_cluster.JOB_CONFIG_ENV, json.dumps(job))
+    common, _ = _cluster._init_args(ray_cfg, "/src", {"A": "1", "B": "2"})
+    assert common["runtime_env"] == {"env_vars": {"B": "2"}}  # Ray merges it with the job's
