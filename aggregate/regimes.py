@@ -16,7 +16,8 @@ SHORT = {"memory_bound": "memory", "compute_bound": "compute", "overhead_bound":
 
 
 def phase_text(rec: Record, phase: str) -> str:
-    """'memory 0.93': the regime and the larger of its bound fractions; n/a when absent."""
+    """'memory 0.93': the regime and the larger of its bound fractions (2 significant digits:
+    0.00046 on a CPU); n/a when absent."""
     regime = rec.get(f"{phase}_regime")
     fractions = [
         rec.get(f"{phase}_bound_fraction_{b}")
@@ -25,7 +26,7 @@ def phase_text(rec: Record, phase: str) -> str:
     ]
     if not regime or not fractions:
         return NOT_REPORTED
-    return f"{SHORT.get(regime, regime)} {max(fractions):.2f}"
+    return f"{SHORT.get(regime, regime)} {max(fractions):.2g}"
 
 
 def cell_text(rec: Record | None, notes: FailureNotes) -> str:
