@@ -45,6 +45,7 @@ class Flag(str, Enum):
     ACCURACY_LOW = "accuracy_low"
     CLIENT_SATURATED = "client_saturated"
     CLIENT_SERVER_DISAGREE = "client_server_disagree"
+    SHARED_POWER_MODULE = "shared_power_module"
 
 
 FLAG_MEANINGS: dict[str, str] = {
@@ -68,6 +69,9 @@ FLAG_MEANINGS: dict[str, str] = {
     "about one core busy): its latencies include its own delay",
     Flag.CLIENT_SERVER_DISAGREE: "the client's TTFT mean and the server's own (its /metrics) "
     "differ by more than the client's overhead plus 10%",
+    Flag.SHARED_POWER_MODULE: "the cell holds part of a power module read as one figure (Atlas "
+    "A3: two dies); its energy is the module's times its share of the dies, an estimate "
+    "(record.energy.power_modules)",
 }
 
 
@@ -102,6 +106,7 @@ FLAT_KEYS = (
     "schema_version", "cell_id", "cell_dir", "status", "simulated",
     "batch", "seq", "prompt_len", "backend", "model", "model_path", "dtype", "load_format",
     "device", "device_name", "visible_devices", "devices_per_cell", "node", "ray_node_id",
+    "ray_cluster",
     "output_tokens_per_s", "total_tokens_per_s", "samples_per_s",
     "output_tokens_per_j", "energy_j_per_output_token", "energy_valid",
     "e2e_s_mean", "e2e_s_p50", "e2e_s_p90", "e2e_s_p99", "e2e_s_stdev", "e2e_s_min", "e2e_s_max",
@@ -115,6 +120,8 @@ FLAT_KEYS = (
     "warmup_iterations", "measured_iterations", "measured_s",
     "model_load_s", "model_reused", "model_parameters", "memory_floor_bytes", "host_others_cores",
     "bound_output_tokens_per_s", "bound_ttft_s", "bound_tpot_s", "bound_fraction", "bound_source",
+    "prefill_regime", "prefill_bound_fraction_memory", "prefill_bound_fraction_compute",
+    "decode_regime", "decode_bound_fraction_memory", "decode_bound_fraction_compute",
     "energy_j", "power_w_mean", "power_w_peak", "prefill_energy_j", "decode_energy_j",
     "energy_source", "energy_samples", "energy_invalid_reasons",
     "memory_leftover_bytes", "temp_c_start", "temp_c_end", "throttle_reasons",
@@ -183,6 +190,7 @@ def build_record(
     attempts: int = 1,
     ray_node_id: str | None = None,
     code: dict[str, Any] | None = None,
+    ray_cluster: str | None = None,
 ) -> dict[str, Any]:
     """The record of a cell (planned on the driver, or a bare cell config): its inputs,
     then what its outcome says. ``code`` (git_commit, git_dirty) is the driver's checkout,
@@ -220,6 +228,7 @@ def build_record(
         error=outcome.error,
         attempts=attempts,
         ray_node_id=ray_node_id,
+        ray_cluster=ray_cluster,
         started_at=outcome.started_at,
         finished_at=outcome.finished_at,
         repeat=p.repeat,

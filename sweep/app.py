@@ -86,7 +86,9 @@ class CellSweepApp(App):
             outcome = ret.return_value
         except Exception as exc:  # the runner itself failed (not the cell: that is an Outcome)
             outcome = Outcome.failure(exc)
-        rec = write_job_record(job, outcome, where.get("ray_node_id"), self.code)
+        rec = write_job_record(
+            job, outcome, where.get("ray_node_id"), self.code, where.get("ray_cluster")
+        )
         print(cell_line(rec), flush=True)
         ret.status = JobStatus.COMPLETED
         ret.return_value = self._keep(rec)

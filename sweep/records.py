@@ -41,11 +41,18 @@ def lost_outcome(job: Job, error: BaseException) -> Outcome:
 
 
 def write_job_record(
-    job: Job, outcome: Outcome, node: str | None, code: dict[str, Any]
+    job: Job,
+    outcome: Outcome,
+    node: str | None,
+    code: dict[str, Any],
+    cluster: str | None = None,
 ) -> dict[str, Any]:
-    """Build the job's record (the one place) and write it with its cell files."""
+    """Build the job's record (the one place) and write it with its cell files; ``cluster``:
+    which Ray cluster ran it (``ray_cluster``)."""
     p: PlannedCell = job.payload
-    rec = build_record(p, outcome, attempts=job.attempts, ray_node_id=node, code=code)
+    rec = build_record(
+        p, outcome, attempts=job.attempts, ray_node_id=node, code=code, ray_cluster=cluster
+    )
     write_record(job.output_dir, rec)
     write_cell_files(job.output_dir, outcome.files)
     return rec

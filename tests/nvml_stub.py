@@ -105,9 +105,9 @@ class FakeNvmlLib:
         gpu = self._gpu(handle)
         return self._answer(handle, ref, gpu.power_mw if gpu else 0, "power")
 
-    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: object, ref: object) -> int:
-        gpu = self._gpu(handle)
-        return self._answer(handle, ref, gpu.reasons if gpu else 0, "reasons")
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: object, ref: object) -> int:
+        gpu = self._gpu(handle)  # the pre-R535 name; R535+ drivers still export it
+        return self._answer(handle, ref, gpu.reasons if gpu else 0, "throttle_reasons")
 
     def nvmlDeviceGetTemperature(self, handle: object, sensor: object, ref: object) -> int:
         gpu = self._gpu(handle)
@@ -119,11 +119,22 @@ class FakeNvmlLib:
         return self._answer(handle, ref, mhz, "clock")
 
 
-def install_fake_nvml(monkeypatch: pytest.MonkeyPatch, gpus: list[FakeGpu]) -> FakeNvmlLib:
-    """The real pynvml, talking to a FakeNvmlLib of these GPUs (CUDA_VISIBLE_DEVICES unset,
-    torch's UUIDs not used)."""
+class FakeNvmlLibR535(FakeNvmlLib):
+    """A driver from R535 on: it also exports the new name of the clock-event reasons."""
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: object, ref: object) -> int:
+        gpu = self._gpu(handle)
+        return self._answer(handle, ref, gpu.reasons if gpu else 0, "reasons")
+
+
+def install_fake_nvml(
+    monkeypatch: pytest.MonkeyPatch, gpus: list[FakeGpu], pre_r535: bool = False
+) -> FakeNvmlLib:
+    """The real pynvml, talking to a stand-in library of these GPUs (CUDA_VISIBLE_DEVICES
+    unset, torch's UUIDs not used): an R535+ driver, or with pre_r535 one without the symbol
+    nvmlDeviceGetCurrentClocksEventReasons (pynvml then raises NVMLError_FunctionNotFound)."""
     pynvml = pytest.importorskip("pynvml")
-    lib = FakeNvmlLib(gpus)
+    lib = FakeNvmlLib(gpus) if pre_r535 else FakeNvmlLibR535(gpus)
     monkeypatch.setattr(pynvml, "nvmlLib", lib)
     monkeypatch.setattr(pynvml, "_nvmlGetFunctionPointer_cache", {})
     monkeypatch.setattr(pynvml, "_nvmlLib_refcount", 0)

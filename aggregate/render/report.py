@@ -11,6 +11,8 @@ from typing import Any
 from aggregate.answers.slo import Slo
 from aggregate.conflicts import conflict_section
 from aggregate.knee import knee_section
+from aggregate.regimes import TITLE as REGIME_TITLE
+from aggregate.regimes import has_regimes, regime_pivot
 from aggregate.render.energy import ENERGY_METRICS, energy_notes
 from aggregate.render.plots.names import COMPARE_FIGURE, GROUP_FIGURES, plot_name
 from aggregate.render.serving_tables import serving_section
@@ -118,6 +120,8 @@ def _group(key: GroupKey, recs: Sequence[Record], plots: Mapping[str, str]) -> l
     for metric in PIVOTS:
         lines += [f"### {metric.title}, batch x seq{sim}", "", markdown(pivot(recs, metric, notes))]
         lines.append("")
+    if has_regimes(recs):
+        lines += [f"### {REGIME_TITLE}{sim}", "", markdown(regime_pivot(recs, notes)), ""]
     energy = energy_notes(recs)
     if energy:
         lines += [*energy, ""]

@@ -3,6 +3,7 @@ resource request can ever be met."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -39,21 +40,19 @@ class Unreachable(RuntimeError):
 CONNECT_TIMEOUT_S = 5.0
 
 
-def check_reachable(address: str) -> None:
+def check_reachable(address: str, origin: str = "hydra.launcher.ray.address") -> None:
     """Fail within seconds for an address where nothing listens (ray.init would retry for
     minutes). "auto" and ray:// addresses are left to Ray, which fails fast for them."""
     if address == "auto" or "://" in address:
         return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise Unreachable(
-            f"hydra.launcher.ray.address={address!r} is not allowed: use HOST:PORT or auto"
-        )
+        raise Unreachable(f"{origin}={address!r} is not allowed: use HOST:PORT or auto")
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
         raise Unreachable(
-            f"hydra.launcher.ray.address={address}: no Ray cluster answers there ({exc}); "
+            f"{origin}={address}: no Ray cluster answers there ({exc}); "
             "start one with `ray start --head`, or check the address"
         ) from None
 
@@ -81,10 +80,48 @@ class Cluster:
 
     owned: bool  # this launch called ray.init (and must shut it down)
     simulated: Any = None  # ray.cluster_utils.Cluster, when sim_nodes > 0
+    used: str = ""  # which Ray this launch ran on, in words (the records' ray_cluster)
+
+
+def join_address(ray_cfg: Any) -> tuple[str | None, str]:
+    """(the address to join or None, where it came from). hydra.launcher.ray.address (what
+    cluster=existing sets) comes first; then simulated nodes (sim_nodes > 0) are started;
+    then RAY_ADDRESS, Ray's own way to name a cluster (set by `ray job submit` for its
+    entrypoint, or by the user); else None: a private local Ray. A RAY_ADDRESS that is an
+    http(s) URL names a dashboard (for `ray job submit`), not a cluster a driver can join:
+    it is left alone."""
+    if ray_cfg.address:
+        return str(ray_cfg.address), "hydra.launcher.ray.address"
+    if ray_cfg.sim_nodes and ray_cfg.sim_nodes > 0:
+        return None, "hydra.launcher.ray.sim_nodes"
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if env and not env.startswith(("http://", "https://")):
+        return env, "RAY_ADDRESS"
+    if env:
+        log.warning("RAY_ADDRESS=%s is a dashboard URL, not a cluster: starting a private Ray", env)
+    return None, "default"
+
+
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray for the driver of a Ray job
+
+
+def job_runtime_env() -> dict[str, Any]:
+    """The runtime_env of the Ray job this driver runs in (`ray job submit`), or {}."""
+    try:
+        return dict(json.loads(os.environ[JOB_CONFIG_ENV]).get("runtime_env") or {})
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return {}
 
 
 def _init_args(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> tuple:
-    """(arguments of every ray.init, the resources of nodes this launch starts)."""
+    """(arguments of every ray.init, the resources of nodes this launch starts). Inside a
+    Ray job whose runtime_env ships a working_dir (`ray job submit --working-dir .`), that
+    one ships the code to the workers: Ray refuses a second (and env_vars the job sets)."""
+    job = job_runtime_env()
+    if working_dir and job.get("working_dir"):
+        log.info("running in a Ray job: its working_dir ships the code to the workers")
+        working_dir = None
+    env_vars = {k: v for k, v in env_vars.items() if k not in (job.get("env_vars") or {})}
     runtime_env: dict[str, Any] = {}
     if working_dir:
         runtime_env["working_dir"] = working_dir
@@ -135,20 +172,24 @@ def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Cl
     """
     if ray.is_initialized():
         log.info("using the Ray already initialised in this process; launcher ray settings ignored")
-        return Cluster(owned=False)
+        return Cluster(owned=False, used="the caller's Ray (already initialised)")
     quiet_ray()
-    if ray_cfg.address:
-        check_reachable(str(ray_cfg.address))
+    address, origin = join_address(ray_cfg)
+    if address:
+        check_reachable(address, origin)
     common, node_args = _init_args(ray_cfg, working_dir, env_vars)
     cluster = Cluster(owned=True)
     # A Ray this launch starts runs as its children: they end with it, even after kill -9.
-    before = None if ray_cfg.address else _watchdog.start_watchdog()
+    before = None if address else _watchdog.start_watchdog()
     try:
-        if ray_cfg.address:
-            _join(str(ray_cfg.address), common)
+        if address:
+            _join(address, common)
+            cluster.used = f"joined {address} ({origin})"
         elif ray_cfg.sim_nodes and ray_cfg.sim_nodes > 0:
             cluster.simulated = _simulated_nodes(ray_cfg.sim_nodes, node_args, common)
+            cluster.used = f"private, {ray_cfg.sim_nodes} simulated nodes"
         else:
+            cluster.used = "private local Ray"
             # address="local": always a fresh private instance, never one left behind.
             ray.init(
                 address="local",

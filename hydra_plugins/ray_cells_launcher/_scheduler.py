@@ -213,6 +213,7 @@ class Scheduler:
         job.ret = self._job_return(job, result)
         if not self.s.keep_job_configs:
             job.config = None
+        where = {**where, "ray_cluster": self.session.used}
         if self.app.on_result(job, job.ret, where):
             self._drop(slot)  # a failed job may leave the device unusable
         self.progress.finished(job.ret.status == JobStatus.COMPLETED)

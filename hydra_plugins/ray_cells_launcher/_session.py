@@ -38,6 +38,11 @@ class Session:
             signal.signal(signal.SIGTERM, interrupt)
         return _cluster.alive_nodes()
 
+    @property
+    def used(self) -> str | None:
+        """Which Ray this launch runs on, in words (None before it started)."""
+        return self.cluster.used if self.cluster is not None else None
+
     def stop(self) -> None:
         if self.cluster is not None:
             _cluster.stop(self.cluster)

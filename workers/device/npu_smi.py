@@ -133,6 +133,13 @@ def _table_order() -> dict[int, tuple[int, int]]:
 
 def npu_chips(devices_per_cell: int) -> list[tuple[int, int]]:
     """(NPU ID, Chip ID) of the cell's chips (see the module docstring for the mapping)."""
+    return npu_chips_and_map(devices_per_cell)[0]
+
+
+def npu_chips_and_map(
+    devices_per_cell: int,
+) -> tuple[list[tuple[int, int]], dict[int, tuple[int, int]]]:
+    """The cell's chips, and the logic id -> (NPU ID, Chip ID) map they came from."""
     ids = visible("npu", devices_per_cell)
     if not all(v.isdigit() for v in ids):
         raise Unavailable(f"ASCEND_RT_VISIBLE_DEVICES={','.join(ids)} holds non-integer ids")
@@ -144,4 +151,4 @@ def npu_chips(devices_per_cell: int) -> list[tuple[int, int]]:
             log.warning("npu-smi could not map logic ids (%s)", exc)
         if chip_map and all(int(v) in chip_map for v in ids):
             break
-    return [chip_map.get(int(v), (int(v), 0)) for v in ids]
+    return [chip_map.get(int(v), (int(v), 0)) for v in ids], chip_map

@@ -49,6 +49,14 @@ def _torch_uuids(devices_per_cell: int) -> list[str]:
 
 
 def clock_event_reasons(nvml: Any, handle: Any) -> int:
-    """The GPU's clock-event (throttle) reason bitmask now (the older name on old drivers)."""
-    fn = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
-    return int((fn or nvml.nvmlDeviceGetCurrentClocksThrottleReasons)(handle))
+    """The GPU's clock-event (throttle) reason bitmask, for the energy sampler and health.
+
+    ``nvmlDeviceGetCurrentClocksEventReasons`` is the name since driver R535; pynvml looks a
+    C symbol up only when the function is called, so on an older driver the call raises
+    ``NVMLError_FunctionNotFound`` (the Python attribute always exists). Then the older name,
+    ``nvmlDeviceGetCurrentClocksThrottleReasons`` (same bitmask), is asked instead. Other
+    NVML errors propagate."""
+    try:
+        return int(nvml.nvmlDeviceGetCurrentClocksEventReasons(handle))
+    except (AttributeError, nvml.NVMLError_FunctionNotFound):
+        return int(nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle))

@@ -206,6 +206,9 @@ class EnergyMeter:
             "note": info.note,
             **split.pop("block"),
         }
+        modules = getattr(self.source, "power_modules", None)
+        if callable(modules):  # npu-smi: what each figure covers and the cell's share of it
+            block["power_modules"] = modules()
         return energy_fields(info.name, got, tokens, split), block
 
 
@@ -244,6 +247,11 @@ def energy_fields(source: str, got: Integral, tokens: int, split: dict[str, Any]
         "prefill_energy_j": split.get("prefill_energy_j"),
         "decode_energy_j": split.get("decode_energy_j"),
     }
+
+
+def shares_power_module(block: dict[str, Any]) -> bool:
+    """The cell was charged a share of a power module it holds only part of (Atlas A3)."""
+    return any(m["share"] < 1 for m in block.get("power_modules", ()))
 
 
 def missing_fields(source: str, why: str, reason: Reason) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -29,7 +29,7 @@ from workers.device.host import (
     host_busy,
 )
 from workers.device.smi import snapshot
-from workers.energy.meter import EnergyMeter
+from workers.energy.meter import EnergyMeter, shares_power_module
 from workers.energy.simulated import simulated_result
 from workers.metrics import cell_metrics
 from workers.model_cache import get_model, is_loaded
@@ -100,6 +100,8 @@ def _measured(backend: Backend, cell: CellConfig, device: Any) -> _Measured:
         its, activity = _iterations(backend, cell, device, meter)
     energy, energy_block = meter.result(its) if meter else simulated_result(backend, its)
     health_fields, flags, health_block = watch.after(meter.events() if meter else [])
+    if shares_power_module(energy_block):
+        flags = [*flags, Flag.SHARED_POWER_MODULE]
     details = {"energy": energy_block}
     if health_block is not None:
         details["health"] = health_block
