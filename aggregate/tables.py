@@ -57,6 +57,7 @@ FLAG_MARKS = {
     "accuracy_low": "↓",
     "client_saturated": "~",
     "client_server_disagree": "≷",
+    "trace_late": "⧗",
 }
 FLAG_MEANINGS = {str(flag.value): f"{flag.value}: {text}" for flag, text in _MEANINGS.items()}
 UNKNOWN_FLAG_MARK = "?"
