@@ -275,6 +275,13 @@ def check_sim(cell: CellConfig) -> None:
             "backend.sim.fault=slow: it is the slowdown of the slow fault only"
         )
     if cell.serving and cell.backend.name == "sim":
+        w = cell.workload
+        if w.kind != "random" or w.prefix_groups:
+            what = f"workload.kind={w.kind}" if w.kind != "random" else "workload.prefix_groups"
+            raise ConfigError(
+                f"{what} is not simulated: the simulator's serving mode sends independent "
+                "requests only (use a server)"
+            )
         if o.fault_batch:
             raise ConfigError(
                 "backend.sim.fault_batch is not allowed with workload=serve: serving cells "
