@@ -276,11 +276,13 @@ def check_sim(cell: CellConfig) -> None:
         )
     if cell.serving and cell.backend.name == "sim":
         w = cell.workload
-        if w.kind != "random" or w.prefix_groups:
-            what = f"workload.kind={w.kind}" if w.kind != "random" else "workload.prefix_groups"
+        if w.kind == "conversation" or w.prefix_groups:
+            what = (
+                "workload.kind=conversation" if w.prefix_groups == 0 else "workload.prefix_groups"
+            )
             raise ConfigError(
                 f"{what} is not simulated: the simulator's serving mode sends independent "
-                "requests only (use a server)"
+                "requests or a trace (use a server)"
             )
         if o.fault_batch:
             raise ConfigError(

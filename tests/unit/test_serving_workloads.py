@@ -143,3 +143,23 @@ def test_make_trace_writes_mooncake_lines(tmp_path):
                                                 "hash_ids"}  # fmt: skip
     assert all(r["input_length"] <= 8 * len(r["hash_ids"]) for r in rows)
     assert make_trace_main(["--out", str(out), "--requests", "0"]) == 2
+
+
+def test_the_simulator_replays_a_trace_on_its_clock():
+    from jobs.config import from_values
+    from jobs.record import build_record
+    from workers.run import measure
+
+    c = from_values({
+        "workload": {"name": "serve", "kind": "trace",
+                     "trace": {"path": str(TRACE), "block_tokens": 16, "speed": 2.0}},
+        "backend": {"name": "sim"}, "model": {"name": "llama3_8b"},
+        "prompt_len": 64, "seq": 8,
+    })  # fmt: skip
+    rec = build_record(c, measure(c))
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["trace_requests_sent"] == 24 == rec["completed_requests"]
+    assert rec["trace_lateness_s_max"] == 0.0 and rec["trace_late"] is False
+    due = trace_schedule(read_trace(TRACE), 2.0)
+    assert rec["raw"]["send_s"] == pytest.approx(list(due))
+    assert rec["raw"]["prompt_len"] == [r.input_length for r in read_trace(TRACE)]
