@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from jobs.checks import ConfigError, at_least, one_of, positive_int
-from jobs.trace import read_trace
+from jobs.trace import TraceConfig, trace_longest
 
 SERVER_KINDS = ("transformers", "sglang", "vllm", "url", "command")
 # How a server is asked for exact output lengths (its request body's dialect).
@@ -48,26 +48,6 @@ class LengthDist:
         if self.dist == "normal":
             return int(mean * (1 + 4 * self.spread))
         return mean
-
-
-@dataclass
-class TraceConfig:
-    # A Mooncake-format JSONL trace: timestamp (ms), input_length, output_length, hash_ids.
-    path: str | None = None
-    speed: float = 1.0  # time scale: 2 = sent twice as fast as recorded
-    max_requests: int = 0  # 0: every request of the trace
-    block_tokens: int = 512  # tokens of one hash_ids block (Mooncake: 512)
-
-    def check(self) -> None:
-        if not self.path:
-            raise ConfigError("workload.trace.path is not set: workload=trace needs a trace file")
-        if not (self.speed > 0 and math.isfinite(self.speed)):
-            raise ConfigError(
-                f"workload.trace.speed={self.speed!r} is not allowed: a finite number > 0"
-            )
-        at_least("workload.trace.max_requests", self.max_requests, 0)
-        positive_int("workload.trace.block_tokens", self.block_tokens)
-        read_trace(self.path, self.max_requests)  # a bad file is refused before anything runs
 
 
 @dataclass
@@ -341,9 +321,3 @@ def _check_kind(cell: Any) -> None:
         cell.request_rate = None
     if w.prefix_groups and w.kind != "random":
         raise ConfigError("workload.prefix_groups is only for workload.kind=random")
-
-
-def trace_longest(trace: TraceConfig) -> int:
-    """The longest request of a trace (input + output tokens)."""
-    reqs = read_trace(trace.path or "", trace.max_requests)
-    return max(r.input_length + r.output_length for r in reqs)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs.checks import ConfigError
+from jobs.checks import ConfigError, at_least, positive_int
 
 KEY = "workload.trace.path"
 
@@ -60,6 +61,32 @@ def read_trace(path: str | Path, max_requests: int = 0) -> list[TraceRequest]:
         raise ConfigError(f"{KEY}={str(path)!r} is not allowed: the trace has no requests")
     reqs.sort(key=lambda r: r.timestamp_ms)
     return reqs[:max_requests] if max_requests else reqs
+
+
+@dataclass
+class TraceConfig:
+    # A Mooncake-format JSONL trace: timestamp (ms), input_length, output_length, hash_ids.
+    path: str | None = None
+    speed: float = 1.0  # time scale: 2 = sent twice as fast as recorded
+    max_requests: int = 0  # 0: every request of the trace
+    block_tokens: int = 512  # tokens of one hash_ids block (Mooncake: 512)
+
+    def check(self) -> None:
+        if not self.path:
+            raise ConfigError("workload.trace.path is not set: workload=trace needs a trace file")
+        if not (self.speed > 0 and math.isfinite(self.speed)):
+            raise ConfigError(
+                f"workload.trace.speed={self.speed!r} is not allowed: a finite number > 0"
+            )
+        at_least("workload.trace.max_requests", self.max_requests, 0)
+        positive_int("workload.trace.block_tokens", self.block_tokens)
+        read_trace(self.path, self.max_requests)  # a bad file is refused before anything runs
+
+
+def trace_longest(trace: TraceConfig) -> int:
+    """The longest request of a trace (input + output tokens)."""
+    reqs = read_trace(trace.path or "", trace.max_requests)
+    return max(r.input_length + r.output_length for r in reqs)
 
 
 def trace_sha256(path: str | Path) -> str:

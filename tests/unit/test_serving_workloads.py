@@ -163,3 +163,24 @@ def test_the_simulator_replays_a_trace_on_its_clock():
     due = trace_schedule(read_trace(TRACE), 2.0)
     assert rec["raw"]["send_s"] == pytest.approx(list(due))
     assert rec["raw"]["prompt_len"] == [r.input_length for r in read_trace(TRACE)]
+
+
+def test_kind_keys_enter_the_identity_only_where_they_matter():
+    from jobs.config import from_values
+    from jobs.identity import cell_id, identity
+
+    def ident(**w):
+        return identity(from_values({"workload": {"name": "serve", **w}, "prompt_len": 16}))
+
+    plain = ident()["workload"]
+    assert not {"kind", "trace", "turns", "prefix_groups"} & set(plain)  # ids as before
+    assert ident(prefix_groups=2)["workload"]["prefix_groups"] == 2
+    conv = ident(kind="conversation")["workload"]
+    assert conv["turns"] == 3 and "trace" not in conv
+    tr = ident(kind="trace", trace={"path": str(TRACE)})["workload"]
+    assert tr["trace"]["path"] == str(TRACE) and "turns" not in tr
+
+    def cid(**w):
+        return cell_id(from_values({"workload": {"name": "serve", **w}, "prompt_len": 16}))
+
+    assert cid(kind="conversation", turns=2) != cid(kind="conversation", turns=3)
