@@ -184,3 +184,13 @@ def test_kind_keys_enter_the_identity_only_where_they_matter():
         return cell_id(from_values({"workload": {"name": "serve", **w}, "prompt_len": 16}))
 
     assert cid(kind="conversation", turns=2) != cid(kind="conversation", turns=3)
+
+
+def test_the_report_keeps_each_kind_on_its_own_curve():
+    from aggregate.serving import ServingKey, load_label
+
+    trace = {"workload": "serve", "workload_kind": "trace", "concurrency": None}
+    conv = {"workload": "serve", "workload_kind": "conversation", "concurrency": 4}
+    closed = {"workload": "serve", "workload_kind": "random", "concurrency": 4}
+    assert load_label(trace) == "trace" and load_label(conv) == "c4"
+    assert len({ServingKey.of(r) for r in (trace, conv, closed)}) == 3
