@@ -32,6 +32,8 @@ def load_label(rec: Mapping[str, Any]) -> str:
     """`4` (a static batch), `c4` (concurrency), `r2.5` (rate), `r2.5c8` (rate, capped)."""
     if not is_serving(rec):
         return str(rec.get("batch"))
+    if rec.get("workload_kind") == "trace":  # the trace is the load
+        return "trace"
     rate, conc = rec.get("request_rate"), rec.get("concurrency")
     text = f"r{rate:g}" if isinstance(rate, (int, float)) else ""
     return text + (f"c{conc}" if conc is not None else "")
@@ -53,14 +55,14 @@ class ServingKey:
     dtype: str
     prompt_len: int
     seq: int
-    loop: str  # closed | open
+    loop: str  # closed | open | conversation | trace (the workload kinds make their own curves)
 
     @classmethod
     def of(cls, rec: Record) -> ServingKey:
         return cls(
             str(rec.get("model")), str(rec.get("server_settings") or rec.get("backend")),
             str(rec.get("device")), str(rec.get("dtype")), int(rec.get("prompt_len") or -1),
-            int(rec.get("seq") or -1), "open" if rec.get("request_rate") else "closed",
+            int(rec.get("seq") or -1), _loop(rec),
         )  # fmt: skip
 
     def label(self) -> str:
@@ -70,6 +72,13 @@ class ServingKey:
     def slug(self) -> str:
         text = f"serve-{self.model}-{self.settings}-{self.device}-p{self.prompt_len}-s{self.seq}"
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{text}-{self.loop}").strip("._")[:120]
+
+
+def _loop(rec: Record) -> str:
+    kind = rec.get("workload_kind")
+    if kind in ("conversation", "trace"):
+        return str(kind)
+    return "open" if rec.get("request_rate") else "closed"
 
 
 def serving_groups(records: Iterable[Record]) -> dict[ServingKey, list[Record]]:

@@ -58,6 +58,7 @@ FLAG_MARKS = {
     "client_saturated": "~",
     "client_server_disagree": "≷",
     "shared_power_module": "½",
+    "trace_late": "⧗",
 }
 FLAG_MEANINGS = {str(flag.value): f"{flag.value}: {text}" for flag, text in _MEANINGS.items()}
 UNKNOWN_FLAG_MARK = "?"

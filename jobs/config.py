@@ -275,6 +275,15 @@ def check_sim(cell: CellConfig) -> None:
             "backend.sim.fault=slow: it is the slowdown of the slow fault only"
         )
     if cell.serving and cell.backend.name == "sim":
+        w = cell.workload
+        if w.kind == "conversation" or w.prefix_groups:
+            what = (
+                "workload.kind=conversation" if w.prefix_groups == 0 else "workload.prefix_groups"
+            )
+            raise ConfigError(
+                f"{what} is not simulated: the simulator's serving mode sends independent "
+                "requests or a trace (use a server)"
+            )
         if o.fault_batch:
             raise ConfigError(
                 "backend.sim.fault_batch is not allowed with workload=serve: serving cells "

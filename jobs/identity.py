@@ -26,12 +26,30 @@ def _serving_identity(cell: CellConfig, d: dict[str, Any]) -> dict[str, Any]:
     if sim is not None:  # the simulator's serving mode: its options are what is measured
         d["backend"] = {"name": "sim", "sim": sim}
     d["bench"] = {"seed": cell.bench.seed}
+    d["workload"] = _workload_identity(cell, d["workload"])
     server = {k: v for k, v in d["server"].items() if k not in _SERVER_NOT_IDENTITY}
     for kind in ("transformers", "sglang", "vllm"):
         server.pop(kind)
     server["options"] = cell.server.options
     d["server"] = server
     return d
+
+
+# Keys of each workload kind beyond today's (random) ones; the others leave the identity, so
+# the ids of cells from before the kinds stay what they were.
+_KIND_KEYS = {
+    "random": ("prefix_groups", "requests_per_group"),
+    "conversation": ("kind", "sessions", "turns", "think_time_s"),
+    "trace": ("kind", "trace"),
+}
+_NEW_KEYS = ("kind", "prefix_groups", "requests_per_group", "sessions", "turns",
+             "think_time_s", "trace")  # fmt: skip
+
+
+def _workload_identity(cell: CellConfig, w: dict[str, Any]) -> dict[str, Any]:
+    kind = cell.workload.kind
+    keep = _KIND_KEYS[kind] if kind != "random" or cell.workload.prefix_groups else ()
+    return {k: v for k, v in w.items() if k not in _NEW_KEYS or k in keep}
 
 
 def identity(cell: CellConfig) -> dict[str, Any]:

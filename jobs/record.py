@@ -46,6 +46,7 @@ class Flag(str, Enum):
     CLIENT_SATURATED = "client_saturated"
     CLIENT_SERVER_DISAGREE = "client_server_disagree"
     SHARED_POWER_MODULE = "shared_power_module"
+    TRACE_LATE = "trace_late"
 
 
 FLAG_MEANINGS: dict[str, str] = {
@@ -67,6 +68,8 @@ FLAG_MEANINGS: dict[str, str] = {
     Flag.ACCURACY_LOW: "its task check scored below accuracy.min",
     Flag.CLIENT_SATURATED: "the serving client could not keep up (event-loop lag p99 over 5 ms or "
     "about one core busy): its latencies include its own delay",
+    Flag.TRACE_LATE: "a trace was replayed late: the client's p99 of send time - the trace's "
+    "scheduled time (timestamp / workload.trace.speed) was over 0.05 s",
     Flag.CLIENT_SERVER_DISAGREE: "the client's TTFT mean and the server's own (its /metrics) "
     "differ by more than the client's overhead plus 10%",
     Flag.SHARED_POWER_MODULE: "the cell holds part of a power module read as one figure (Atlas "
@@ -146,6 +149,10 @@ SERVING_KEYS = (
     "server_itl_s_mean", "server_itl_s_p50", "server_itl_s_p99",
     "server_preemptions", "server_kv_cache_usage_peak", "server_prefix_cache_hit_rate",
     "server_spec_acceptance", "server_running_peak", "server_waiting_peak",
+    "workload_kind", "prefix_groups", "conversation_turns", "conversation_sessions",
+    "ttft_s_p50_first_turn", "ttft_s_p50_last_turn", "context_tokens_last_turn",
+    "trace_sha256", "trace_requests_sent", "trace_lateness_s_p50", "trace_lateness_s_p99",
+    "trace_lateness_s_max", "trace_late",
 )  # fmt: skip
 FLAT_KEYS = FLAT_KEYS + SERVING_KEYS + QUALITY_KEYS
 
@@ -249,6 +256,7 @@ def serving_inputs(cell: CellConfig) -> dict[str, Any]:
         "server_url": cell.server.url,
         "concurrency": cell.concurrency, "request_rate": cell.request_rate,
         "burstiness": cell.workload.burstiness if cell.request_rate else None,
+        "workload_kind": cell.workload.kind, "prefix_groups": cell.workload.prefix_groups or None,
         "slo_ttft_ms": cell.slo.ttft_ms or None, "slo_tpot_ms": cell.slo.tpot_ms or None,
     }  # fmt: skip
 

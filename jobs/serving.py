@@ -17,11 +17,15 @@ from typing import Any
 from urllib.parse import urlparse
 
 from jobs.checks import ConfigError, at_least, one_of, positive_int
+from jobs.trace import TraceConfig, trace_longest
 
 SERVER_KINDS = ("transformers", "sglang", "vllm", "url", "command")
 # How a server is asked for exact output lengths (its request body's dialect).
 SERVER_APIS = ("openai", "transformers", "sglang", "vllm")
 LENGTH_DISTS = ("fixed", "uniform", "normal")
+# What a serving cell sends (docs/serving.md): independent requests (random lengths, optional
+# shared-prefix groups), conversations of several turns, or a recorded trace on its own clock.
+WORKLOAD_KINDS = ("random", "conversation", "trace")
 
 
 @dataclass
@@ -64,9 +68,29 @@ class WorkloadConfig:
     seq_dist: LengthDist = field(default_factory=LengthDist)
     # A cell with a larger share of failed requests than this is not ok.
     max_failed_fraction: float = 0.05
+    # random | conversation | trace (workload=conversation / workload=trace set it).
+    kind: str = "random"
+    # random: > 0 groups, each with its own prefix of prefix_len tokens, requests_per_group
+    # consecutive requests each (round robin over the groups); 0: one prefix for all.
+    prefix_groups: int = 0
+    requests_per_group: int = 1
+    # conversation: `sessions` sessions at once (concurrency = sessions), each `turns` turns;
+    # a turn's answer is `seq` tokens, then `think_time_s` before the next turn.
+    sessions: int = 4
+    turns: int = 3
+    think_time_s: float = 0.0
+    trace: TraceConfig = field(default_factory=TraceConfig)
 
     def __post_init__(self) -> None:
         one_of("workload", self.name, ("static", "serve"))
+        one_of("workload.kind", self.kind, WORKLOAD_KINDS)
+        at_least("workload.prefix_groups", self.prefix_groups, 0)
+        positive_int("workload.requests_per_group", self.requests_per_group)
+        positive_int("workload.sessions", self.sessions)
+        positive_int("workload.turns", self.turns)
+        at_least("workload.think_time_s", self.think_time_s, 0.0)
+        if self.kind == "trace":
+            self.trace.check()
         if isinstance(self.num_requests, bool) or self.num_requests < 0:
             raise ConfigError("workload.num_requests must be >= 0 (0: no cap, with duration_s)")
         at_least("workload.duration_s", self.duration_s, 0.0)
@@ -241,6 +265,10 @@ def kv_bound(cell: Any) -> KVBound:
     w = cell.workload
     seqs = _pow2(max(KV_MIN_SEQS, cell.concurrency or KV_OPEN_LOOP_SEQS))
     longest = w.prompt_len_dist.longest(cell.prompt_len) + w.seq_dist.longest(cell.seq)
+    if w.kind == "conversation":  # the last turn carries every earlier turn and answer
+        longest = w.turns * (cell.prompt_len + cell.seq)
+    elif w.kind == "trace":
+        longest = max(longest, trace_longest(w.trace))
     seq_tokens = _pow2(longest + KV_SPECIAL_TOKENS)
     return KVBound(seqs, seq_tokens, math.ceil(seqs * seq_tokens * KV_HEADROOM))
 
@@ -252,7 +280,8 @@ def check_load(cell: Any) -> None:
         if any(v is not None for v in load):
             raise ConfigError("concurrency and request_rate are serving axes: add workload=serve")
         return
-    if cell.concurrency is None and cell.request_rate is None:
+    _check_kind(cell)
+    if cell.concurrency is None and cell.request_rate is None and cell.workload.kind != "trace":
         cell.concurrency = 1  # a serving cell without a load: one user at a time
     if cell.concurrency is not None:
         positive_int("concurrency", cell.concurrency)
@@ -266,3 +295,29 @@ def check_load(cell: Any) -> None:
             f"workload.prefix_len={cell.workload.prefix_len} is not allowed: "
             f"must be < prompt_len={cell.prompt_len}"
         )
+
+
+def _check_kind(cell: Any) -> None:
+    """What a conversation or trace cell's load may be (they set their own)."""
+    w = cell.workload
+    if w.kind == "conversation":
+        if cell.request_rate is not None:
+            raise ConfigError(
+                "request_rate is not allowed with workload.kind=conversation: sessions run "
+                "closed loop (workload.sessions at once)"
+            )
+        if cell.concurrency not in (None, w.sessions):
+            raise ConfigError(
+                f"concurrency={cell.concurrency} is not allowed with workload.kind=conversation:"
+                f" the sessions in flight are workload.sessions={w.sessions}"
+            )
+        cell.concurrency = w.sessions
+    elif w.kind == "trace":
+        if cell.request_rate is not None or cell.concurrency is not None:
+            raise ConfigError(
+                "concurrency and request_rate are not allowed with workload.kind=trace: "
+                "requests are sent on the trace's clock (workload.trace.speed)"
+            )
+        cell.request_rate = None
+    if w.prefix_groups and w.kind != "random":
+        raise ConfigError("workload.prefix_groups is only for workload.kind=random")

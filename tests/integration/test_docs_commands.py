@@ -70,6 +70,13 @@ PLAN: list[tuple[str, str, int | str]] = [
         "plan",
         "4 transformers-serve servers on the tiny model (~2 min here)",
     ),
+    (
+        r"^(?!.*backend=sim)python launch.py workload=(conversation|trace|serve .*prefix_groups)",
+        "plan",
+        "a transformers-serve cell on the tiny model (~30 s here); "
+        "tests/integration/test_serving_workloads.py runs a conversation and a trace cell",
+    ),
+    (r"^python -m workers\.serving\.make_trace", "run", 0),
     (r"^echo \"exit \$\?\"", "skip", "prints the exit code of the command before: asserted"),
     (r"history --by axes --fail-on-regression", "run", 3),  # h2 -> h3 is a 30% regression
     (r"backend.sim.fault=oom", "run", 1),  # the frontier: its oom cells are not ok
@@ -149,6 +156,7 @@ def shrunk(cmd: Command, tmp: Path) -> list[str]:
     for name, value in PLACEHOLDERS.items():
         text = text.replace(name, value)
     text = text.replace("/tmp/", f"{tmp}/")
+    text = text.replace("=tests/fixtures/", f"={ROOT}/tests/fixtures/")  # as from the repo root
     args = shlex.split(text)
     if cmd.action == "plan":
         return ["python", "-m", "tests.integration.docs_plan", *args[2:]]

@@ -139,6 +139,24 @@ CASES = [
     (["workload=serve", "workload.num_requests=0"], ["workload.num_requests", "duration_s"]),
     (["workload=serve", "server.request_timeout_s=0"], ["server.request_timeout_s"]),
     (["workload=serve", "server.api=grpc"], ["server.api", "openai"]),
+    (["workload=serve", "workload.kind=replay"], ["workload.kind", "conversation"]),
+    (["workload=conversation", "workload.turns=0"], ["workload.turns", ">= 1"]),
+    (["workload=conversation", "concurrency=2"], ["concurrency=2", "workload.sessions"]),
+    (["workload=conversation", "request_rate=2"], ["request_rate", "conversation"]),
+    (["workload=conversation", "workload.think_time_s=-1"], ["workload.think_time_s"]),
+    (["workload=serve", "workload.requests_per_group=0"], ["workload.requests_per_group"]),
+    (["workload=trace"], ["workload.trace.path", "not set"]),
+    (["workload=trace", "workload.trace.path={a_file}"], ["workload.trace.path", "line 1"]),
+    (["workload=trace", "workload.trace.path=/nowhere.jsonl"], ["workload.trace.path", "no such"]),
+    (
+        ["workload=trace", "workload.trace.path={trace}", "workload.trace.speed=0"],
+        ["workload.trace.speed"],
+    ),  # fmt: skip
+    (
+        ["workload=trace", "workload.trace.path={trace}", "concurrency=2"],
+        ["concurrency", "trace's clock"],
+    ),  # fmt: skip
+    (["workload=conversation", "backend=sim"], ["workload.kind=conversation", "simulated"]),
     # --- answers: quality and accuracy checks ---
     (["quality.prompts=0"], ["quality.prompts"]),
     (["quality.tokens=abc"], ["quality.tokens", "Integer"]),
@@ -160,6 +178,7 @@ def _fill(overrides: list[str], where: Path) -> list[str]:
         paths[name] = str(d)
     paths["a_file"] = str(where / "a_file")
     Path(paths["a_file"]).write_text("not a directory")
+    paths["trace"] = str(Path(__file__).parents[1] / "fixtures" / "traces" / "tiny.jsonl")
     return [o.format(**paths) for o in overrides]
 
 

@@ -43,12 +43,14 @@ from typing import Any
 from bounds.roofline import ModelShape, bounds_for, bytes_per_element
 from jobs.config import CellConfig
 from jobs.record import Flag, Outcome, Status
+from jobs.trace import read_trace, trace_sha256
 from workers.backends.sim import SimDevice, sim_spec
 from workers.base import CellOOM
 from workers.models import model_config_json
 from workers.serving.client import RequestOutput
 from workers.serving.metrics import raw_requests, serving_metrics
 from workers.serving.prompts import lengths
+from workers.serving.workloads import trace_fields, trace_schedule
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +139,10 @@ class QueueTrace:
 def requests(cell: CellConfig) -> list[_Req]:
     """The cell's requests with their arrival times (closed loop: all due at 0)."""
     w = cell.workload
+    if w.kind == "trace":  # the trace's lengths, on its clock (never late: a virtual one)
+        trace = read_trace(w.trace.path or "", w.trace.max_requests)
+        due = trace_schedule(trace, w.trace.speed)
+        return [_Req(r.input_length, r.output_length, a) for r, a in zip(trace, due, strict=True)]
     n = w.num_requests or NO_CAP
     rng = random.Random(cell.bench.seed)  # the real client's seeds (workers/backends/serve.py)
     prompts = lengths(cell.prompt_len, w.prompt_len_dist, n, rng)
@@ -277,6 +283,10 @@ def _simulate(cell: CellConfig, out: Outcome) -> float:
     out.details["raw"] = raw_requests(outputs, 0.0)
     out.fields.update({k: v for k, v in m.items() if k != "short_requests"})
     out.fields.update(queue_fields(sent, server.queue))
+    if cell.workload.kind == "trace":
+        t = cell.workload.trace
+        meta = {"sha256": trace_sha256(t.path or ""), "schedule": [r.arrival_s for r in sent]}
+        out.fields.update(trace_fields(meta, outputs, 0.0))
     out.fields.update(
         model_reused=False, server_reused=False, model_load_s=0.0, server_start_s=0.0,
         model_path=costs.path, dtype=costs.dtype, model_parameters=costs.parameters,

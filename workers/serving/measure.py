@@ -31,6 +31,7 @@ from workers.serving.metrics import raw_requests, serving_metrics
 from workers.serving.process import ServerFailed
 from workers.serving.server import Server, open_server
 from workers.serving.traffic import TrafficResult
+from workers.serving.workloads import kind_fields
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +130,15 @@ def _measure(cell: CellConfig, device: Device, out: Outcome) -> None:
             ttft_ms=cell.slo.ttft_ms, tpot_ms=cell.slo.tpot_ms,
         )  # fmt: skip
         out.details["raw"] = raw_requests(res.outputs, res.start_s)
+        kind_flat, kind_details = kind_fields(res.meta, res.outputs, res.start_s)
+        out.fields.update(kind_flat)
+        out.details.update(kind_details)
         out.fields.update({k: v for k, v in m.items() if k != "short_requests"})
         out.flags = _check(cell, m, server, res)
         out.fields.update(res.health)
         out.fields.update(books_fields)
+        if kind_flat.get("trace_late"):
+            out.flags.append(Flag.TRACE_LATE)
         if is_saturated(res.health):
             out.flags.append(Flag.CLIENT_SATURATED)
         if disagrees(m["ttft_s_mean"], {**books_fields, **res.health}):

@@ -62,6 +62,15 @@ class PromptMaker:
         """Tokens of ``text`` as a server counts them (special tokens included)."""
         return len(self.tok(text)["input_ids"])
 
+    def words(self, n: int) -> list[int]:
+        """``n`` random word tokens (no special tokens): a part of a longer prompt."""
+        return self._random(max(0, n))
+
+    def text(self, ids: list[int]) -> tuple[str, int]:
+        """(the text of ``ids``, its token count as a server counts it)."""
+        text = self.tok.decode(ids, skip_special_tokens=True)
+        return text, self.count(text)
+
     def prompt(self, n: int) -> tuple[str, int]:
         """(text, its token count): exactly ``n`` unless the tokenizer never settles."""
         want = max(1, n - self.specials)

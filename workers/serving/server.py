@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config import CellConfig
+from jobs.trace import read_trace, trace_sha256
 from workers.backends.sglang.args import engine_dtype
 from workers.device.visible import VISIBLE_ENV
 from workers.models import load_tokenizer, resolve_model_path
@@ -32,7 +33,13 @@ from workers.serving.diagnosis import probe
 from workers.serving.engines import HOST, api_of, request_body, server_argv
 from workers.serving.process import ServerFailed, ServerProcess, free_port
 from workers.serving.prompts import PromptMaker, lengths
-from workers.serving.traffic import TrafficPlan, TrafficResult, run_traffic
+from workers.serving.traffic import TrafficPlan, TrafficResult, run_sessions, run_traffic
+from workers.serving.workloads import (
+    TracePrompts,
+    conversation_prompts,
+    group_makers,
+    trace_schedule,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +93,49 @@ class Server(ABC):
         rng = random.Random(seed)
         prompt_lens = lengths(cell.prompt_len, w.prompt_len_dist, n, rng)
         output_lens = lengths(cell.seq, w.seq_dist, n, rng)
-        maker = PromptMaker(self.tokenizer, seed, w.prefix_len)
+        if w.prefix_groups:
+            makers = group_makers(self.tokenizer, seed, w.prefix_len, w.prefix_groups)
+        else:
+            makers = [PromptMaker(self.tokenizer, seed, w.prefix_len)]
         out = []
-        for p, s in zip(prompt_lens, output_lens, strict=True):
-            text, count = maker.prompt(p)
-            body = request_body(self.api, self.model_name, text, s)
-            out.append(RequestInput(text, count, s, body))
+        for i, (p, s) in enumerate(zip(prompt_lens, output_lens, strict=True)):
+            text, count = makers[(i // w.requests_per_group) % len(makers)].prompt(p)
+            out.append(self._input(text, count, s))
         return out
+
+    def _input(self, text: str, count: int, output_len: int) -> RequestInput:
+        body = request_body(self.api, self.model_name, text, output_len)
+        return RequestInput(text, count, output_len, body)
+
+    def _conversations(self, cell: CellConfig) -> TrafficResult:
+        w, seed = cell.workload, cell.bench.seed
+        turns = conversation_prompts(
+            lambda s: PromptMaker(self.tokenizer, seed * 7919 + s),
+            w.sessions, w.turns, cell.prompt_len, cell.seq,
+        )  # fmt: skip
+        sessions = [[self._input(t, n, cell.seq) for t, n in texts] for texts in turns]
+        url, timeout = self.base_url + COMPLETIONS, cell.server.request_timeout_s
+
+        async def go() -> TrafficResult:
+            async with new_session(w.sessions) as session:
+                send = lambda req: send_completion(session, url, req, timeout)  # noqa: E731
+                return await run_sessions(sessions, send, w.think_time_s)
+
+        res = run_async(go())
+        res.meta = {"kind": "conversation", "sessions": w.sessions, "turns": w.turns,
+                    "think_time_s": w.think_time_s,
+                    "context": [n for texts in turns for _, n in texts]}  # fmt: skip
+        return res
+
+    def _trace(self, cell: CellConfig) -> TrafficResult:
+        t = cell.workload.trace
+        trace = read_trace(t.path or "", t.max_requests)
+        prompts = TracePrompts(self.tokenizer, t.block_tokens, cell.bench.seed)
+        reqs = [self._input(*prompts.prompt(r, i), r.output_length) for i, r in enumerate(trace)]
+        schedule = trace_schedule(trace, t.speed)
+        res = run_async(self._send(reqs, TrafficPlan(schedule=schedule)))
+        res.meta = {"kind": "trace", "schedule": schedule, "sha256": trace_sha256(t.path or "")}
+        return res
 
     def _warm_up(self, n: int) -> float:
         """Send ``n`` requests one after another (not counted); seconds the first took."""
@@ -129,14 +172,17 @@ class Server(ABC):
             warm = self.requests(cell, w.warmup_requests, seed + 1)
             c = min(cell.concurrency or w.warmup_requests, w.warmup_requests)
             run_async(self._send(warm, TrafficPlan(concurrency=c, num_requests=len(warm))))
+        if before_measured is not None:
+            before_measured()
+        if w.kind == "conversation":
+            return self._conversations(cell)
+        if w.kind == "trace":
+            return self._trace(cell)
         plan = TrafficPlan(
             concurrency=cell.concurrency, rate=cell.request_rate, burstiness=w.burstiness,
             num_requests=w.num_requests, duration_s=w.duration_s, seed=seed,
         )  # fmt: skip
-        reqs = self.requests(cell, min(n, 1024), seed)
-        if before_measured is not None:
-            before_measured()
-        return run_async(self._send(reqs, plan))
+        return run_async(self._send(self.requests(cell, min(n, 1024), seed), plan))
 
     def server_facts(self) -> dict[str, Any]:
         p = self.process

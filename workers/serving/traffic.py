@@ -33,8 +33,12 @@ class TrafficPlan:
     num_requests: int = 0  # 0: no cap (duration_s must be > 0)
     duration_s: float = 0.0  # 0: no limit
     seed: int = 0
+    # Send times in seconds after the start (a trace's clock); replaces rate and num_requests.
+    schedule: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.schedule is not None:
+            return
         if self.concurrency is None and self.rate is None:
             raise ValueError("traffic needs a concurrency or a rate")
         if self.num_requests <= 0 and self.duration_s <= 0:
@@ -47,6 +51,7 @@ class TrafficResult:
     start_s: float = 0.0  # perf_counter when the first request was due
     duration_s: float = 0.0  # first send to last answer
     health: dict[str, Any] = field(default_factory=dict)  # the client's (ClientHealth.fields)
+    meta: dict[str, Any] = field(default_factory=dict)  # what the workload kind adds
 
 
 def arrival_gaps(rate: float, burstiness: float, seed: int) -> Iterator[float]:
@@ -62,8 +67,10 @@ async def run_traffic(
 ) -> TrafficResult:
     """Send ``make(0), make(1), ...`` as the plan says; the outputs in sending order."""
     slots = asyncio.Semaphore(plan.concurrency) if plan.concurrency else None
-    closed = plan.rate is None
+    sched = plan.schedule
+    closed = plan.rate is None and sched is None
     gaps = arrival_gaps(plan.rate, plan.burstiness, plan.seed) if plan.rate else None
+    limit = len(sched) if sched is not None else plan.num_requests
 
     async def one(req: RequestInput, holding: bool) -> RequestOutput:
         if slots is not None and not holding:
@@ -80,8 +87,10 @@ async def run_traffic(
     t0 = time.perf_counter()
     due = t0
     i = 0
-    while not plan.num_requests or i < plan.num_requests:
-        if gaps is not None and i:
+    while not limit or i < limit:
+        if sched is not None:
+            await asyncio.sleep(max(0.0, t0 + sched[i] - time.perf_counter()))
+        elif gaps is not None and i:
             due += next(gaps)
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
         if closed and slots is not None:
@@ -96,3 +105,27 @@ async def run_traffic(
     duration = time.perf_counter() - t0
     await health.stop()
     return TrafficResult(outputs, t0, duration, health.fields())
+
+
+async def run_sessions(
+    sessions: list[list[RequestInput]], send: Send, think_time_s: float = 0.0
+) -> TrafficResult:
+    """Conversations: every session at once, each sending its turns one after another (the
+    next ``think_time_s`` after the previous answer); outputs session by session, in turn
+    order."""
+
+    async def session(turns: list[RequestInput]) -> list[RequestOutput]:
+        outs = []
+        for k, req in enumerate(turns):
+            if k and think_time_s:
+                await asyncio.sleep(think_time_s)
+            outs.append(await send(req))
+        return outs
+
+    health = ClientHealth()
+    health.start()
+    t0 = time.perf_counter()
+    done = await asyncio.gather(*(session(s) for s in sessions))
+    duration = time.perf_counter() - t0
+    await health.stop()
+    return TrafficResult([o for outs in done for o in outs], t0, duration, health.fields())
