@@ -138,6 +138,8 @@ def test_npu_smi_sampler_leaves_no_process(tmp_path, monkeypatch):
     from workers.device import npu_smi as energy_npu
     from workers.energy import meter as energy
 
+    before = {p.pid for p in psutil.Process().children(recursive=True)}  # earlier tests' own
+
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     count = tmp_path / "count"
@@ -159,7 +161,8 @@ printf '\\t%-30s : %s\\n' "NPU Real-time Power(W)" 300.0
     with meter, meter.window():
         meter.iteration()
         assert _wait_for(lambda: int(count.read_text() or 0) > 3), "no read in the window"
-    assert not psutil.Process().children(recursive=True)
+    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    assert not left, left
     assert not sampler_threads()
     fields, block = meter.result([IterationResult(e2e_s=1.0, ttft_s=0.1, generated_tokens=4)])
     assert fields["energy_source"] == "npu_smi_power" and fields["energy_valid"] is False
