@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bounds.roofline import ModelShape, bytes_per_element
+from bounds.roofline import cell_passes
 from bounds.specs import DeviceSpec
 
 #: Below this fraction of the measured time for both bounds, a phase is overhead_bound.
@@ -79,21 +79,14 @@ def phase_bounds(
     devices: int = 1,
 ) -> dict[str, PhaseBounds | None]:
     """{"prefill": ..., "decode": ...}; decode is None for seq = 1 (no decode step)."""
-    shape = ModelShape.from_config(model_config)
-    elem = bytes_per_element(dtype)
-    bw = spec.peak_bandwidth_bytes_per_s * devices
-    peak = spec.peak_flops_per_s * devices if spec.peak_flops_per_s else None
-    w = shape.forward_parameters * elem
-    kv = shape.kv_bytes_per_token(elem)
-    flops = batch * shape.prefill_flops(prompt_len)
-    prefill = PhaseBounds((w + batch * prompt_len * kv) / bw, flops / peak if peak else None)
+    p = cell_passes(model_config, dtype, spec, batch, seq, prompt_len, devices)
+    bw, peak = p.bandwidth, p.peak_flops
+    nbytes, flops = p.prefill
+    prefill = PhaseBounds(nbytes / bw, flops / peak if peak else None)
     if seq < 2:
         return {"prefill": prefill, "decode": None}
-    contexts = range(prompt_len + 1, prompt_len + seq)
-    memory = sum((w + batch * c * kv) / bw for c in contexts) / (seq - 1)
-    compute = (
-        sum(batch * shape.token_flops(c) / peak for c in contexts) / (seq - 1) if peak else None
-    )
+    memory = sum(b / bw for b, _ in p.decode) / (seq - 1)
+    compute = sum(f / peak for _, f in p.decode) / (seq - 1) if peak else None
     return {"prefill": prefill, "decode": PhaseBounds(memory, compute)}
 
 

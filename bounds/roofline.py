@@ -205,6 +205,48 @@ def _pass_time(nbytes: float, flops: float, bw: float, peak: float | None) -> tu
     return (t_flops, "compute") if t_flops > t_mem else (t_mem, "memory")
 
 
+@dataclass(frozen=True)
+class CellPasses:
+    """The forward passes of one cell on its devices: (bytes moved, FLOPs) of the prefill and
+    of each decode step, with the devices' summed bandwidth and FLOP/s (None: unknown). What
+    :func:`bounds_for` and ``bounds.regime.phase_bounds`` both read."""
+
+    weight_bytes: float
+    kv_bytes_per_token: float
+    bandwidth: float
+    peak_flops: float | None
+    prefill: tuple[float, float]
+    decode: tuple[tuple[float, float], ...]
+
+
+def cell_passes(
+    model_config: Mapping[str, Any],
+    dtype: str,
+    spec: DeviceSpec,
+    batch: int,
+    seq: int,
+    prompt_len: int,
+    devices: int = 1,
+) -> CellPasses:
+    """The passes of one cell (formulas in the module docstring); decode step k reads the
+    context prompt_len + k, k = 1 .. seq - 1."""
+    shape = ModelShape.from_config(model_config)
+    elem = bytes_per_element(dtype)
+    w = shape.forward_parameters * elem
+    kv = shape.kv_bytes_per_token(elem)
+    return CellPasses(
+        weight_bytes=w,
+        kv_bytes_per_token=kv,
+        bandwidth=spec.peak_bandwidth_bytes_per_s * devices,
+        peak_flops=spec.peak_flops_per_s * devices if spec.peak_flops_per_s else None,
+        prefill=(w + batch * prompt_len * kv, batch * shape.prefill_flops(prompt_len)),
+        decode=tuple(
+            (w + batch * c * kv, batch * shape.token_flops(c))
+            for c in range(prompt_len + 1, prompt_len + seq)
+        ),
+    )
+
+
 def bounds_for(
     model_config: Mapping[str, Any],
     dtype: str,
@@ -216,22 +258,12 @@ def bounds_for(
 ) -> Bounds:
     """Roofline bounds of one cell (formulas in the module docstring). `devices` chips in
     tensor parallel add up their bandwidth and FLOP/s (communication ignored: a lower bound)."""
-    shape = ModelShape.from_config(model_config)
-    elem = bytes_per_element(dtype)
-    bw = spec.peak_bandwidth_bytes_per_s * devices
-    peak = spec.peak_flops_per_s * devices if spec.peak_flops_per_s else None
-    w = shape.forward_parameters * elem
-    kv = shape.kv_bytes_per_token(elem)
-    ttft, _ = _pass_time(
-        w + batch * prompt_len * kv, batch * shape.prefill_flops(prompt_len), bw, peak
-    )
+    p = cell_passes(model_config, dtype, spec, batch, seq, prompt_len, devices)
+    ttft, _ = _pass_time(*p.prefill, p.bandwidth, p.peak_flops)
     steps = []
     limited_by = "memory"
-    for k in range(1, seq):
-        context = prompt_len + k
-        t, limited_by = _pass_time(
-            w + batch * context * kv, batch * shape.token_flops(context), bw, peak
-        )
+    for nbytes, flops in p.decode:
+        t, limited_by = _pass_time(nbytes, flops, p.bandwidth, p.peak_flops)
         steps.append(t)
     e2e = ttft + sum(steps)
     return Bounds(
@@ -240,8 +272,8 @@ def bounds_for(
         e2e_s=e2e,
         output_tokens_per_s=batch * seq / e2e,
         decode_limited_by=limited_by,
-        weight_bytes=w,
-        kv_bytes_per_token=kv,
+        weight_bytes=p.weight_bytes,
+        kv_bytes_per_token=p.kv_bytes_per_token,
         decode_steps_s=tuple(steps),
     )
 
