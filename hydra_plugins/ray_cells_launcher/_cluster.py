@@ -141,6 +141,17 @@ def _init_args(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) 
     return common, {k: v for k, v in node_args.items() if v is not None}
 
 
+def _private_auth() -> None:
+    """Ray binds its gRPC servers to every interface (Ray 2.60: not configurable); what keeps
+    a private Ray private is its token authentication (Ray >= 2.52; the default from 2.60).
+    Asked for here so that a Ray whose default is off has it on too; a user's explicit
+    RAY_AUTH_MODE is kept, with a warning when it turns the token off."""
+    mode = os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if mode != "token":
+        log.warning("RAY_AUTH_MODE=%s: the private Ray's servers listen on every interface of "
+                    "this host and accept callers without a token", mode)  # fmt: skip
+
+
 def _join(address: str, common: dict[str, Any]) -> None:
     log.info("joining Ray cluster at %s", address)
     try:
@@ -181,6 +192,8 @@ def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Cl
     cluster = Cluster(owned=True)
     # A Ray this launch starts runs as its children: they end with it, even after kill -9.
     before = None if address else _watchdog.start_watchdog()
+    if not address:
+        _private_auth()
     try:
         if address:
             _join(address, common)

@@ -9,8 +9,6 @@ and the end of the sweep; without it every job takes one CPU and nothing is skip
 
 # No `from __future__ import annotations`: Hydra loads plugin modules outside sys.modules,
 # where dataclasses cannot resolve string annotations.
-import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
@@ -86,11 +84,6 @@ class RayCellsLauncher(Launcher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
-        ray_cfg = self.params.get("ray") or {}
-        if not ray_cfg.get("address") and "ray" not in sys.modules:
-            # A private Ray listens on loopback only: with this set before Ray is imported,
-            # Ray takes 127.0.0.1 as the node address and binds every server to it.
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         from . import _core  # imported lazily: keeps Hydra's plugin discovery fast
 
         return _core.launch(self, job_overrides, initial_job_idx)

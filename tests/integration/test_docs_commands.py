@@ -51,6 +51,11 @@ PLAN: list[tuple[str, str, int | str]] = [
     (r"cluster=existing", "skip", "an existing Ray cluster of NPU nodes"),
     (r"python -m pytest -q$", "skip", "the whole test suite (both tiers): CI runs it"),
     (r"python -m pytest -q tests/unit$", "skip", "the unit tier: CI runs it as its own step"),
+    (
+        r"^/usr/bin/time .*python -m pytest .*tests/(unit|integration)$",
+        "skip",
+        "times a tier of the test suite (benchmarks §10): CI runs both tiers",
+    ),
     (r"test_sglang_contract", "skip", "run in the NPU environment; the unit tier runs it here"),
     (r"^python -c \"import sglang", "skip", "SGLang is installed --no-deps here (contract only)"),
     (

@@ -111,9 +111,7 @@ class TestRayCellsLauncherIntegration(IntegrationTestSuite):
 
 @pytest.fixture(scope="module")
 def shared_ray():
-    """One private, loopback-only Ray for the in-process suites, started as the launcher does."""
-    if "ray" not in sys.modules:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    """One private Ray for the in-process suites, started as the launcher does."""
     from hydra_plugins.ray_cells_launcher import _cluster
     from hydra_plugins.ray_cells_launcher.ray_cells_launcher import RayInitConf
 

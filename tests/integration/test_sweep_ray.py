@@ -9,6 +9,7 @@ cell last about a second of real time so cells overlap and faults land mid-cell.
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
 import os
 import signal
@@ -187,24 +188,68 @@ def _worker_pids(driver: psutil.Process, busy: bool) -> list[int]:
     return pids
 
 
-def _assert_listens_on_loopback_only(driver: psutil.Process) -> None:
-    listening = []
+LOOPBACK = ("127.0.0.1", "::ffff:127.0.0.1", "::1")
+
+
+def _host_address() -> str:
+    """This host's address as another machine would reach it (loopback if it has none)."""
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family.name == "AF_INET" and not a.address.startswith("127."):
+                return a.address
+    return "127.0.0.1"
+
+
+def _assert_strangers_are_refused(driver: psutil.Process) -> None:
+    """Ray 2.60 binds its gRPC servers to every interface (not configurable): what keeps a
+    private Ray private is its token authentication. A caller without the token, from this
+    host's outward address, is refused by the GCS (gRPC) and by every HTTP entry point; only
+    Prometheus' read-only metrics text is served without it."""
+    import urllib.error
+    import urllib.request
+
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    host, gcs_ports, outward = _host_address(), [], []
     for p in [driver, *driver.children(recursive=True)]:
         try:
-            conns = p.net_connections(kind="inet")
+            conns, name = p.net_connections(kind="inet"), p.name()
         except psutil.Error:
             continue
-        listening += [c.laddr.ip for c in conns if c.status == psutil.CONN_LISTEN]
-    assert listening, "no Ray server found"
-    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip in listening), listening
+        for c in conns:
+            if c.status == psutil.CONN_LISTEN and c.laddr.ip not in LOOPBACK:
+                outward.append((name, c.laddr.port))
+                if name == "gcs_server":
+                    gcs_ports.append(c.laddr.port)
+    assert gcs_ports, f"no GCS server found among {outward}"
+    for port in gcs_ports:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(grpc.insecure_channel(f"{host}:{port}"))
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.GetAllNodeInfo(gcs_service_pb2.GetAllNodeInfoRequest(), timeout=30)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, (port, refused.value)
+    for name, port in outward:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/api/jobs/", timeout=10) as r:
+                served = (r.status, r.headers.get("Content-Type", ""), r.read(64))
+        except urllib.error.HTTPError as e:
+            assert e.code == 401, (name, port, e.code)  # an HTTP entry point: refused
+            continue
+        except (OSError, ValueError, http.client.HTTPException):
+            continue  # not HTTP (a gRPC server: checked on the GCS above)
+        assert served[0] == 200 and served[1].startswith("text/plain; version=0.0.4"), (
+            name, port, served)  # fmt: skip
+        assert served[2].startswith(b"# HELP"), (name, port, served)  # metrics, read-only
 
 
-def test_worker_sigkill_mid_cell_is_retried_and_ray_listens_on_loopback_only(tmp_path, tiny_cache):
+def test_worker_sigkill_mid_cell_is_retried_and_the_private_ray_refuses_strangers(
+    tmp_path, tiny_cache
+):
     sweep = tmp_path / "multirun" / "sweep"
     proc = start(sim_args("1,2,3", scale=1.0, npus=1), tmp_path, tiny_cache)
     driver = psutil.Process(proc.pid)
     wait_for(lambda: _worker_pids(driver, busy=True), 180, "a busy worker")  # a busy host
-    _assert_listens_on_loopback_only(driver)  # the private Ray's servers
+    _assert_strangers_are_refused(driver)  # the private Ray's servers
     time.sleep(0.5)
     done_before = set(records(sweep))
     os.kill(_worker_pids(driver, busy=True)[0], signal.SIGKILL)
