@@ -143,11 +143,12 @@ def _init_args(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) 
 
 def _private_auth() -> None:
     """Ray binds its gRPC servers to every interface (Ray 2.60: not configurable); what keeps
-    a private Ray private is its token authentication (Ray >= 2.52; the default from 2.60).
-    Asked for here so that a Ray whose default is off has it on too; a user's explicit
-    RAY_AUTH_MODE is kept, with a warning when it turns the token off."""
-    mode = os.environ.setdefault("RAY_AUTH_MODE", "token")
-    if mode != "token":
+    a private Ray private is its token authentication, on by default in Ray 2.60 (Ray makes
+    and keeps the token itself; setting RAY_AUTH_MODE=token here instead would make Ray look
+    for a token nobody made). A user's RAY_AUTH_MODE is kept, with a warning when it turns the
+    token off."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode and mode != "token":
         log.warning("RAY_AUTH_MODE=%s: the private Ray's servers listen on every interface of "
                     "this host and accept callers without a token", mode)  # fmt: skip
 
