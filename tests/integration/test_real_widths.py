@@ -35,4 +35,5 @@ def test_llama3_8b_dummy_one_layer_through_run_cell():
     assert {p.dtype for p in params} == {torch.bfloat16}
     assert {p.device.type for p in params} == {"cpu"}
     head = backend.model.lm_head.weight
-    assert 0 < head.abs().max().item() <= DUMMY_HIGH  # SGLang's dummy range, not zeros
+    low, high = torch.aminmax(head[:1024])  # a slice: the whole head is 525 M values
+    assert 0 < max(-low.item(), high.item()) <= DUMMY_HIGH  # SGLang's dummy range, not zeros

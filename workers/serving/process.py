@@ -115,6 +115,7 @@ class ServerProcess:
         os.close(fd)
         self.log_path = Path(path)
         self.proc: subprocess.Popen | None = None
+        self.stopped = False  # stop() ran: a second call does nothing
         self.last_answer: str | None = None  # what the last health check got (None: 200)
         self.rss: RssPeak | None = None
 
@@ -221,9 +222,11 @@ class ServerProcess:
         exc.log_tail, exc.log_text = self.log_tail(), self.log_text()
 
     def stop(self, grace_s: float = 20.0) -> None:
-        """SIGTERM to the server's process group, SIGKILL after ``grace_s``."""
-        if self.proc is None:
+        """SIGTERM to the server's process group, SIGKILL after ``grace_s``. Once: a second
+        call (the exit hook of a server already stopped) does nothing and says nothing."""
+        if self.proc is None or self.stopped:
             return
+        self.stopped = True
         if self.rss is not None:
             self.rss.stop()
         for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):

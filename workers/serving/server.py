@@ -201,6 +201,7 @@ class Server(ABC):
 
     def close(self) -> None:
         if self.process is not None:
+            atexit.unregister(self.process.stop)  # stopped now, not again at exit
             self.process.stop()
 
 
