@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,40 @@ os.environ["RAY_memory_monitor_refresh_ms"] = "0"
 # 2-core host cost ~10x the CPU time (measured: a tiny Linear loop 0.5 s on 1 thread, 38 s on
 # 2 at load 2.5), for the tests' own processes and those they start (servers, workers).
 os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def _thread_cpu_ticks(native_id: int) -> int | None:
+    try:
+        fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+
+
+def busy_threads(window_s: float = 0.25, share: float = 0.4) -> list[str]:
+    """Python threads of this process that used more than ``share`` of a core while the
+    main thread slept ``window_s`` (Linux; none elsewhere)."""
+    threads = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    before = {t: _thread_cpu_ticks(t.native_id) for t in threads if t.native_id}
+    if not any(v is not None for v in before.values()):
+        return []
+    time.sleep(window_s)
+    limit = share * window_s * os.sysconf("SC_CLK_TCK")
+    busy = []
+    for t, ticks in before.items():
+        after = _thread_cpu_ticks(t.native_id) if ticks is not None else None
+        if after is not None and after - ticks > limit:
+            busy.append(t.name)
+    return busy
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_thread_left_busy():
+    """A module leaves no thread of its own spinning in the test process: one did (a
+    library's polling loop after its engine stopped) and slowed every later test ~2x."""
+    yield
+    busy = busy_threads()
+    assert not busy, f"threads left busy in the test process by this module: {busy}"
 
 
 @pytest.fixture(scope="session")
