@@ -7,6 +7,7 @@ interpreter."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import runpy
 import subprocess
@@ -24,11 +25,17 @@ torch.set_num_threads(1)
 
 
 def _launch_main(args: list[str]) -> int:
-    """launch.py run as `__main__` in this process: its exit code."""
+    """launch.py run as `__main__` in this process: its exit code. Hydra's process-wide
+    state (its singletons: the version_base launch.py sets, the config store, the job's
+    runtime) is put back afterwards, as if the launch had run in a process of its own:
+    later tests in this process (the integration tier's too, under pytest-xdist) see none
+    of it."""
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.singleton import Singleton
 
     from sweep.status import PROCESS
 
+    saved = copy.deepcopy(Singleton.get_state())
     GlobalHydra.instance().clear()
     PROCESS.not_ok = 0  # a new process starts with no cell not ok
     sys.argv = [str(ROOT / "launch.py"), *args]
@@ -38,6 +45,7 @@ def _launch_main(args: list[str]) -> int:
         return exc.code if isinstance(exc.code, int) else 1
     finally:
         GlobalHydra.instance().clear()
+        Singleton.set_state(saved)
     return 0
 
 
