@@ -38,6 +38,34 @@ def placement(where: dict[str, Any] | None) -> str:
     return f"{where.get('ray_node_id')}|{visible}"
 
 
+def node_env(node_index: int | None) -> dict[str, str]:
+    """What a worker's process is told before a job: its node's index."""
+    return {} if node_index is None else {NODE_INDEX_ENV: str(node_index)}
+
+
+class Spread:
+    """Which placements have taken a job of which spread key (fleet jobs only)."""
+
+    def __init__(self) -> None:
+        self.used: set[tuple[str, str]] = set()
+
+    def fits(self, queue: list[Job], place: str) -> list[Job]:
+        """The queued jobs a worker at ``place`` may take."""
+        return [j for j in queue if not j.spread or (j.spread, place) not in self.used]
+
+    def take(self, job: Job, place: str) -> None:
+        if job.spread:
+            self.used.add((job.spread, place))
+
+    def release(self, job: Job, place: str) -> None:
+        self.used.discard((job.spread, place))
+
+    def blocked(self, queue: list[Job], places: set[str]) -> bool:
+        """Every queued job is a fleet job that every one of ``places`` has run already
+        (the scheduler asks when all its workers are placed and idle: their device is gone)."""
+        return all(j.spread and all((j.spread, p) in self.used for p in places) for j in queue)
+
+
 def fan_out(app: App, jobs: list[Job], nodes: list[dict[str, Any]]) -> None:
     """Replace every job by its fleet copies, one per worker its shape fits on ``nodes``."""
     out: list[Job] = []
@@ -55,4 +83,4 @@ def fan_out(app: App, jobs: list[Job], nodes: list[dict[str, Any]]) -> None:
     jobs[:] = out
 
 
-__all__ = ["NODE_INDEX_ENV", "fan_out", "node_order", "placement"]
+__all__ = ["NODE_INDEX_ENV", "Spread", "fan_out", "node_env", "node_order", "placement"]

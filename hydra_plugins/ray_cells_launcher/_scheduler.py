@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from . import _cluster
 from ._app import App, HostOutOfMemory, Job, WorkerLost
 from ._compose import Composer
-from ._fleet import NODE_INDEX_ENV, placement
+from ._fleet import Spread, node_env, placement
 from ._progress import Progress, elapsed_text
 from ._session import Planner, Session, finished_return
 from ._settings import Settings
@@ -74,7 +74,7 @@ class Scheduler:
         self.in_flight: dict[Any, tuple[Slot, Job | None]] = {}
         self.stalled_since = 0.0
         self.announced: dict[int, int] = {}  # job idx -> still-running lines printed
-        self.spread_used: set[tuple[str, str]] = set()  # (spread key, placement) dispatched
+        self.spread = Spread()  # fleet jobs: which placements ran which spread key
 
     # --- setup -------------------------------------------------------------------------
     def run(self, todo: list[Job]) -> None:
@@ -152,21 +152,11 @@ class Scheduler:
             self.in_flight[handle.where.remote()] = (slot, None)
             free += 1
 
-    @staticmethod
-    def _env(slot: Slot) -> dict[str, str]:
-        """What the worker's process is told before a job: its node's index."""
-        return {} if slot.node_index is None else {NODE_INDEX_ENV: str(slot.node_index)}
-
     def _blocked(self, key: str, queue: list[Job], cap: int) -> bool:
-        """Fleet jobs left that no worker may take: every worker is placed, idle, and has
-        already run their spread key (their own device is gone)."""
         slots = self.slots.get(key, [])
         if len(slots) < cap or any(not s.ready or s.job is not None for s in slots):
             return False
-        places = {s.place for s in slots}
-        return all(
-            j.spread and all((j.spread, p) in self.spread_used for p in places) for j in queue
-        )
+        return self.spread.blocked(queue, {s.place for s in slots})
 
     def _hydra_args(self) -> tuple[Any, Any, Any]:
         return (self.launcher.hydra_context, self.launcher.task_function, self.singletons)
@@ -194,26 +184,27 @@ class Scheduler:
                 continue
             # Never a second job of one spread key on a placement; then prefer a job for the
             # model this actor already has loaded.
-            fits = [
-                j for j in queue if not j.spread or (j.spread, slot.place) not in self.spread_used
-            ]
+            fits = self.spread.fits(queue, slot.place)
             if not fits:
                 continue
             job = next((j for j in fits if j.affinity == slot.affinity), fits[0])
             queue.remove(job)
-            if job.spread:
-                self.spread_used.add((job.spread, slot.place))
+            self.spread.take(job, slot.place)
             job.attempts += 1
             job.started = time.monotonic()
             slot.job, slot.affinity = job, job.affinity
             self.app.on_dispatch(job)
             if self.runner is not None:
-                ref = slot.handle.run_direct.remote(self.runner, job.payload, self._env(slot))
+                ref = slot.handle.run_direct.remote(
+                    self.runner, job.payload, node_env(slot.node_index)
+                )
             else:
                 if job.config is None:
                     job.config = self._compose(job)
                 keep = self.s.keep_job_configs
-                ref = slot.handle.run.remote(job.config, self.job_runtime, keep, self._env(slot))
+                ref = slot.handle.run.remote(
+                    job.config, self.job_runtime, keep, node_env(slot.node_index)
+                )
             self.in_flight[ref] = (slot, job)
 
     def _compose(self, job: Job) -> DictConfig:
@@ -240,7 +231,7 @@ class Scheduler:
             result, where = ray.get(ref)
         except LOST as exc:
             self._forget(slot)
-            self.spread_used.discard((job.spread, slot.place))  # a retry may run anywhere
+            self.spread.release(job, slot.place)  # a retry may run anywhere
             self._lost(job, exc, self.s.max_retries)
             return
         job.ret = self._job_return(job, result)

@@ -9,7 +9,7 @@ from aggregate.fleet.baseline import slower_cards, slower_lines
 from aggregate.fleet.cards import LEAKED, SLOW, THROTTLED, cards, robust_z
 from aggregate.render.fleet import fleet_heatmap, fleet_section
 from hydra_plugins.ray_cells_launcher._app import App, Job
-from hydra_plugins.ray_cells_launcher._fleet import fan_out, placement
+from hydra_plugins.ray_cells_launcher._fleet import Spread, fan_out, node_env, placement
 from jobs.identity import PlannedCell, identity
 from tests.unit.test_sim import sim_cell
 from workers.backends.sim_cards import LEAK_BYTES, card_faults, this_card
@@ -122,3 +122,17 @@ def test_fan_out_one_copy_per_card_with_one_spread_key():
     assert {j.spread for j in jobs} == {"fleet:0", "fleet:1"}
     where = {"ray_node_id": "n1", "visible": {"ASCEND_RT_VISIBLE_DEVICES": "3"}}
     assert placement(where) == "n1|ASCEND_RT_VISIBLE_DEVICES=3" and placement(None) == ""
+
+
+def test_spread_never_gives_a_place_two_copies_of_one_cell():
+    spread = Spread()
+    a0, a1, b0 = Job(0, [], spread="fleet:0"), Job(1, [], spread="fleet:0"), Job(2, [])
+    queue = [a0, a1, b0]
+    assert spread.fits(queue, "p1") == queue
+    spread.take(a0, "p1")
+    assert spread.fits(queue, "p1") == [b0]  # a plain job may still run there
+    assert not spread.blocked([a1], {"p1", "p2"})
+    assert spread.blocked([a1], {"p1"})  # only p1 is left and it ran fleet:0
+    spread.release(a0, "p1")
+    assert spread.fits([a1], "p1") == [a1]
+    assert node_env(3) == {"RAY_CELLS_NODE_INDEX": "3"} and node_env(None) == {}
