@@ -119,6 +119,10 @@ CASES = [
     (["backend=sim", "backend.sim.leaky_cards=[0:-1]"], ["backend.sim.leaky_cards", "0:-1"]),
     (["backend=sim", "backend.sim.slow_cards=0:1"], ["backend.sim.slow_cards", "list"]),
     (
+        ["-m", "hydra/sweeper=fleet", "hydra/launcher=basic", "backend=sim"],
+        ["hydra/sweeper=fleet", "ray_cells launcher"],
+    ),  # fmt: skip
+    (
         ["backend=sim", "workload=serve", "backend.sim.hot_cards=[0:1]"],
         ["backend.sim.hot_cards", "workload=serve"],
     ),  # fmt: skip
