@@ -5,7 +5,8 @@ the results store (aggregate/store/cli.py, its own exit codes).
 
 Exit codes: 0 every cell ok; 1 a cell not ok or a record unreadable; 2 usage error (also:
 --baseline ran on other hardware, without --allow-env-diff); 3 a regression against
---baseline, or cells of the baseline missing from the new sweep; 4 --baseline compared
+--baseline, or cells of the baseline missing from the new sweep, or (fleet runs) a card
+slower than the same card in the baseline (docs/fleet.md); 4 --baseline compared
 nothing (no cell matched). 3 and 4 are checked last and win over 1.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from aggregate.answers.slo import Slo, SloError
 from aggregate.baseline import envdiff
 from aggregate.baseline.compare import OLD_ONLY, compare, compare_markdown
+from aggregate.fleet.baseline import slower_cards, slower_lines
 from aggregate.leftovers import remove_stale_partial
 from aggregate.outputs import write_answered
 from aggregate.reader import read_records
@@ -109,6 +111,8 @@ def _baseline(args: argparse.Namespace, records: list, old: list, old_unreadable
         print(f"warning: environments differ: {d.text()}", file=sys.stderr)
     rows, n_regressions = compare(records, old, args.threshold)
     text = compare_markdown(rows, envdiff.markdown_lines(diffs, args.allow_env_diff))
+    slower = slower_cards(records, old, args.threshold)  # fleet runs: each card with itself
+    text += "\n" + "\n".join(slower_lines(slower)) if slower else ""
     path = atomic_write_text(Path(args.sweep_dir) / COMPARE_MD, text)
     if not args.quiet:
         print()
@@ -122,6 +126,10 @@ def _baseline(args: argparse.Namespace, records: list, old: list, old_unreadable
     )
     for r in gone:
         print(f"  missing in new: {r.label} batch {r.batch} seq {r.seq} prompt {r.prompt_len}")
+    for c in slower:
+        r = c.row
+        print(f"  slower card: node {c.node} card {c.card} ({c.serial or 'no serial'}): "
+              f"{r.label} batch {r.batch} seq {r.seq} {r.tokens_per_s_delta_pct:+.1f}% tok/s")  # fmt: skip
     if not matched:
         print(
             f"error: no cell of {args.sweep_dir} matches a cell of {args.baseline}: "
@@ -129,7 +137,7 @@ def _baseline(args: argparse.Namespace, records: list, old: list, old_unreadable
             file=sys.stderr,
         )
         return EXIT_NOTHING_COMPARED
-    return EXIT_REGRESSION if n_regressions or gone else EXIT_OK
+    return EXIT_REGRESSION if n_regressions or gone or slower else EXIT_OK
 
 
 def _refused_baseline(args: argparse.Namespace, records: list, old: list) -> str | None:

@@ -17,6 +17,7 @@ from aggregate.answers.slo import Slo
 from aggregate.quality import annotate, quality_section
 from aggregate.reader import sort_key
 from aggregate.render.answers import PARETO_CSV, SLO_CSV, answer_files, answer_sections
+from aggregate.render.fleet import fleet_heatmap, fleet_section
 from aggregate.render.html import REPORT_HTML, build_html
 from aggregate.render.report import build_report
 from aggregate.tables import error_text
@@ -137,7 +138,8 @@ def write_answered(
         from aggregate.render.plots.static import write_plots  # matplotlib only when asked
 
         figures = write_plots(root, shown, answers)
-    sections = answer_sections(answers, figures) + quality_section(shown)
+    # the fleet compares every card, so it reads the records before repeats are folded
+    sections = answer_sections(answers, figures) + quality_section(shown) + fleet_section(records)
     report = build_report(root, shown, unreadable, figures, sections, answers.slo)
     out[REPORT_MD] = atomic_write_text(root / REPORT_MD, report)
     panels = []
@@ -145,6 +147,9 @@ def write_answered(
         from aggregate.store.trend import trend_panel  # duckdb only with a store
 
         panels = [p for p in [trend_panel(trend_db, records)] if p]
+    heatmap = fleet_heatmap(records)
+    if heatmap:
+        panels.insert(0, ("Fleet heatmap: relative output tokens/s per node and card", heatmap))
     out[REPORT_HTML] = atomic_write_text(root / REPORT_HTML, build_html(report, root, panels))
     for name, text in extra.items():
         out[name] = atomic_write_text(root / name, text)

@@ -17,6 +17,7 @@ from typing import Any
 from jobs.checks import ConfigError
 from jobs.quality import AccuracyConfig, QualityConfig
 from jobs.serving import ServerConfig, SloConfig, WorkloadConfig, check_load
+from jobs.sim_cards import check_sim_cards
 from jobs.values import ValuesError, build
 
 BACKENDS = ("hf", "sglang", "sim")
@@ -123,6 +124,11 @@ class SimOptions:
     slow_factor: float = 5.0
     # Device the simulator pretends to be (a key of bounds/specs.py).
     device_spec: str = "ascend_910b"
+    # Fleet rehearsals (docs/fleet.md): cards as "NODE:CARD" (node index : card id) that are
+    # slow (every time x slow_factor), hot (throttled) or leaky (start on leaked memory).
+    slow_cards: list[str] = field(default_factory=list)
+    hot_cards: list[str] = field(default_factory=list)
+    leaky_cards: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -269,11 +275,12 @@ def check_sim(cell: CellConfig) -> None:
             f"backend.sim.memory_budget_bytes={o.memory_budget_bytes} is not allowed without "
             "backend.sim.fault=oom: it is the memory of the oom fault only"
         )
-    if o.slow_factor != SimOptions.slow_factor and o.fault != "slow":
+    if o.slow_factor != SimOptions.slow_factor and o.fault != "slow" and not o.slow_cards:
         raise ConfigError(
             f"backend.sim.slow_factor={o.slow_factor!r} is not allowed without "
-            "backend.sim.fault=slow: it is the slowdown of the slow fault only"
+            "backend.sim.fault=slow or backend.sim.slow_cards: it is their slowdown only"
         )
+    check_sim_cards(o, cell.serving)
     if cell.serving and cell.backend.name == "sim":
         w = cell.workload
         if w.kind == "conversation" or w.prefix_groups:

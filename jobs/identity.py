@@ -21,6 +21,8 @@ def _serving_identity(cell: CellConfig, d: dict[str, Any]) -> dict[str, Any]:
     the measured requests (a finished cell resumed under another SLO is re-scored from its
     kept requests, sweep/resume.py)."""
     sim = d["backend"]["sim"] if cell.backend.name == "sim" else None
+    if sim is not None:
+        _drop_empty_cards(sim)
     for key in ("batch", "backend", "slo"):
         d.pop(key)
     if sim is not None:  # the simulator's serving mode: its options are what is measured
@@ -52,6 +54,13 @@ def _workload_identity(cell: CellConfig, w: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in w.items() if k not in _NEW_KEYS or k in keep}
 
 
+def _drop_empty_cards(sim: dict[str, Any]) -> None:
+    """No simulated bad cards (the default): ids stay what they were before the keys."""
+    for key in ("slow_cards", "hot_cards", "leaky_cards"):
+        if not sim.get(key):
+            sim.pop(key, None)
+
+
 def identity(cell: CellConfig) -> dict[str, Any]:
     """The part of a cell's config that defines what is measured. Static cells leave out the
     serving settings, so their ids are what they were before serving cells existed."""
@@ -69,6 +78,7 @@ def identity(cell: CellConfig) -> dict[str, Any]:
     for key in ("concurrency", "request_rate", "workload", "server", "slo"):
         d.pop(key)
     # Options of backends the cell does not use do not matter.
+    _drop_empty_cards(d["backend"]["sim"])
     backend = d["backend"]
     d["backend"] = {"name": backend["name"], **{backend["name"]: backend.get(backend["name"], {})}}
     return d
@@ -134,7 +144,11 @@ class PlannedCell:
 
     With ``bench.repeats`` > 1 a cell is measured as repeats 0..N-1, each its own planned
     cell: its id hashes the repeat index too, its directory ends in ``-rK``, and
-    ``repeat_of`` is the id the cell has without repeats (what the repeats summarise)."""
+    ``repeat_of`` is the id the cell has without repeats (what the repeats summarise).
+
+    In a fleet sweep (``hydra/sweeper=fleet``) a cell is measured once per card of the
+    cluster: copy k is repeat k with its own id (hashing ``fleet=k``), a directory ending in
+    ``-fK`` and ``fleet_of`` = the cell's own id, so tables fold the cards like repeats."""
 
     cell: CellConfig
     cell_id: str
@@ -142,15 +156,17 @@ class PlannedCell:
     model_key: str
     repeat: int | None = None
     repeat_of: str | None = None
+    fleet_of: str | None = None
 
     @classmethod
-    def of(cls, cell: CellConfig, repeat: int | None = None) -> PlannedCell:
+    def of(cls, cell: CellConfig, repeat: int | None = None, fleet: bool = False) -> PlannedCell:
         base = cell_id(cell)
         if repeat is None:
             return cls(cell, base, cell_dir_name(cell, base), model_key(cell))
-        cid = hashlib.sha256(f"{base}|repeat={repeat}".encode()).hexdigest()[:16]
-        name = f"{cell_dir_name(cell, cid)}-r{repeat}"
-        return cls(cell, cid, name, model_key(cell), repeat, base)
+        what, mark = ("fleet", "f") if fleet else ("repeat", "r")
+        cid = hashlib.sha256(f"{base}|{what}={repeat}".encode()).hexdigest()[:16]
+        name = f"{cell_dir_name(cell, cid)}-{mark}{repeat}"
+        return cls(cell, cid, name, model_key(cell), repeat, base, base if fleet else None)
 
     def repeats(self) -> list[PlannedCell]:
         """This cell as its repeats (itself when bench.repeats is 1)."""

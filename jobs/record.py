@@ -109,7 +109,7 @@ FLAT_KEYS = (
     "schema_version", "cell_id", "cell_dir", "status", "simulated",
     "batch", "seq", "prompt_len", "backend", "model", "model_path", "dtype", "load_format",
     "device", "device_name", "visible_devices", "devices_per_cell", "node", "ray_node_id",
-    "ray_cluster",
+    "ray_cluster", "node_index", "device_serial", "fleet_of",
     "output_tokens_per_s", "total_tokens_per_s", "samples_per_s",
     "output_tokens_per_j", "energy_j_per_output_token", "energy_valid",
     "e2e_s_mean", "e2e_s_p50", "e2e_s_p90", "e2e_s_p99", "e2e_s_stdev", "e2e_s_min", "e2e_s_max",
@@ -198,10 +198,12 @@ def build_record(
     ray_node_id: str | None = None,
     code: dict[str, Any] | None = None,
     ray_cluster: str | None = None,
+    node_index: int | None = None,
 ) -> dict[str, Any]:
     """The record of a cell (planned on the driver, or a bare cell config): its inputs,
     then what its outcome says. ``code`` (git_commit, git_dirty) is the driver's checkout,
-    which workers may not see."""
+    which workers may not see; ``node_index``: the index of the Ray node that ran it (the
+    launcher's; simulated nodes: their start order)."""
     p = planned if isinstance(planned, PlannedCell) else PlannedCell.of(planned)
     cell = p.cell
     rec: dict[str, Any] = dict.fromkeys(FLAT_KEYS)
@@ -236,6 +238,8 @@ def build_record(
         attempts=attempts,
         ray_node_id=ray_node_id,
         ray_cluster=ray_cluster,
+        node_index=node_index,
+        fleet_of=p.fleet_of,
         started_at=outcome.started_at,
         finished_at=outcome.finished_at,
         repeat=p.repeat,

@@ -21,7 +21,7 @@ from jobs.record import Flag, Outcome, Status
 from sweep.console import cell_line
 from sweep.finish import SweepResults, sweep_slo
 from sweep.placement import cell_resources
-from sweep.prepare import plan_jobs
+from sweep.prepare import fleet_copies, plan_jobs
 from sweep.quiet_env import QUIET_ENV
 from sweep.records import lost_outcome, write_job_files, write_job_record
 from sweep.resume import done_record
@@ -63,6 +63,14 @@ class CellSweepApp(App):
     def resources(self, job: Job, nodes: list[dict[str, Any]]) -> dict[str, Any]:
         return cell_resources(job.payload.cell, nodes)
 
+    def fleet_copies(self, job: Job, n: int, first_idx: int) -> list[Job]:
+        """One copy per card (sweep/prepare.py); the copies, not the cell, are the sweep's."""
+        assert self.results is not None
+        self.results.cells.pop(job.payload.cell_dir, None)
+        copies = fleet_copies(job, n, first_idx)
+        self.results.register([c.payload.cell_dir for c in copies])
+        return copies
+
     def affinity(self, job: Job) -> str:
         return job.payload.model_key  # prefer the actor that has it loaded
 
@@ -87,8 +95,9 @@ class CellSweepApp(App):
         except Exception as exc:  # the runner itself failed (not the cell: that is an Outcome)
             outcome = Outcome.failure(exc)
         rec = write_job_record(
-            job, outcome, where.get("ray_node_id"), self.code, where.get("ray_cluster")
-        )
+            job, outcome, where.get("ray_node_id"), self.code, where.get("ray_cluster"),
+            where.get("node_index"),
+        )  # fmt: skip
         print(cell_line(rec), flush=True)
         ret.status = JobStatus.COMPLETED
         ret.return_value = self._keep(rec)

@@ -9,6 +9,7 @@ import os
 
 from hydra_plugins.ray_cells_launcher.app import Job, Planner
 from jobs.config import ConfigError
+from jobs.identity import PlannedCell
 from sweep.ignored import ignored_settings, warn
 from sweep.plan import auto_device, plan_cell, task_values
 from sweep.status import die
@@ -79,4 +80,22 @@ def _expand_repeats(jobs: list[Job], sweep_dir: str) -> None:
     jobs[:] = out
 
 
-__all__ = ["plan_jobs"]
+def fleet_copies(job: Job, n: int, first_idx: int) -> list[Job]:
+    """A planned job as ``n`` fleet copies (one per card; jobs/identity.py PlannedCell):
+    copy k its own id and directory (``-fK``). A fleet cell is measured once per card, so
+    bench.repeats > 1 is refused (exit 2, nothing run)."""
+    cell = job.payload.cell
+    if cell.bench.repeats > 1:
+        die(f"bench.repeats={cell.bench.repeats} is not allowed with hydra/sweeper=fleet: "
+            "each card measures each cell once (use 1)")  # fmt: skip
+    sweep_dir = os.path.dirname(job.output_dir)
+    out = []
+    for k in range(n):
+        twin = job if k == 0 else Job(first_idx + k - 1, list(job.overrides))
+        twin.payload = PlannedCell.of(cell, k, fleet=True)
+        twin.output_dir = os.path.join(sweep_dir, twin.payload.cell_dir)
+        out.append(twin)
+    return out
+
+
+__all__ = ["fleet_copies", "plan_jobs"]

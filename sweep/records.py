@@ -46,13 +46,15 @@ def write_job_record(
     node: str | None,
     code: dict[str, Any],
     cluster: str | None = None,
+    node_index: int | None = None,
 ) -> dict[str, Any]:
     """Build the job's record (the one place) and write it with its cell files; ``cluster``:
-    which Ray cluster ran it (``ray_cluster``)."""
+    which Ray cluster ran it (``ray_cluster``); ``node_index``: its node's index there."""
     p: PlannedCell = job.payload
     rec = build_record(
-        p, outcome, attempts=job.attempts, ray_node_id=node, code=code, ray_cluster=cluster
-    )
+        p, outcome, attempts=job.attempts, ray_node_id=node, code=code, ray_cluster=cluster,
+        node_index=node_index,
+    )  # fmt: skip
     write_record(job.output_dir, rec)
     write_cell_files(job.output_dir, outcome.files)
     return rec

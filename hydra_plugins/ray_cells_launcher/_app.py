@@ -62,6 +62,8 @@ class Job:
     payload: Any = None  # what a runner receives in the worker (apps with a runner)
     shape: dict[str, Any] = field(default_factory=dict)  # Ray resources of its worker
     affinity: str = ""  # jobs with the same key prefer the worker that ran the last one
+    # Jobs with the same non-empty key run on distinct devices (fleet mode: one per card).
+    spread: str = ""
     attempts: int = 0
     started: float = 0.0
     ret: JobReturn | None = None
@@ -129,6 +131,16 @@ class App:
         return None
 
     def on_end(self, jobs: list[Job], sweep_dir: str, interrupted: bool) -> None: ...
+
+    def fleet_copies(self, job: Job, n: int, first_idx: int) -> list[Job]:
+        """Fleet mode (``hydra.launcher.fleet``): the job as ``n`` jobs, one per device of
+        the cluster (the launcher gives them one ``spread`` key, so each runs on its own
+        device). Copy k > 0 takes index ``first_idx + k - 1``. The default copies the
+        overrides; an app with its own output directories gives each copy its own."""
+        copies = [job] + [Job(first_idx + k, list(job.overrides)) for k in range(n - 1)]
+        for c in copies[1:]:
+            c.config, c.payload, c.output_dir = job.config, job.payload, job.output_dir
+        return copies
 
     def env_vars(self) -> dict[str, str]:
         return {}

@@ -19,7 +19,7 @@ from typing import Any
 
 from hydra.core.utils import configure_log, setup_globals
 
-from . import _cluster
+from . import _cluster, _fleet
 from ._app import App, Job
 from ._compose import Composer
 from ._progress import Progress
@@ -90,6 +90,8 @@ def _launch(launcher: Any, overrides: Sequence[Sequence[str]], start: int, jobs:
     try:
         composer = Composer(launcher.config, launcher.hydra_context.config_loader)
         app.prepare(jobs, sweep_dir, Planner(composer, sweep_dir, session))
+        if s.fleet:  # every job on every device of the cluster
+            _fleet.fan_out(app, jobs, session.nodes())
         todo = _skip_done(app, jobs, s)
         log.info(
             "ray_cells: %d jobs, %d already done, %d to run; sweep dir %s",

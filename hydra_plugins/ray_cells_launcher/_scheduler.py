@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from . import _cluster
 from ._app import App, HostOutOfMemory, Job, WorkerLost
 from ._compose import Composer
+from ._fleet import Spread, node_env, placement
 from ._progress import Progress, elapsed_text
 from ._session import Planner, Session, finished_return
 from ._settings import Settings
@@ -50,6 +51,8 @@ class Slot:
     ready: bool = False
     job: Job | None = None
     affinity: str | None = None
+    place: str = ""  # its node and device ids, once it answered (_fleet.placement)
+    node_index: int | None = None  # its node's index in the cluster
 
 
 class Scheduler:
@@ -71,6 +74,7 @@ class Scheduler:
         self.in_flight: dict[Any, tuple[Slot, Job | None]] = {}
         self.stalled_since = 0.0
         self.announced: dict[int, int] = {}  # job idx -> still-running lines printed
+        self.spread = Spread()  # fleet jobs: which placements ran which spread key
 
     # --- setup -------------------------------------------------------------------------
     def run(self, todo: list[Job]) -> None:
@@ -97,9 +101,9 @@ class Scheduler:
         room = 0
         for key, queue in self.pending.items():
             cap = _cluster.capacity(self.shapes[key], nodes)
-            room += cap if queue else 0
             self._grow(key, queue, cap)
             self._dispatch(key, queue)
+            room += cap if queue and not self._blocked(key, queue, cap) else 0
         self._check_stall(running=any(j for _, j in self.in_flight.values()), room=room)
         if not self.in_flight:
             time.sleep(0.5)
@@ -133,6 +137,8 @@ class Scheduler:
         """Start actors while jobs wait for more than the idle and starting ones can take."""
         slots = self.slots.setdefault(key, [])
         free = sum(1 for s in slots if not s.ready or s.job is None)
+        if any(j.spread for j in queue):  # fleet jobs: a worker on every device
+            free = 0
         while len(queue) > free and len(slots) < cap:
             opts = {k: v for k, v in self.shapes[key].items() if v}
             opts.setdefault("num_cpus", 0)
@@ -145,6 +151,12 @@ class Scheduler:
             # node died) never holds a job hostage.
             self.in_flight[handle.where.remote()] = (slot, None)
             free += 1
+
+    def _blocked(self, key: str, queue: list[Job], cap: int) -> bool:
+        slots = self.slots.get(key, [])
+        if len(slots) < cap or any(not s.ready or s.job is not None for s in slots):
+            return False
+        return self.spread.blocked(queue, {s.place for s in slots})
 
     def _hydra_args(self) -> tuple[Any, Any, Any]:
         return (self.launcher.hydra_context, self.launcher.task_function, self.singletons)
@@ -170,20 +182,29 @@ class Scheduler:
                 return
             if not slot.ready or slot.job is not None:
                 continue
-            # Prefer a job for the model this actor already has loaded.
-            job = next((j for j in queue if j.affinity == slot.affinity), queue[0])
+            # Never a second job of one spread key on a placement; then prefer a job for the
+            # model this actor already has loaded.
+            fits = self.spread.fits(queue, slot.place)
+            if not fits:
+                continue
+            job = next((j for j in fits if j.affinity == slot.affinity), fits[0])
             queue.remove(job)
+            self.spread.take(job, slot.place)
             job.attempts += 1
             job.started = time.monotonic()
             slot.job, slot.affinity = job, job.affinity
             self.app.on_dispatch(job)
             if self.runner is not None:
-                ref = slot.handle.run_direct.remote(self.runner, job.payload)
+                ref = slot.handle.run_direct.remote(
+                    self.runner, job.payload, node_env(slot.node_index)
+                )
             else:
                 if job.config is None:
                     job.config = self._compose(job)
                 keep = self.s.keep_job_configs
-                ref = slot.handle.run.remote(job.config, self.job_runtime, keep)
+                ref = slot.handle.run.remote(
+                    job.config, self.job_runtime, keep, node_env(slot.node_index)
+                )
             self.in_flight[ref] = (slot, job)
 
     def _compose(self, job: Job) -> DictConfig:
@@ -198,8 +219,10 @@ class Scheduler:
         slot, job = self.in_flight.pop(ref)
         if job is None:  # an actor answered its probe: it is placed and ready for jobs
             try:
-                ray.get(ref)
+                where = ray.get(ref)
                 slot.ready = True
+                slot.place = placement(where)
+                slot.node_index = self.session.node_index(where.get("ray_node_id"))
             except LOST:
                 self._forget(slot)
             return
@@ -208,12 +231,13 @@ class Scheduler:
             result, where = ray.get(ref)
         except LOST as exc:
             self._forget(slot)
+            self.spread.release(job, slot.place)  # a retry may run anywhere
             self._lost(job, exc, self.s.max_retries)
             return
         job.ret = self._job_return(job, result)
         if not self.s.keep_job_configs:
             job.config = None
-        where = {**where, "ray_cluster": self.session.used}
+        where = {**where, "ray_cluster": self.session.used, "node_index": slot.node_index}
         if self.app.on_result(job, job.ret, where):
             self._drop(slot)  # a failed job may leave the device unusable
         self.progress.finished(job.ret.status == JobStatus.COMPLETED)

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from . import _cluster
 from ._app import Job
 from ._compose import Composer
+from ._fleet import node_order
 from ._settings import Settings
 
 
@@ -29,6 +30,7 @@ class Session:
     def __init__(self, settings: Settings, work_dir: str | None, env: dict[str, str]) -> None:
         self.settings, self.work_dir, self.env = settings, work_dir, env
         self.cluster: _cluster.Cluster | None = None
+        self.order: list[str] = []  # node ids in index order (_fleet.node_order)
 
     def nodes(self) -> list[dict[str, Any]]:
         if self.cluster is None:
@@ -37,6 +39,14 @@ class Session:
             # abort): SIGTERM is an interrupt of the sweep, like Ctrl-C.
             signal.signal(signal.SIGTERM, interrupt)
         return _cluster.alive_nodes()
+
+    def node_index(self, node_id: str | None) -> int | None:
+        """The index of a node in the cluster (simulated nodes: their start order)."""
+        if node_id is None:
+            return None
+        if node_id not in self.order:
+            self.order = node_order(self.cluster, _cluster.alive_nodes())
+        return self.order.index(node_id) if node_id in self.order else None
 
     @property
     def used(self) -> str | None:

@@ -28,6 +28,7 @@ class Settings:
     ship_working_dir: bool
     progress: str
     keep_job_configs: bool
+    fleet: bool = False
 
     def __post_init__(self) -> None:
         def bad(key: str, allowed: str) -> SettingsError:

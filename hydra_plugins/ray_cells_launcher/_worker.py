@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -34,13 +35,16 @@ class JobWorker:
         return {
             "ray_node_id": ctx.get_node_id(),
             "pid": os.getpid(),
+            "host": socket.gethostname(),
             "visible": {v: os.environ.get(v) for v in VISIBLE_VARS if os.environ.get(v)},
         }
 
     def run_direct(
-        self, runner: Callable[[Any], Any], payload: Any
+        self, runner: Callable[[Any], Any], payload: Any, env: dict[str, str] | None = None
     ) -> tuple[tuple[bool, Any], dict[str, Any]]:
-        """((True, result) or (False, the exception), where it ran)."""
+        """((True, result) or (False, the exception), where it ran); ``env``: variables set
+        in this process first (its node's index)."""
+        os.environ.update(env or {})
         try:
             result: tuple[bool, Any] = (True, runner(payload))
         except Exception as exc:
@@ -48,12 +52,17 @@ class JobWorker:
         return result, self.where()
 
     def run(
-        self, sweep_config: Any, job_runtime: Any, keep: bool = True
+        self,
+        sweep_config: Any,
+        job_runtime: Any,
+        keep: bool = True,
+        env: dict[str, str] | None = None,
     ) -> tuple[Any, dict[str, Any]]:
         from hydra.core.hydra_config import HydraConfig
         from hydra.core.utils import JobRuntime, run_job
         from omegaconf import OmegaConf
 
+        os.environ.update(env or {})
         HydraConfig.instance().set_config(sweep_config)
         JobRuntime.instance().conf = job_runtime
         # The job starts where the app was launched, as with Hydra's own launchers (Ray would

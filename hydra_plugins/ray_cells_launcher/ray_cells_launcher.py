@@ -60,6 +60,9 @@ class RayCellsLauncherConf:
     # launchers do. false: drop them so the driver's memory stays flat over thousands of
     # jobs (every job's config is still saved in its .hydra/ directory).
     keep_job_configs: bool = True
+    # Fleet mode (hydra/sweeper=fleet sets it): every job runs once on every device of the
+    # cluster (all nodes), each copy on its own device (_fleet.py).
+    fleet: bool = False
 
 
 ConfigStore.instance().store(

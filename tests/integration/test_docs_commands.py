@@ -63,6 +63,11 @@ PLAN: list[tuple[str, str, int | str]] = [
         "plan",
         "15 simulated cells on 8 declared NPUs (benchmarks §6): planned, not slept through",
     ),
+    (
+        r"hydra/sweeper=fleet",
+        "skip",
+        "a fleet sweep on 2 simulated Ray nodes: tests/integration/test_fleet.py runs it",
+    ),
     (r"^(?!.*backend=sim).*device=npu", "skip", NPU),
     (r"device=cuda", "skip", CUDA),
     (

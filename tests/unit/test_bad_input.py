@@ -113,6 +113,19 @@ CASES = [
     (["backend=sim", "backend.sim.fault_batch=2"], ["backend.sim.fault_batch", "fault"]),
     (["backend=sim", "backend.sim.memory_budget_bytes=1000"], ["memory_budget_bytes", "oom"]),
     (["backend=sim", "backend.sim.slow_factor=3"], ["backend.sim.slow_factor", "slow"]),
+    # the simulator's bad cards (fleet rehearsals, docs/fleet.md)
+    (["backend=sim", "backend.sim.slow_cards=[x]"], ["backend.sim.slow_cards", "NODE:CARD"]),
+    (["backend=sim", "backend.sim.hot_cards=[1]"], ["backend.sim.hot_cards", "NODE:CARD"]),
+    (["backend=sim", "backend.sim.leaky_cards=[0:-1]"], ["backend.sim.leaky_cards", "0:-1"]),
+    (["backend=sim", "backend.sim.slow_cards=0:1"], ["backend.sim.slow_cards", "list"]),
+    (
+        ["-m", "hydra/sweeper=fleet", "hydra/launcher=basic", "backend=sim"],
+        ["hydra/sweeper=fleet", "ray_cells launcher"],
+    ),  # fmt: skip
+    (
+        ["backend=sim", "workload=serve", "backend.sim.hot_cards=[0:1]"],
+        ["backend.sim.hot_cards", "workload=serve"],
+    ),  # fmt: skip
     (["workload=serve", "backend=sim", "backend.sim.fault=crash"], ["crash", "serving"]),
     (
         ["workload=serve", "backend=sim", "backend.sim.fault=slow", "backend.sim.fault_batch=2"],

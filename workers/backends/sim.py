@@ -29,6 +29,13 @@ Faults (`backend.sim.fault`), for cells whose batch == fault_batch (every cell w
   slow        every time x slow_factor (a slow node)
   load_error  load() raises; a worker that already holds the model raises the same error in
               prepare(), so which cells fail does not depend on where they ran
+
+Bad cards, for fleet rehearsals (docs/fleet.md): `backend.sim.slow_cards`, `hot_cards`,
+`leaky_cards` list "NODE:CARD" entries. This card is NODE = the node index the launcher gives
+its worker (RAY_CELLS_NODE_INDEX; 0 without it) and CARD = the first id of the visible-devices
+variable Ray set. A slow card takes every time x slow_factor; a hot one reports
+throttle_reasons ["simulated: hot card"] and 95 C (flag throttled); a leaky one starts each
+cell on LEAK_BYTES of device memory left behind (memory_leftover_bytes, flag dirty_start).
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from typing import Any
 from bounds.roofline import Bounds, ModelShape, bounds_for, bytes_per_element
 from bounds.specs import SPECS, DeviceSpec, lookup
 from jobs.config import CellConfig
+from workers.backends.sim_cards import card_faults
 from workers.base import Backend, BackendReport, CellOOM, IterationResult
 from workers.device.visible import VISIBLE_ENV
 from workers.models import model_config_json
@@ -224,7 +232,7 @@ class SimBackend(Backend):
             )
         self._set_allocated(self.cell_bytes)
         scale = max(0.1, 1.0 + self.opts.noise * self.rng.gauss(0.0, 1.0)) / self.opts.efficiency
-        if self._faulty(cell, "slow"):
+        if self._faulty(cell, "slow") or "slow" in card_faults(cell, self.device.kind)[0]:
             scale *= self.opts.slow_factor
         t = self.bounds.ttft_s * scale
         steps = [t]
@@ -244,13 +252,16 @@ class SimBackend(Backend):
 
     def report(self) -> BackendReport:
         fault = self.opts.fault if self._faulty(self.cell, self.opts.fault) else "none"
+        _, health, flags = card_faults(self.cell, self.device.kind)
         return BackendReport(
             fields={
                 "sim_device_spec": self.spec.key,
                 "sim_efficiency": self.opts.efficiency,
                 "sim_noise": self.opts.noise,
                 "sim_fault": fault,
-            }
+                **health,
+            },
+            flags=flags,
         )
 
     def close(self) -> None:

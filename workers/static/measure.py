@@ -28,6 +28,7 @@ from workers.device.host import (
     check_model_here,
     host_busy,
 )
+from workers.device.serial import device_serial
 from workers.device.smi import snapshot
 from workers.energy.meter import EnergyMeter, shares_power_module
 from workers.energy.simulated import simulated_result
@@ -194,8 +195,8 @@ def _run(cell: CellConfig, device: Any, out: Outcome, repeat: int | None = None)
         **metrics,
         **memory_fields(device, report),
         **bounds,
-        **m.fields,
-        **report.fields,
+        # the backend's own keys win (the simulator's bad cards set health keys)
+        **{**m.fields, **report.fields},
         memory_floor_bytes=floor,
         host_others_cores=None if activity is None else round(activity.others_cores, 3),
     )
@@ -241,6 +242,8 @@ class StaticCell:
         out.fields.update(
             device=device.kind, device_name=device.name(), visible_devices=device.visible_devices()
         )
+        if cell.backend.name != "sim":  # the simulator has no device tool: no serial
+            out.fields.update(device_serial=device_serial(device.kind))
         log.info(
             "[%s] start b=%d s=%d p=%d", cell.model.name, cell.batch, cell.seq, cell.prompt_len
         )

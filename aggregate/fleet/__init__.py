@@ -1,0 +1,1 @@
+"""Fleet sweeps (``hydra/sweeper=fleet``): every card compared with its peers (docs/fleet.md)."""
