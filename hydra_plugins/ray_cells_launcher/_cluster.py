@@ -151,22 +151,6 @@ def _private_auth() -> None:
     if mode and mode != "token":
         log.warning("RAY_AUTH_MODE=%s: the private Ray's servers listen on every interface of "
                     "this host and accept callers without a token", mode)  # fmt: skip
-        return
-    _driver_sees_token_mode()
-
-
-def _driver_sees_token_mode() -> None:
-    """Ray caches its config (the auth mode with it) when imported: a RAY_AUTH_MODE set after
-    that reaches the nodes this process starts but not this process's own clients, which
-    ray.init refreshes and simulated nodes (ray.cluster_utils) do not (their GCS then refuses
-    the driver). Refreshed here, as Ray's own ray.init does, with a token made if none."""
-    try:
-        from ray._private.authentication import authentication_token_setup as auth
-
-        auth.Config.initialize("")
-        auth.ensure_token_if_auth_enabled(None, create_token_if_missing=True)
-    except (ImportError, AttributeError) as exc:  # another Ray: it does this itself
-        log.debug("auth config not refreshed: %s", exc)
 
 
 def _join(address: str, common: dict[str, Any]) -> None:
