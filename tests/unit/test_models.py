@@ -135,3 +135,36 @@ def test_compile_wiring_exact_tokens(tiny_cache, monkeypatch):
     assert backend.model._last_compile_config.backend == "eager"  # the compiled forward ran
     assert backend.compiled_for == (2, 5, 4)  # compiled in prepare(), outside the timers
     assert rec["check_status"] == "ok" and rec["check_tokens"] == 8
+
+
+GPT2 = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_positions": 64,
+        "n_ctx": 64, "n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 128}  # fmt: skip
+QWEN2 = {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "hidden_size": 64,
+         "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "num_key_value_heads": 2, "vocab_size": 128, "max_position_embeddings": 4096}  # fmt: skip
+BERT = {"model_type": "bert", "architectures": ["BertForMaskedLM"], "hidden_size": 64,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+        "vocab_size": 128}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["llama3_8b", "llama3_70b", "gpt2", "qwen2", "bert"])
+def test_position_limit_and_causal_lm_from_json_agree_with_transformers(name, tmp_path):
+    """The launch's checks read config.json without importing transformers where the JSON
+    settles it: the same answers as transformers' own config class and causal-LM mapping."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    from workers.models import _json_position_limit, causal_lm_problem, position_limit
+
+    raw = {"gpt2": GPT2, "qwen2": QWEN2, "bert": BERT}.get(name)
+    if raw is None:
+        path = SHIPPED_CONFIGS / name
+        raw = json.loads((path / "config.json").read_text())
+    else:
+        path = tmp_path
+        (path / "config.json").write_text(json.dumps(raw))
+    assert _json_position_limit(raw) is not None or name == "bert"
+    expected = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+    assert position_limit(ModelConfig(name="m", path=str(path))) == expected
+    causal = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    assert (causal_lm_problem(raw) is None) == any(a in causal for a in raw["architectures"])
