@@ -38,6 +38,17 @@ LOST = (ray.exceptions.RayError,)
 STILL_RUNNING_EVERY_S = 120.0
 
 
+def is_host_oom(exc: BaseException) -> bool:
+    """Ray's memory monitor killed the worker: its OutOfMemoryError for a task, or an actor's
+    death whose cause Ray gives as the node's memory (Worker exit type NODE_OUT_OF_MEMORY)."""
+    if isinstance(exc, ray.exceptions.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, ray.exceptions.RayActorError) and (
+        "NODE_OUT_OF_MEMORY" in text or "running low on memory" in text
+    )
+
+
 class Unplaceable(RuntimeError):
     """No alive node has the resources a job needs any more."""
 
@@ -223,8 +234,9 @@ class Scheduler:
                 slot.ready = True
                 slot.place = placement(where)
                 slot.node_index = self.session.node_index(where.get("ray_node_id"))
-            except LOST:
+            except LOST as exc:
                 self._forget(slot)
+                self._probe_lost(slot.key, exc)
             return
         slot.job = None
         try:
@@ -251,8 +263,19 @@ class Scheduler:
         ok, value = result
         return finished_return(job, value, JobStatus.COMPLETED if ok else JobStatus.FAILED)
 
+    def _probe_lost(self, key: str, exc: BaseException) -> None:
+        """An actor died before it answered its probe. Killed by Ray's memory monitor, it
+        would be replaced and killed again for ever on a host short of memory: the job it
+        was started for (the queue's head) ends as host OOM instead. Any other loss (its
+        node died) only makes room for a new actor, as before."""
+        queue = self.pending.get(key)
+        if queue and is_host_oom(exc):
+            job = queue.pop(0)
+            job.attempts += 1
+            self._lost(job, exc, self.s.max_retries)
+
     def _lost(self, job: Job, exc: BaseException, retries: int) -> None:
-        oom = isinstance(exc, ray.exceptions.OutOfMemoryError)
+        oom = is_host_oom(exc)
         if job.attempts <= retries and not oom:
             log.warning(
                 "worker died running %s (attempt %d): retrying",
