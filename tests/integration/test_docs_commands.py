@@ -52,9 +52,15 @@ PLAN: list[tuple[str, str, int | str]] = [
     (r"python -m pytest -q$", "skip", "the whole test suite (both tiers): CI runs it"),
     (r"python -m pytest -q tests/unit$", "skip", "the unit tier: CI runs it as its own step"),
     (
-        r"^/usr/bin/time .*python -m pytest .*tests/(unit|integration)$",
+        r"^/usr/bin/time .*python -m pytest( -q)?( -p no:cacheprovider)?( -n \d+)?"
+        r"( tests/(unit|integration))?$",
         "skip",
-        "times a tier of the test suite (benchmarks §10): CI runs both tiers",
+        "times the test suite or a tier of it (benchmarks §10): CI runs both tiers",
+    ),
+    (
+        r"^bash bench/suite_under_load\.sh",
+        "skip",
+        "the whole suite three times beside CPU and memory hogs (benchmarks §10): CI runs it once",
     ),
     (r"test_sglang_contract", "skip", "run in the NPU environment; the unit tier runs it here"),
     (r"^python -c \"import sglang", "skip", "SGLang is installed --no-deps here (contract only)"),
