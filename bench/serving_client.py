@@ -43,6 +43,8 @@ from workers.serving.metrics import request_itls  # noqa: E402
 from workers.serving.process import ServerProcess, free_port  # noqa: E402
 from workers.serving.traffic import TrafficPlan, run_traffic  # noqa: E402
 
+CORES = os.sched_getaffinity(0)
+
 
 def _req(i: int, tokens: int) -> RequestInput:
     body = {**request_body("vllm", "paced", "a b c", tokens), "seed": i}  # seed: a request id
@@ -110,6 +112,10 @@ def _one(a: argparse.Namespace, n: int) -> None:
     argv = [sys.executable, PACED_SCRIPT, "--port", str(port),
             "--ttft-ms", str(a.ttft_ms), "--itl-ms", str(a.itl_ms),
             *(["--uvloop"] if a.server_uvloop else [])]  # fmt: skip
+    if a.pin:  # the stand-in on the last core, this client on the others
+        last = max(CORES)
+        argv = ["taskset", "-c", str(last), *argv]
+        os.sched_setaffinity(0, CORES - {last})
     server = ServerProcess(argv, f"http://127.0.0.1:{port}", "/health", "paced")
     server.start()
     load0 = os.getloadavg()[0]
@@ -141,6 +147,11 @@ def main() -> None:
     ap.add_argument("--loop", choices=("auto", "asyncio"), default="auto")
     ap.add_argument("--server-uvloop", action="store_true", help="the stand-in on uvloop too")
     ap.add_argument("--client", choices=("wire", "aiohttp"), default="wire")
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="the stand-in on the last core, the client on the others (taskset)",
+    )
     a = ap.parse_args()
     for n in a.streams:
         _one(a, n)
