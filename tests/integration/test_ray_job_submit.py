@@ -7,8 +7,8 @@ The cluster is started with `ray start --head --block` in its own process group 
 through that process (and its group) only: `ray stop` would end every Ray on the machine,
 other people's too. Token authentication with a token of its own, dashboard on loopback,
 usage stats off, its own --temp-dir, memory monitor off, every port chosen free. Needs Ray's
-Jobs API (the dashboard: `pip install -e '.[cluster]'`, i.e. ray[default]); skipped with that
-reason when it is not installed.
+Jobs API (the dashboard: `pip install -e '.[cluster]'`, i.e. ray[default]), which the README's
+test command installs, so CI runs it; skipped with that reason where it is not installed.
 """
 
 from __future__ import annotations
