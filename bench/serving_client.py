@@ -14,7 +14,11 @@ over the run (event-loop lag p50/p99, CPU share: ``workers.serving.health``) and
 load average before and after (figures from a loaded host are not the client's alone).
 ``--loop asyncio`` forces the standard event loop where uvloop is installed;
 ``--client aiohttp`` uses the aiohttp transport instead of the lean one
-(``workers.serving.wire``); ``--server-uvloop`` runs the stand-in on uvloop (less of its own queueing in the request path).
+(``workers.serving.wire``); ``--server-uvloop`` runs the stand-in on uvloop (less of its own
+queueing in the request path); ``--server lean`` runs it on a raw asyncio transport
+(``tests/standins/paced_lean.py``: a request parsed in microseconds, its start taken when its
+first bytes reach the process); ``--pin`` puts the stand-in on the last core and the client
+on the others.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobs.values import finite_float  # noqa: E402
-from tests.standins import PACED_SCRIPT  # noqa: E402
+from tests.standins import PACED_LEAN_SCRIPT, PACED_SCRIPT  # noqa: E402
 from workers.metrics import percentile  # noqa: E402
 from workers.serving.client import (  # noqa: E402
     RequestInput,
@@ -109,7 +113,8 @@ def _health(h: dict) -> str:
 
 def _one(a: argparse.Namespace, n: int) -> None:
     port = free_port()
-    argv = [sys.executable, PACED_SCRIPT, "--port", str(port),
+    script = PACED_LEAN_SCRIPT if a.server == "lean" else PACED_SCRIPT
+    argv = [sys.executable, script, "--port", str(port),
             "--ttft-ms", str(a.ttft_ms), "--itl-ms", str(a.itl_ms),
             *(["--uvloop"] if a.server_uvloop else [])]  # fmt: skip
     if a.pin:  # the stand-in on the last core, this client on the others
@@ -147,6 +152,8 @@ def main() -> None:
     ap.add_argument("--loop", choices=("auto", "asyncio"), default="auto")
     ap.add_argument("--server-uvloop", action="store_true", help="the stand-in on uvloop too")
     ap.add_argument("--client", choices=("wire", "aiohttp"), default="wire")
+    ap.add_argument("--server", choices=("aiohttp", "lean"), default="aiohttp",
+                    help="the stand-in's transport (lean: tests/standins/paced_lean.py)")  # fmt: skip
     ap.add_argument(
         "--pin",
         action="store_true",
