@@ -10,6 +10,7 @@ import pytest
 from ray.exceptions import OutOfMemoryError, RayActorError
 
 from hydra_plugins.ray_cells_launcher._app import App, HostOutOfMemory, Job
+from hydra_plugins.ray_cells_launcher._queue import JobQueue
 from hydra_plugins.ray_cells_launcher._scheduler import Scheduler, is_host_oom
 
 # The cause Ray 2.60 gives the driver (its text, from a sweep's core-driver log).
@@ -36,7 +37,7 @@ def scheduler(max_retries: int = 1) -> tuple[Scheduler, Recording]:
     s = Scheduler.__new__(Scheduler)  # its state only: no launcher, session or Ray
     s.app, s.s = app, SimpleNamespace(max_retries=max_retries, keep_job_configs=False)
     s.progress = SimpleNamespace(finished=lambda ok: None)
-    s.pending = {"k": [Job(0, ["batch=1"]), Job(1, ["batch=2"])]}
+    s.pending = {"k": JobQueue([Job(0, ["batch=1"]), Job(1, ["batch=2"])])}
     return s, app
 
 
