@@ -84,16 +84,36 @@ def _label(rec: Record) -> str:
     return " ".join(parts)
 
 
-def _dominates(a: Point, b: Point) -> bool:
-    return a.x >= b.x and a.y >= b.y and (a.x > b.x or a.y > b.y)
-
-
 def mark_front(points: list[Point]) -> list[Point]:
-    """Sets ``dominated_by`` (the dominating point with the most tokens/s per card); returns
-    the front sorted by tokens/s per sequence."""
+    """Sets ``dominated_by`` (the dominating point with the most tokens/s per card, then per
+    sequence; the first such in ``points``); returns the front sorted by tokens/s per
+    sequence.
+
+    One sweep in O(n log n), by falling tokens/s per sequence: the best point (most y, then
+    most x) among those at least as fast per sequence as p dominates p unless it sits where p
+    does, and no dominating point is better (a point at NaN compares false: it neither
+    dominates nor is dominated, as with the pairwise rule)."""
     for p in points:
-        better = [q for q in points if _dominates(q, p)]
-        p.dominated_by = max(better, key=lambda q: (q.y, q.x)) if better else None
+        p.dominated_by = None
+    order = sorted(
+        (i for i, p in enumerate(points) if p.x == p.x and p.y == p.y), key=lambda i: -points[i].x
+    )
+    best: tuple[float, float, int] | None = None  # (y, x, -index) of the best point so far
+    start = 0
+    while start < len(order):
+        end, x = start, points[order[start]].x
+        while end < len(order) and points[order[end]].x == x:  # every point at this x first
+            p = points[order[end]]
+            if best is None or (p.y, p.x, -order[end]) > best:
+                best = (p.y, p.x, -order[end])
+            end += 1
+        assert best is not None
+        top = points[-best[2]]
+        for i in order[start:end]:
+            p = points[i]
+            if (top.y, top.x) != (p.y, p.x):
+                p.dominated_by = top
+        start = end
     return sorted((p for p in points if p.on_front), key=lambda p: (p.x, -p.y))
 
 
