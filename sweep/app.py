@@ -49,12 +49,14 @@ class CellSweepApp(App):
         self.status = status
         self.results: SweepResults | None = None
         self.code: dict[str, Any] = {}
+        self.slo: dict[str, float] | None = None  # the SLO the sweep's cells share, if any
 
     # --- before anything starts ---
     def prepare(self, jobs: list[Job], sweep_dir: str, planner: Planner) -> None:
         plan_jobs(jobs, sweep_dir, planner)
         self.results = SweepResults.for_dir(sweep_dir)
         self.results.register([job.payload.cell_dir for job in jobs])
+        self.slo = sweep_slo([job.payload for job in jobs])  # fleet copies share it
         self.code = git_state()  # the workers get the code without .git
 
     def runner(self) -> Any:
@@ -81,9 +83,9 @@ class CellSweepApp(App):
         return dict(QUIET_ENV)
 
     # --- resume ---
-    def is_done(self, job: Job) -> dict[str, Any] | None:
+    def is_done(self, job: Job) -> str | None:
         rec = done_record(job)
-        return None if rec is None else self._keep(rec, new=False)
+        return None if rec is None else self._keep(job, rec, new=False)
 
     # --- results come back to the driver, which writes them (no shared filesystem) ---
     def on_dispatch(self, job: Job) -> None:
@@ -99,33 +101,46 @@ class CellSweepApp(App):
             where.get("node_index"),
         )  # fmt: skip
         print(cell_line(rec), flush=True)
-        ret.status = JobStatus.COMPLETED
-        ret.return_value = self._keep(rec)
         # A cell that did not end ok may leave the device in a bad state, and one that started
         # on memory left behind (dirty_start) ran on such a device: fresh worker. So does
         # every cell of bench.fresh_worker=true.
         dirty = Flag.DIRTY_START in outcome.flags
-        return outcome.status != Status.OK or dirty or job.payload.cell.bench.fresh_worker
+        fresh = outcome.status != Status.OK or dirty or job.payload.cell.bench.fresh_worker
+        ret.status = JobStatus.COMPLETED
+        ret.return_value = self._keep(job, rec)
+        return fresh
 
-    def on_lost(self, job: Job, error: BaseException) -> dict[str, Any]:
+    def on_lost(self, job: Job, error: BaseException) -> str:
         rec = write_job_record(job, lost_outcome(job, error), None, self.code)
         print(cell_line(rec), flush=True)
-        return self._keep(rec)  # recorded: the job completes with its record's row
+        return self._keep(job, rec)  # recorded: the job completes with its record's row
 
-    def _keep(self, rec: dict[str, Any], new: bool = True) -> dict[str, Any]:
+    def _keep(self, job: Job, rec: dict[str, Any], new: bool = True) -> str:
+        """Count and keep a finished cell's record. Until the end the job holds only its
+        row's key (its cell directory) and no planned cell: :meth:`on_end` gives each
+        finished job its row (a driver of 100,000 cells keeps < 1 KB per finished cell)."""
         assert self.results is not None
         self.status.count(rec)
-        return self.results.add(rec, new)
+        key = self.results.add(rec, new)
+        job.payload = None  # done with: nothing reads the planned cell again
+        return key
 
     # --- the end ---
     def on_end(self, jobs: list[Job], sweep_dir: str, interrupted: bool) -> None:
-        if self.results is not None:
-            planned = [j.payload for j in jobs if j.payload is not None]
-            self.status.count_missing(
-                sum(1 for p in planned if p.cell_dir not in self.results.rows)
-            )
-            store = store_path(self.store, sweep_dir)
-            self.results.finish(interrupted, plots=self.plots, slo=sweep_slo(planned), store=store)
+        if self.results is None:
+            return
+        rows = self.results.rows
+        self.status.count_missing(
+            sum(1 for j in jobs if j.payload is not None and j.payload.cell_dir not in rows)
+        )
+        store = store_path(self.store, sweep_dir)
+        self.results.finish(interrupted, plots=self.plots, slo=self.slo, store=store)
+        for job in jobs:  # each finished job's return value: its row, as the outputs had it
+            ret = job.ret
+            if ret is not None and ret.status == JobStatus.COMPLETED:
+                key = ret.return_value
+                if isinstance(key, str) and key in self.results.loaded:
+                    ret.return_value = self.results.loaded[key]
 
 
 __all__ = ["CellSweepApp", "run_planned"]

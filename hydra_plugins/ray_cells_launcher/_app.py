@@ -51,9 +51,10 @@ class HostOutOfMemory(WorkerLost):
         return err
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
-    """One job of the sweep, as the launcher tracks it."""
+    """One job of the sweep, as the launcher tracks it (slots: a sweep holds one per cell
+    until it ends)."""
 
     idx: int
     overrides: list[str]

@@ -85,7 +85,8 @@ def _launch(launcher: Any, overrides: Sequence[Sequence[str]], start: int, jobs:
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     work_dir = _task_dir(launcher.task_function) if s.ship_working_dir else None
     session = open_session(s, work_dir, app.env_vars())  # a sweeper's rounds: one
-    jobs += [Job(start + i, list(o)) for i, o in enumerate(overrides)]
+    # Hydra's own lists of overrides, not copies (nothing changes them; 100,000 jobs).
+    jobs += [Job(start + i, o if isinstance(o, list) else list(o)) for i, o in enumerate(overrides)]
     interrupted = False
     try:
         composer = Composer(launcher.config, launcher.hydra_context.config_loader)
