@@ -27,8 +27,12 @@ class RecordError(ValueError):
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> str:
     """Write to a temporary file in the same directory, then rename it over ``path``."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    parent, name = str(target.parent), target.name
+    try:  # the directory is there almost always: made only when it is not
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{name}.", suffix=".tmp")
+    except FileNotFoundError:
+        os.makedirs(parent, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -61,7 +65,96 @@ def json_safe(obj: Any) -> Any:
 
 
 def record_json(record: dict[str, Any]) -> str:
-    return json.dumps(json_safe(record), indent=1, default=str) + "\n"
+    """``json.dumps(json_safe(record), indent=1, default=str)`` and a newline, the same text
+    made in one walk: Python's encoder runs in Python when it indents (C only writes compact
+    JSON), and a sweep's driver writes a record per cell."""
+    out: list[str] = []
+    _encode(record, "\n", out)
+    out.append("\n")
+    return "".join(out)
+
+
+_str = json.encoder.encode_basestring_ascii  # C's, as json.dumps uses for ensure_ascii
+_int = int.__repr__
+_float = float.__repr__
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return _str(key)
+    if isinstance(key, float):  # keys are not made safe: NaN stays NaN, as json.dumps has it
+        if key != key:
+            return '"NaN"'
+        if math.isinf(key):
+            return '"Infinity"' if key > 0 else '"-Infinity"'
+        return _str(_float(key))
+    if key is True or key is False or key is None:
+        return '"true"' if key is True else '"false"' if key is False else '"null"'
+    if isinstance(key, int):
+        return _str(_int(key))
+    raise TypeError(f"keys must be str, int, float, bool or None, not {key.__class__.__name__}")
+
+
+def _scalar(obj: Any) -> str | None:
+    """The JSON of a plain scalar (exact types: the common case, no call deeper), else None."""
+    t = type(obj)
+    if t is str:
+        return _str(obj)
+    if t is float:
+        return _float(obj) if obj - obj == 0.0 else "null"  # NaN and inf: json_safe's null
+    if t is int:
+        return _int(obj)
+    if obj is None:
+        return "null"
+    if t is bool:
+        return "true" if obj else "false"
+    return None
+
+
+def _encode(obj: Any, indent: str, out: list[str]) -> None:
+    """``obj`` at the indent ``indent`` (a newline and the spaces of its level)."""
+    text = _scalar(obj)
+    if text is not None:
+        out.append(text)
+    elif isinstance(obj, str):
+        out.append(_str(obj))
+    elif isinstance(obj, int):  # bool is exact (above); int subclasses write as ints
+        out.append(_int(obj))
+    elif isinstance(obj, float):
+        out.append(_float(obj) if math.isfinite(obj) else "null")
+    elif isinstance(obj, (list, tuple)):
+        if not obj:
+            out.append("[]")
+            return
+        inner = indent + " "
+        sep = "[" + inner
+        for value in obj:
+            text = _scalar(value)
+            if text is None:
+                out.append(sep)
+                _encode(value, inner, out)
+            else:
+                out.append(sep + text)
+            sep = "," + inner
+        out.append(indent + "]")
+    elif isinstance(obj, dict):
+        if not obj:
+            out.append("{}")
+            return
+        inner = indent + " "
+        sep = "{" + inner
+        for key, value in obj.items():
+            head = sep + (_str(key) if type(key) is str else _key(key)) + ": "
+            text = _scalar(value)
+            if text is None:
+                out.append(head)
+                _encode(value, inner, out)
+            else:
+                out.append(head + text)
+            sep = "," + inner
+        out.append(indent + "}")
+    else:
+        _encode(str(obj), indent, out)  # default=str
 
 
 def write_record(cell_dir: str | os.PathLike[str], record: dict[str, Any]) -> Path:
@@ -148,8 +241,11 @@ def finished_record(cell_dir: str | os.PathLike[str], cell_id: str) -> dict[str,
         rec = read_record(Path(cell_dir) / RECORD_FILE)
     except RecordError:
         return None
+    return rec if is_finished(rec, cell_id) else None
+
+
+def is_finished(rec: dict[str, Any], cell_id: str) -> bool:
+    """The record lets resume skip the cell ``cell_id``: ok, current schema, same cell."""
     if rec.get("status") != "ok":
-        return None
-    if rec.get("schema_version") != SCHEMA_VERSION or rec.get("cell_id") != cell_id:
-        return None
-    return rec
+        return False
+    return rec.get("schema_version") == SCHEMA_VERSION and rec.get("cell_id") == cell_id

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from jobs.config import CellConfig
 from jobs.serving import kv_bound
+from jobs.values import plain
 
 # Server settings that change how long the client waits, not what is measured.
 _SERVER_NOT_IDENTITY = ("startup_timeout_s", "request_timeout_s", "health_path")
@@ -64,7 +65,7 @@ def _drop_empty_cards(sim: dict[str, Any]) -> None:
 def identity(cell: CellConfig) -> dict[str, Any]:
     """The part of a cell's config that defines what is measured. Static cells leave out the
     serving settings, so their ids are what they were before serving cells existed."""
-    d = asdict(cell)
+    d = plain(cell)
     d["model"].pop("cache_dir", None)
     d["bench"].pop("repeats", None)  # how many times, not what: repeat k has its own id
     for key in ("quality", "accuracy"):  # checks after the window: not what is timed
@@ -89,8 +90,8 @@ def model_key(cell: CellConfig) -> str:
     backend's options. Cells with the same key reuse one loaded model on a device; serving
     cells with the same server settings reuse one running server."""
     if cell.serving:
-        server = _serving_identity(cell, asdict(cell))["server"]
-        model = asdict(cell.model)
+        server = _serving_identity(cell, plain(cell))["server"]
+        model = plain(cell.model)
         model.pop("cache_dir", None)
         bound = kv_bound(cell)  # a cell that needs a larger cache gets a server of its own
         return (
@@ -98,8 +99,8 @@ def model_key(cell: CellConfig) -> str:
             f"|{bound}"
         )
     backend = cell.backend.name
-    model = asdict(cell.model)
-    opts = asdict(getattr(cell.backend, backend))
+    model = plain(cell.model)
+    opts = plain(getattr(cell.backend, backend))
     return f"{backend}|{sorted(model.items())!r}|{sorted(opts.items())!r}"
 
 
@@ -138,6 +139,9 @@ def engine_name(cell: CellConfig) -> str:
     return cell.backend.name
 
 
+_MODEL_KEYS: dict[str, str] = {}
+
+
 @dataclass(frozen=True)
 class PlannedCell:
     """A job turned into its cell, once, on the driver: everything a worker needs.
@@ -161,12 +165,16 @@ class PlannedCell:
     @classmethod
     def of(cls, cell: CellConfig, repeat: int | None = None, fleet: bool = False) -> PlannedCell:
         base = cell_id(cell)
+        key = model_key(cell)
+        if len(_MODEL_KEYS) > 1024:  # a sweep of backend options: a key per cell
+            _MODEL_KEYS.clear()
+        key = _MODEL_KEYS.setdefault(key, key)  # one string per model: a sweep has few
         if repeat is None:
-            return cls(cell, base, cell_dir_name(cell, base), model_key(cell))
+            return cls(cell, base, cell_dir_name(cell, base), key)
         what, mark = ("fleet", "f") if fleet else ("repeat", "r")
         cid = hashlib.sha256(f"{base}|{what}={repeat}".encode()).hexdigest()[:16]
         name = f"{cell_dir_name(cell, cid)}-{mark}{repeat}"
-        return cls(cell, cid, name, model_key(cell), repeat, base, base if fleet else None)
+        return cls(cell, cid, name, key, repeat, base, base if fleet else None)
 
     def repeats(self) -> list[PlannedCell]:
         """This cell as its repeats (itself when bench.repeats is 1)."""

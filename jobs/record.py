@@ -8,13 +8,14 @@ whichever process writes it (the sweep's driver, or the process of a single run)
 from __future__ import annotations
 
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from jobs.config import CellConfig
 from jobs.identity import PlannedCell, engine_name
 from jobs.quality import QUALITY_KEYS
+from jobs.values import plain
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
@@ -247,7 +248,7 @@ def build_record(
     )
     rec.update(outcome.details)
     rec["env"] = {**outcome.env, **(code or {})}
-    rec["config"] = asdict(cell)
+    rec["config"] = plain(cell)
     return rec
 
 

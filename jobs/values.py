@@ -10,6 +10,7 @@ so a setting is checked the same way however it arrived.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import functools
@@ -159,6 +160,37 @@ def build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
         )
     kwargs = {k: _convert(f"{prefix}{k}", v, hints[k]) for k, v in values.items()}
     return cls(**kwargs)
+
+
+@functools.cache
+def _names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def plain(obj: Any) -> Any:
+    """``dataclasses.asdict(obj)``, the same values, several times faster (a sweep's driver
+    makes a cell's dict a few times per cell): the field names are looked up once per class,
+    plain scalars are taken as they are instead of deep-copied, and an instance whose
+    ``__dict__`` holds just its fields in their order is read from it."""
+    cls = type(obj)
+    if cls in _SCALARS:
+        return obj
+    if hasattr(cls, "__dataclass_fields__"):
+        names = _names(cls)
+        own = getattr(obj, "__dict__", None)
+        if own is not None and len(own) == len(names) and tuple(own) == names:
+            return {k: v if type(v) in _SCALARS else plain(v) for k, v in own.items()}
+        return {name: plain(getattr(obj, name)) for name in names}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return cls(*[plain(v) for v in obj])
+    if isinstance(obj, (list, tuple)):
+        return cls(plain(v) for v in obj)
+    if isinstance(obj, dict):
+        return cls((plain(k), plain(v)) for k, v in obj.items())
+    return copy.deepcopy(obj)
 
 
 def refusal(cls: type, key: str, value: Any) -> str | None:

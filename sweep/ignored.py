@@ -8,21 +8,32 @@ that act only together with another of the same cell are refused instead (jobs/c
 
 from __future__ import annotations
 
+import functools
 import sys
-from dataclasses import asdict
 from typing import Any
 
 from omegaconf import OmegaConf
 
 from jobs.config import BackendConfig, CellConfig
 from jobs.serving import ServerConfig
+from jobs.values import plain
 
 _SERVER_KINDS = ("transformers", "sglang", "vllm")
 _SAID: set[str] = set()
 
 
-def _changed(group: Any, default: Any) -> list[str]:
-    now, then = asdict(group), asdict(default)
+@functools.cache
+def _defaults(owner: type, name: str) -> tuple[Any, dict[str, Any]]:
+    """One option group's defaults, and as values (made once: a sweep asks for every cell)."""
+    group = getattr(owner(), name)
+    return group, plain(group)
+
+
+def _changed(group: Any, owner: type, name: str) -> list[str]:
+    default, then = _defaults(owner, name)
+    if group == default:  # the common case: nothing set
+        return []
+    now = plain(group)
     return [k for k in now if now[k] != then.get(k)]
 
 
@@ -36,15 +47,13 @@ def ignored_settings(cell: CellConfig) -> list[str]:
     used_backend = (
         cell.backend.name if not cell.serving else ("sim" if cell.backend.name == "sim" else None)
     )
-    defaults = BackendConfig()
     for name in ("hf", "sglang", "sim"):
-        changed = _changed(getattr(cell.backend, name), getattr(defaults, name))
+        changed = _changed(getattr(cell.backend, name), BackendConfig, name)
         if name != used_backend and changed:
             why = f"backend={cell.backend.name}" + (" with workload=serve" if cell.serving else "")
             out.append(f"{_keys('backend.' + name, changed)} set but not used by {why}")
-    server = ServerConfig()
     for kind in _SERVER_KINDS:
-        changed = _changed(getattr(cell.server, kind), getattr(server, kind))
+        changed = _changed(getattr(cell.server, kind), ServerConfig, kind)
         used = cell.serving and cell.server.kind == kind and cell.backend.name != "sim"
         if changed and not used:
             where = f"server={cell.server.kind}" if cell.serving else "a static cell"

@@ -4,8 +4,9 @@ lost)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from pathlib import Path
+import functools
+import os
+import re
 from typing import Any
 
 import yaml
@@ -14,15 +15,79 @@ from hydra_plugins.ray_cells_launcher.app import HostOutOfMemory, Job
 from jobs.files import write_cell_files, write_record
 from jobs.identity import PlannedCell
 from jobs.record import Flag, Outcome, Status, build_record
+from jobs.values import plain
+
+# YAML text of one top-level entry of a job's config (its model, backend, ... group; the
+# cells of a sweep share most of them), by (key, repr of its value).
+_YAML: dict[tuple[str, str], str] = {}
+_YAML_MAX = 4096  # entries kept: values that differ per cell (a batch) come and go
+_DIGITS = re.compile(r"[0-9]")
+
+
+@functools.cache
+def _plain_key(key: str) -> bool:
+    """YAML writes ``key: <int>`` for this key as it is (not quoted, e.g. not `on`)."""
+    return yaml.safe_dump({key: 1}) == f"{key}: 1\n"
+
+
+def _yaml_entry(key: str, value: Any) -> str:
+    """``yaml.safe_dump({key: value}, sort_keys=False)``, remembered. A block mapping's text
+    is its entries' texts one after another, so a job's config.yaml is its entries' texts
+    (a whole cell dumped by PyYAML costs about a millisecond of the driver's time)."""
+    if type(value) is int and _plain_key(key):  # e.g. batch: 16, as YAML writes it
+        return f"{key}: {value}\n"
+    memo = (key, repr(value))
+    text = _YAML.get(memo)
+    if text is None:
+        if len(_YAML) >= _YAML_MAX:
+            _YAML.clear()
+        text = _YAML[memo] = yaml.safe_dump({key: value}, sort_keys=False)
+    return text
+
+
+def config_yaml(cfg: dict[str, Any]) -> str:
+    """``yaml.safe_dump(cfg, sort_keys=False)`` of a job's config (a dict of plain values)."""
+    return "".join(_yaml_entry(k, v) for k, v in cfg.items()) if cfg else "{}\n"
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain_item(shape: str) -> bool:
+    """YAML writes a list item of this shape as it is (``- batch=0``: not quoted)."""
+    return yaml.safe_dump([shape]) == f"- {shape}\n"
+
+
+def overrides_yaml(overrides: list[str]) -> str:
+    """``yaml.safe_dump(overrides)``: a block sequence is its items' texts in order. An item
+    that starts with a letter is written as it is when one of its shape is (its digits all
+    0: YAML tells no digit from another there, and such an item never reads as a number)."""
+    if not overrides:
+        return "[]\n"
+    out = []
+    for item in overrides:
+        if item[:1].isascii() and item[:1].isalpha() and _plain_item(_DIGITS.sub("0", item)):
+            out.append(f"- {item}\n")
+        else:
+            out.append(yaml.safe_dump([item]))
+    return "".join(out)
 
 
 def write_job_files(job: Job) -> None:
     """What Hydra users expect in a job directory: .hydra/config.yaml and overrides.yaml."""
-    hydra_dir = Path(job.output_dir) / ".hydra"
-    hydra_dir.mkdir(parents=True, exist_ok=True)
-    cfg = asdict(job.payload.cell)
-    (hydra_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump(list(job.overrides)))
+    hydra_dir = os.path.join(job.output_dir, ".hydra")
+    for path in (job.output_dir, hydra_dir):  # two calls, not makedirs' three
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(hydra_dir, exist_ok=True)
+            break
+    for name, text in (
+        ("config.yaml", config_yaml(plain(job.payload.cell))),
+        ("overrides.yaml", overrides_yaml(list(job.overrides))),
+    ):
+        with open(os.path.join(hydra_dir, name), "w", encoding="utf-8") as f:
+            f.write(text)
 
 
 def lost_outcome(job: Job, error: BaseException) -> Outcome:

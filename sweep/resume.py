@@ -6,29 +6,34 @@ rewritten, not measured again (:func:`under_slo`)."""
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from hydra_plugins.ray_cells_launcher.app import Job
 from jobs.config import CellConfig
-from jobs.files import finished_record, newer_record, write_record
-from jobs.record import SCHEMA_VERSION
+from jobs.files import RecordError, is_finished, is_newer_schema, read_record, write_record
+from jobs.record import RECORD_FILE, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
 
 def done_record(job: Job) -> dict[str, Any] | None:
-    """The record that makes the job done already, or None: it runs."""
-    newer = newer_record(job.output_dir)
-    if newer is not None:  # never overwritten by an older version of this tool
+    """The record that makes the job done already, or None: it runs. (The record file is
+    read once: :func:`~jobs.files.newer_record`, then :func:`~jobs.files.finished_record`.)"""
+    try:
+        rec = read_record(os.path.join(job.output_dir, RECORD_FILE))
+    except RecordError:
+        return None
+    if is_newer_schema(rec):  # never overwritten by an older version of this tool
         log.warning(
             "%s: its record has schema_version %s, newer than this tool's %d: kept, not "
             "re-run (run it with the newer version)",
-            job.payload.cell_dir, newer.get("schema_version"), SCHEMA_VERSION,
+            job.payload.cell_dir, rec.get("schema_version"), SCHEMA_VERSION,
         )  # fmt: skip
-        return newer
-    done = finished_record(job.output_dir, job.payload.cell_id)
+        return rec
+    done = rec if is_finished(rec, job.payload.cell_id) else None
     return under_slo(done, job.payload.cell, job.output_dir)
 
 
