@@ -153,6 +153,13 @@ def _private_auth() -> None:
                     "this host and accept callers without a token", mode)  # fmt: skip
 
 
+# A Ray this launch starts prestarts no idle workers: Ray would start some at once for the
+# default runtime env, and every cell's actor runs in ours (the working_dir, the cells' env
+# vars), so none of them could be used: they only took CPU while Ray starts (two processes
+# on a 2-core machine) and memory until the end.
+PRIVATE_SYSTEM_CONFIG = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
+
+
 def _join(address: str, common: dict[str, Any]) -> None:
     log.info("joining Ray cluster at %s", address)
     try:
@@ -165,7 +172,10 @@ def _simulated_nodes(n: int, node_args: dict[str, Any], common: dict[str, Any]) 
     from ray.cluster_utils import Cluster as SimulatedCluster
 
     nodes = SimulatedCluster(
-        initialize_head=True, head_node_args=dict(node_args, include_dashboard=False)
+        initialize_head=True,
+        head_node_args=dict(
+            node_args, include_dashboard=False, _system_config=PRIVATE_SYSTEM_CONFIG
+        ),
     )
     for _ in range(n - 1):
         nodes.add_node(**node_args)
@@ -209,6 +219,7 @@ def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Cl
                 address="local",
                 include_dashboard=bool(ray_cfg.include_dashboard),
                 dashboard_host="127.0.0.1",
+                _system_config=PRIVATE_SYSTEM_CONFIG,
                 **node_args,
                 **common,
             )

@@ -27,6 +27,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
+from ._session import one_session
 from ._slo_predict import predict
 from ._slo_search import Probe, Search, Slo, judge, pick
 from ._slo_write import write_answer
@@ -143,6 +144,11 @@ class SloSearchSweeper(CellsSweeper):
         combos, start = self._groups(arguments)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         groups = [self._group(c, start, sweep_dir) for c in combos]
+        with one_session():  # Ray starts once for every round, not once per probe
+            return self._rounds(groups, sweep_dir)
+
+    def _rounds(self, groups: List[Dict[str, Any]], sweep_dir: Path) -> Any:
+        assert self.launcher is not None
         returns: List[Sequence[JobReturn]] = []
         idx = 0
         while True:

@@ -95,7 +95,7 @@ DRIVER = textwrap.dedent(
         return os.getpid()
 
     ray.get(pid.remote())
-    time.sleep(2)  # the agents and the idle worker are up
+    time.sleep(2)  # the agents and the task's worker are up
     me = psutil.Process()
     procs = [(p.pid, p.create_time(), " ".join(p.cmdline())[:80])
              for p in me.children(recursive=True)]

@@ -125,6 +125,10 @@ def test_under_the_ray_launcher_the_report_has_the_knee(launch, tmp_path):
     assert f"knee request_rate = **{g['knee']:g}**" in report
     rows = [json.loads(line) for line in (sweep / "results.jsonl").read_text().splitlines()]
     assert len(rows) == g["probe_count"] and all(r["simulated"] for r in rows)
+    # one private Ray for every round (a Ray per probe round cost ~6 s each)
+    nodes = {json.loads((sweep / r["cell_dir"] / "record.json").read_text())["ray_node_id"]
+             for r in rows}  # fmt: skip
+    assert len(nodes) == 1 and None not in nodes, nodes
     again = launch(*args, timeout=600)
     assert again.returncode == 0 and "0 to run" in again.stdout + again.stderr
     assert knee(sweep)["probes"] == g["probes"]
