@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import read_jsonl
+
+
+@pytest.fixture
+def launch(launch_joined):
+    """This module's launches join the test process's shared Ray (conftest.py)."""
+    return launch_joined
+
 
 QUICK = ["bench=quick", "hydra.launcher.ray.num_cpus=2", "prompt_len=8"]
 

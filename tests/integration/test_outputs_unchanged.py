@@ -16,6 +16,13 @@ import pytest
 from tests.conftest import ROOT, sweep_dir
 from tests.keyset import sweep_shape
 
+
+@pytest.fixture
+def launch(launch_joined):
+    """This module's launches join the test process's shared Ray (conftest.py)."""
+    return launch_joined
+
+
 FIXTURES = ROOT / "tests" / "fixtures" / "layout"
 
 SWEEPS = {

@@ -3,12 +3,11 @@ declared NPUs, then `ray job submit --working-dir . -- python launch.py -m ...`.
 driver gets RAY_ADDRESS from Ray and the launcher joins that cluster (no private Ray), so the
 simulated NPU cells run on the cluster's NPUs and their records say which cluster.
 
-The cluster is started with `ray start --head --block` in its own process group and ended
-through that process (and its group) only: `ray stop` would end every Ray on the machine,
-other people's too. Token authentication with a token of its own, dashboard on loopback,
-usage stats off, its own --temp-dir, memory monitor off, every port chosen free. Needs Ray's
-Jobs API (the dashboard: `pip install -e '.[cluster]'`, i.e. ray[default]), which the README's
-test command installs, so CI runs it; skipped with that reason where it is not installed.
+The cluster is started by tests/ray_head.py (`ray start --head --block` in its own process
+group, ended through it only; a token of its own, loopback, every port free), here with its
+dashboard on loopback. Needs Ray's Jobs API (the dashboard: `pip install -e '.[cluster]'`,
+i.e. ray[default]), which the README's test command installs, so CI runs it; skipped with
+that reason where it is not installed.
 """
 
 from __future__ import annotations
@@ -16,38 +15,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.ray_head import BIN, start_head, wait_ready
 
 pytestmark = pytest.mark.slow
-
-BIN = Path(sys.executable).parent
-PORT_FLAGS = (
-    "--port", "--dashboard-port", "--ray-client-server-port", "--dashboard-agent-listen-port",
-    "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port",
-    "--node-manager-port", "--object-manager-port",
-)  # fmt: skip
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _dashboard_installed() -> bool:
@@ -63,74 +39,16 @@ def head(tmp_path):
         pytest.skip(
             "ray[default] (the Jobs API's dashboard) is not installed: pip install -e '.[cluster]'"
         )
-    temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's socket paths
-    ports = dict(zip(PORT_FLAGS, _free_ports(len(PORT_FLAGS)), strict=True))
-    worker_lo = _free_ports(1)[0]
-    env = dict(os.environ)
-    env.pop("RAY_ADDRESS", None)
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        RAY_memory_monitor_refresh_ms="0",
-        RAY_USAGE_STATS_ENABLED="0",
-        # Ray 2.60 turns token authentication on for `ray start`; the CLI sends a token only
-        # in mode "token": one made for this cluster, never ~/.ray's.
-        RAY_AUTH_MODE="token",
-        RAY_AUTH_TOKEN=secrets.token_hex(32),
-        HF_HUB_OFFLINE="1",
-        PYTHONUNBUFFERED="1",
-    )
-    argv = [
-        str(BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
-        "--num-cpus", "2", "--resources", json.dumps({"NPU": 2}),
-        "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
-        "--include-dashboard", "true", "--temp-dir", temp_dir,
-        "--min-worker-port", str(max(worker_lo, 20000)),
-        "--max-worker-port", str(max(worker_lo, 20000) + 200),
-        *(x for flag, port in ports.items() for x in (flag, str(port))),
-    ]  # fmt: skip
-    log = (tmp_path / "ray-start.log").open("w")
-    proc = subprocess.Popen(
-        argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    dashboard = f"http://127.0.0.1:{ports['--dashboard-port']}"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cluster = start_head(env, tmp_path / "ray-start.log", 2, {"NPU": 2}, dashboard=True)
     try:
-        _wait_for_jobs_api(dashboard, env, proc, tmp_path / "ray-start.log")
-        yield env, dashboard
-    finally:
-        _end(proc)
-        log.close()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _wait_for_jobs_api(url: str, env: dict, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"ray start exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        got = subprocess.run(
-            [str(BIN / "ray"), "job", "list", "--address", url],
-            env=env, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        if got.returncode == 0:
-            return
-        time.sleep(2)
-    pytest.fail(f"the Jobs API at {url} did not answer in 180 s:\n{log.read_text()[-3000:]}")
-
-
-def _end(proc: subprocess.Popen) -> None:
-    """SIGTERM to `ray start --block` (it ends the processes it started), then its group."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group of the process this test started
-    except ProcessLookupError:
-        pass
-    if proc.poll() is None:
-        proc.wait(timeout=30)
+            wait_ready(cluster)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        yield cluster.env, cluster.dashboard
+    finally:
+        cluster.end()
 
 
 def test_ray_job_submit_runs_the_sweep_on_the_cluster(head, tmp_path):

@@ -44,10 +44,11 @@ def test_host_oom_kill_becomes_an_oom_record_and_the_sweep_goes_on(tmp_path, tin
     assert len(read_jsonl(tmp_path / "multirun" / "sweep" / "results.jsonl")) == 2
 
 
-def test_identical_cells_console_newer_and_truncated_records(launch, tmp_path):
+def test_identical_cells_console_newer_and_truncated_records(launch_joined_npu, tmp_path):
     """One sweep, launched twice: identical cells run once; one console line per cell and no
     foreign noise; then a record from a newer version is never overwritten, and a truncated
     one counts as missing (re-run)."""
+    launch = launch_joined_npu  # joins the shared NPU Ray (conftest.py)
     args = sim_args("1,1,2,3", scale=0.0, npus=2)
     sweep = tmp_path / "multirun" / "sweep"
     proc = launch(*args)
@@ -108,7 +109,8 @@ def test_interrupt_writes_outputs_and_leaves_no_ray_behind(tmp_path, tiny_cache,
     assert not left, [" ".join(p.cmdline()[:2]) for p in left]
 
 
-def test_console_one_line_per_cell_and_no_foreign_noise(launch, tmp_path):
+def test_console_one_line_per_cell_and_no_foreign_noise(launch_joined_npu, tmp_path):
+    launch = launch_joined_npu  # joins the shared NPU Ray (conftest.py)
     proc = launch(*sim_args("1,2,3", scale=0.0, npus=2))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]

@@ -11,6 +11,12 @@ from tests.integration.test_sweep_ray import records, sim_args
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def launch(launch_joined_npu):
+    """This module's launches join the test process's shared NPU Ray (conftest.py)."""
+    return launch_joined_npu
+
+
 def test_repeats_are_cells_of_their_own_and_resume(launch, tmp_path):
     args = [*sim_args("1,2", scale=0.0), "bench.repeats=3", "backend.sim.noise=0.05"]
     proc = launch(*args)

@@ -17,6 +17,12 @@ from workers.serving.process import ServerProcess, free_port
 from workers.serving.traffic import TrafficPlan, run_traffic
 
 
+@pytest.fixture
+def launch(launch_joined):
+    """This module's launches join the test process's shared Ray (conftest.py)."""
+    return launch_joined
+
+
 def paced(*args: str) -> ServerProcess:
     port = free_port()
     argv = [sys.executable, PACED_SCRIPT, "--port", str(port), "--ttft-ms", "50",

@@ -68,7 +68,8 @@ def test_one_server_per_card_in_parallel_each_seeing_its_own_device(launch, tmp_
     assert len(set(ids)) == len(ids) and set(ids) <= {"0", "1", "2", "3"}
 
 
-def test_server_failures_are_recorded_and_the_sweep_goes_on(launch, tmp_path):
+def test_server_failures_are_recorded_and_the_sweep_goes_on(launch_joined, tmp_path):
+    launch = launch_joined  # joins the shared Ray (conftest.py)
     peers = tmp_path / "nobody"
     peers.mkdir()
     faults = ['["--fail-start"]', '["--die-after","2"]', '["--error-every","2"]',
@@ -109,7 +110,8 @@ def _servers_of(cache: Path) -> list[psutil.Process]:
     return out
 
 
-def test_transformers_serve_sweep_resumes_and_leaves_no_server(launch, tmp_path, tiny_cache):
+def test_transformers_serve_sweep_resumes_and_leaves_no_server(launch_joined, tmp_path, tiny_cache):
+    launch = launch_joined  # joins the shared Ray (conftest.py)
     for module in ("fastapi", "uvicorn", "openai", "accelerate"):
         pytest.importorskip(module, reason="pip install -e '.[serve]' for transformers serve")
     args = ["-m", "workload=serve", "concurrency=1,2", "seq=8", "prompt_len=8",
@@ -134,7 +136,8 @@ def test_transformers_serve_sweep_resumes_and_leaves_no_server(launch, tmp_path,
     assert [r["started_at"] for r in records(sweep)] == [r["started_at"] for r in recs]
 
 
-def test_an_external_server_url_is_used_as_it_is(launch, tmp_path):
+def test_an_external_server_url_is_used_as_it_is(launch_joined, tmp_path):
+    launch = launch_joined  # joins the shared Ray (conftest.py)
     from workers.serving.process import ServerProcess, free_port
 
     port = free_port()

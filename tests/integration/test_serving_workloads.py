@@ -14,6 +14,13 @@ from workers.serving.workloads import TRACE_LATE_P99_S
 
 pytestmark = pytest.mark.slow
 
+
+@pytest.fixture
+def launch(launch_joined):
+    """This module's launches join the test process's shared Ray (conftest.py)."""
+    return launch_joined
+
+
 TRACE = Path(__file__).parents[1] / "fixtures" / "traces" / "tiny.jsonl"
 
 

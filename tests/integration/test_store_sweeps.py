@@ -76,7 +76,8 @@ SIM = ["-m", "backend=sim", "model=llama3_8b", "model.load_format=dummy", "bench
 
 
 @pytest.mark.slow
-def test_sim_sweeps_write_the_store_and_the_trend_panel(launch, tmp_path: Path) -> None:
+def test_sim_sweeps_write_the_store_and_the_trend_panel(launch_joined_npu, tmp_path: Path) -> None:
+    launch = launch_joined_npu  # joins the shared NPU Ray (conftest.py)
     for name in ("a", "b"):
         done = launch(*SIM, f"hydra.sweep.dir=multirun/{name}")
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -22,7 +22,7 @@ from sweep.finish import RESULTS_JSONL, SweepResults
 from sweep.status import ExitStatus
 from tests.standins import ray_calls
 
-N = 1000
+N = 300  # enough that a kept row (3 KB) or planned cell (5 KB) per cell would fail the bound
 BASE = {"backend": {"name": "sim", "sim": {"noise": 0.0}}, "device": {"name": "npu"},
         "model": {"name": "llama3_8b"}, "seq": 8, "prompt_len": 32,
         "bench": {"name": "quick", "warmup": 1, "iterations": 2}}  # fmt: skip
@@ -80,7 +80,8 @@ def test_a_finished_cell_leaves_less_than_a_kilobyte_until_the_end(tmp_path, mon
         tracemalloc.stop()
     assert all(j.ret is not None and j.ret.status == JobStatus.COMPLETED for j in jobs)
     assert all(j.payload is None for j in jobs)  # the planned cells are gone
-    assert kept < 1500, f"{kept:.0f} bytes kept per finished cell"  # measured: ~0.8 KB
+    # measured: ~0.93 KB per cell at 300 cells (0.83 at 1000)
+    assert kept < 1500, f"{kept:.0f} bytes kept per finished cell"
 
     app.on_end(jobs, str(sweep), False)
     lines = [json.loads(x) for x in (sweep / RESULTS_JSONL).read_text().splitlines()]

@@ -45,7 +45,7 @@ def test_an_actor_killed_for_memory_before_its_probe_ends_the_head_job_as_host_o
     s, app = scheduler()
     s._probe_lost("k", RayActorError(None, KILLED))
     assert [j.idx for j in s.pending["k"]] == [1]  # the next job waits for a new actor
-    (idx, err), = app.lost
+    ((idx, err),) = app.lost
     assert idx == 0 and isinstance(err, HostOutOfMemory)
     assert "3.11GB of 23.54GB used, limit 2.0%" in str(err) and "not retried" in str(err)
 
