@@ -2,11 +2,12 @@
 Every test here is `slow` (deselect the tier with -m "not slow", or run tests/unit).
 
 `launch_joined` runs `python launch.py` like `launch`, joined to one running Ray cluster per
-test process (`ray start --head`, 2 CPUs and no accelerator, so `device=auto` plans `cpu` as
-on a private Ray of this machine; `launch_joined_npu`: one with 4 declared NPUs for simulated
-NPU cells; each started on first use and ended with the session: tests/ray_head.py) instead of starting a private Ray per launch: a private
-Ray costs ~7 s of start and stop per launch on a 2-core machine, joining ~0.5 s. Tests about
-sweeps, records, servers and outputs use it (a module opts in by defining `launch` as
+test process (`ray start --head`, 2 CPUs and no accelerator, so `device=auto` plans `cpu` as on
+a private Ray of this machine); `launch_joined_npu` joins one with 4 declared NPUs, for
+simulated NPU cells. Each is started on first use and ended with the session
+(tests/ray_head.py). A private Ray costs ~7 s of start and stop per launch on a 2-core
+machine; a 2-cell sweep joined took 2.7 s against 10.0 s (docs/benchmarks.md §11). Tests
+about sweeps, records, servers and outputs join (a module opts in by defining `launch` as
 `launch_joined`); tests about the private Ray itself (its start, stop, signals, node loss,
 declared resources) keep `launch`. A joined launch's `hydra.launcher.ray.num_cpus` and
 `resources` do not apply (the cluster's own count)."""
