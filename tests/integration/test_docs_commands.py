@@ -9,8 +9,10 @@ fails the test (a new doc command must be classified here):
 - run: for real, in a subprocess from a scratch directory (relative paths land there), with a
   per-command timeout, and its exit code asserted. Shrunk where the doc's command allows:
   simulated sweeps launched on Ray run under `hydra/launcher=basic` (one of them, history's
-  first sweep, runs on Ray for real); placeholders (SWEEP_DIR, OLD_SWEEP, ...) become sweeps
-  made by earlier commands; an identical command runs once.
+  first sweep, runs on Ray for real, joined to the test process's shared cluster);
+  placeholders (SWEEP_DIR, OLD_SWEEP, ...) become sweeps made by earlier commands; an
+  identical command runs once. Launches run two at a time (history's sweeps in order), then
+  the other commands in the docs' order.
 - plan: too costly here (the README's 15-cell HF sweep, the 15-cell NPU rehearsal): a
   validation-only pass (tests/integration/docs_plan.py: every job composed with its hydra.*
   overrides, planned and validated on this host, nothing measured), exit 0 asserted.
@@ -27,13 +29,17 @@ import shlex
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import ROOT, launch_env
+from tests.integration.conftest import joined_args
+from tests.ray_head import Head
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 TIMEOUT_S = 240
+JOBS = 2  # launches at a time
 NPU, CUDA = "needs Ascend NPUs (torch_npu, CANN)", "needs a CUDA GPU"
 INSTALL = "installs packages or creates an environment (internet)"
 
@@ -184,29 +190,61 @@ def shrunk(cmd: Command, tmp: Path) -> list[str]:
     return args
 
 
-def run_all(commands: list[Command], tmp: Path, cache: Path) -> None:
+def _stages(todo: list[Command]) -> list[list[list[Command]]]:
+    """The launches in chains that must run in order (the history sweeps h1 -> h2 -> h3: a
+    later one is compared with the earlier), every other launch a chain of its own; then
+    every other command (reports on those sweeps) in one chain, in the docs' order."""
+    launches = [c for c in todo if c.kind == "launch"]
+    history = [c for c in launches if re.search(r"multirun/h\d( |$)", c.ran)]
+    chains = [history] if history else []
+    chains += [[c] for c in launches if c not in history]
+    return [chains, [[c for c in todo if c.kind != "launch"]]]
+
+
+def _run_one(cmd: Command, tmp: Path, env: dict[str, str]) -> None:
+    args = shlex.split(cmd.ran)
+    script = [str(ROOT / "launch.py")] if args[1] == "launch.py" else args[1:2]
+    argv = [sys.executable, *script, *args[2:]]
+    start = time.monotonic()
+    proc = subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True,
+                          timeout=TIMEOUT_S)  # fmt: skip
+    cmd.code, cmd.seconds = proc.returncode, time.monotonic() - start
+    last = (proc.stdout.strip().splitlines() or [""])[-1]
+    cmd.ran += f"\n    last line: {last[:160]}" if last else ""
+    if cmd.code != cmd.expected_code:
+        cmd.ran += f"\n    stdout: {proc.stdout[-1500:]}\n    stderr: {proc.stderr[-1500:]}"
+
+
+def run_all(commands: list[Command], tmp: Path, cache: Path, head: Head) -> None:
+    """Every command to run, identical ones once. The launches run JOBS at a time (each is
+    mostly a new interpreter's imports and a few simulated cells), chains in order; then
+    the reports. The one sweep on Ray joins this test process's shared NPU cluster."""
     env = launch_env(cache)
     env["PYTHONPATH"] = str(ROOT)
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    done: dict[str, Command] = {}
-    todo = [c for c in commands if c.action in ("run", "plan")]
-    for cmd in sorted(todo, key=lambda c: c.kind != "launch"):  # sweeps first, then reports
+    env.update({k: head.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")})
+    first: dict[str, Command] = {}
+    todo = []
+    for cmd in (c for c in commands if c.action in ("run", "plan")):
         args = shrunk(cmd, tmp)
+        if ON_RAY in args:
+            args = joined_args(head, tuple(args))
         cmd.ran = shlex.join(args)
-        if cmd.ran in done:
-            cmd.code, cmd.ran = done[cmd.ran].code, f"(run once, as {done[cmd.ran].source})"
+        if cmd.ran in first:
             continue
-        script = [str(ROOT / "launch.py")] if args[1] == "launch.py" else args[1:2]
-        argv = [sys.executable, *script, *args[2:]]
-        start = time.monotonic()
-        proc = subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True,
-                              timeout=TIMEOUT_S)  # fmt: skip
-        cmd.code, cmd.seconds = proc.returncode, time.monotonic() - start
-        done[cmd.ran] = cmd
-        last = (proc.stdout.strip().splitlines() or [""])[-1]
-        cmd.ran += f"\n    last line: {last[:160]}" if last else ""
-        if cmd.code != cmd.expected_code:
-            cmd.ran += f"\n    stdout: {proc.stdout[-1500:]}\n    stderr: {proc.stderr[-1500:]}"
+        first[cmd.ran] = cmd
+        todo.append(cmd)
+    for stage in _stages(todo):
+        with ThreadPoolExecutor(JOBS) as pool:
+            futures = [pool.submit(lambda ch: [_run_one(c, tmp, env) for c in ch], chain)
+                       for chain in stage]  # fmt: skip
+            for f in futures:
+                f.result()
+    ran = {id(c) for c in todo}
+    for cmd in commands:
+        if cmd.action in ("run", "plan") and id(cmd) not in ran:
+            twin = first[cmd.ran]
+            cmd.code, cmd.ran = twin.code, f"(run once, as {twin.source})"
 
 
 def listing(commands: list[Command]) -> str:
@@ -221,13 +259,15 @@ def listing(commands: list[Command]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_every_doc_command_is_classified_and_the_runnable_ones_run(tmp_path, tiny_cache):
+def test_every_doc_command_is_classified_and_the_runnable_ones_run(
+    tmp_path, tiny_cache, shared_ray_npu
+):
     commands = extract()
     assert len(commands) > 30
     for cmd in commands:
         classify(cmd)
     assert any(c.action == "run" and c.kind == "launch" for c in commands)
-    run_all(commands, tmp_path, tiny_cache)
+    run_all(commands, tmp_path, tiny_cache, shared_ray_npu)
     text = listing(commands)
     (tmp_path / "docs-commands.txt").write_text(text)
     print(text)

@@ -5,7 +5,8 @@ basic launcher as an in-process fallback for launch.py.
 Every Ray start costs ~5 s on a small machine. The in-process suites therefore share one
 private Ray started by the launcher's own `_cluster.start` (a launch uses a Ray already
 initialised in its process and leaves it running); the integration suite runs apps in
-subprocesses, where the launcher starts and stops its own Ray each time.
+subprocesses, each joined to this test process's shared Ray (conftest.py) through
+RAY_ADDRESS, Ray's own way to name a cluster, which the launcher honours.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def test_basic_launcher_is_a_sequential_fallback_for_launch_py(
     # results.jsonl is written at the sweep's end by the ray_cells app only.
 
 
-# Integration suite: each case is an app run in a subprocess (its own Ray start). Cases left
-# out for time exercise the same driver-side code as a kept one (the job name and sweep dirs
+# Integration suite: each case is an app run in a subprocess (joined to the shared Ray). Cases
+# left out for time exercise the same driver-side code as a kept one (the job name and sweep dirs
 # are composed in the driver, identically for every launcher).
 KEPT_INTEGRATION = {
     "different_filename_and_config_file_name_override_and_command_line_override",
@@ -88,12 +89,19 @@ KEPT_INTEGRATION = {
 )
 class TestRayCellsLauncherIntegration(IntegrationTestSuite):
     @pytest.fixture(autouse=True)
+    def _joined(self, shared_ray, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The apps' subprocesses inherit RAY_ADDRESS (and the cluster's token)."""
+        monkeypatch.setenv("RAY_ADDRESS", shared_ray.address)
+        for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
+            monkeypatch.setenv(key, shared_ray.env[key])
+
+    @pytest.fixture(autouse=True)
     def _only_kept_cases(self, request: pytest.FixtureRequest) -> None:
         callspec = getattr(request.node, "callspec", None)
         case = callspec.id.split("-")[0] if callspec else ""
         filtered = ("test_custom_task_name", "test_custom_sweeper_run_workdir")
         if request.node.originalname in filtered and case not in KEPT_INTEGRATION:
-            pytest.skip("left out for time (a Ray start each): same code as a kept case")
+            pytest.skip("left out for time: same code as a kept case")
 
     def test_job_starts_in_launch_dir_without_chdir(
         self, tmpdir: Path, task_launcher_cfg: dict, extra_flags: list[str]
@@ -110,7 +118,7 @@ class TestRayCellsLauncherIntegration(IntegrationTestSuite):
 
 
 @pytest.fixture(scope="module")
-def shared_ray():
+def in_process_ray():
     """One private Ray for the in-process suites, started as the launcher does."""
     from hydra_plugins.ray_cells_launcher import _cluster
     from hydra_plugins.ray_cells_launcher.ray_cells_launcher import RayInitConf
@@ -124,13 +132,13 @@ def shared_ray():
     assert alive, "a launch shut down the Ray its caller had started"
 
 
-@pytest.mark.usefixtures("shared_ray")
+@pytest.mark.usefixtures("in_process_ray")
 @pytest.mark.parametrize("launcher_name, overrides", [("ray_cells", SMALL)])
 class TestRayCellsLauncher(LauncherTestSuite):
     pass
 
 
-@pytest.mark.usefixtures("shared_ray")
+@pytest.mark.usefixtures("in_process_ray")
 @pytest.mark.parametrize(
     "launcher_name, overrides", [("ray_cells", [*SMALL, "hydra.sweeper.max_batch_size=2"])]
 )
@@ -138,7 +146,7 @@ class TestRayCellsLauncherBatched(BatchedSweeperTestSuite):
     pass
 
 
-@pytest.mark.usefixtures("shared_ray", "hydra_restore_singletons")
+@pytest.mark.usefixtures("in_process_ray", "hydra_restore_singletons")
 def test_job_timeout_fails_the_job_without_retry(hydra_sweep_runner, tmp_path: Path) -> None:
     from hydra_plugins.ray_cells_launcher.app import WorkerLost
 

@@ -42,7 +42,8 @@ def seen_ids(cell_dir: Path) -> str | None:
     return json.loads(m.group(1))["ASCEND_RT_VISIBLE_DEVICES"] if m else None
 
 
-def test_one_server_per_card_in_parallel_each_seeing_its_own_device(launch, tmp_path):
+def test_one_server_per_card_in_parallel_each_seeing_its_own_device(launch_joined_npu, tmp_path):
+    launch = launch_joined_npu  # the shared cluster of 4 declared NPUs (conftest.py)
     peers = tmp_path / "peers"
     peers.mkdir()
     # Each server stays unhealthy until 2 have registered: the cells can only pass if two

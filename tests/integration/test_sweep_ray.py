@@ -110,8 +110,8 @@ def wait_for(cond, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_npu_placement_distinct_devices_in_parallel(launch, tmp_path):
-    proc = launch(*sim_args("1,2,3,4,5,6", scale=0.5, npus=4))
+def test_npu_placement_distinct_devices_in_parallel(launch_joined_npu, tmp_path):
+    proc = launch_joined_npu(*sim_args("1,2,3,4,5,6", scale=0.5, npus=4))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     recs = list(records(tmp_path / "multirun" / "sweep").values())
     assert len(recs) == 6 and all(r["status"] == "ok" for r in recs)
@@ -127,8 +127,9 @@ def test_npu_placement_distinct_devices_in_parallel(launch, tmp_path):
     assert {r["visible_devices"] for r in recs} <= {"0", "1", "2", "3"}
 
 
-def test_infeasible_request_fails_fast(launch, tmp_path):
-    proc = launch("-m", "batch=1,2", "seq=8", *SIM)  # device=npu, but no NPU declared
+def test_infeasible_request_fails_fast(launch_joined, tmp_path):
+    # device=npu on the shared CPU-only cluster: no node offers an NPU
+    proc = launch_joined("-m", "batch=1,2", "seq=8", *SIM)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "NPU" in out and "no node" in out
@@ -136,7 +137,8 @@ def test_infeasible_request_fails_fast(launch, tmp_path):
     assert not list(tmp_path.rglob("results.jsonl"))
 
 
-def test_cell_exception_oom_and_crash_are_recorded(launch, tmp_path):
+def test_cell_exception_oom_and_crash_are_recorded(launch_joined_npu, tmp_path):
+    launch = launch_joined_npu  # the shared NPU cluster: a dead actor is replaced on it too
     base = sim_args("1,2,4", scale=0.0)
     sweep = tmp_path / "multirun" / "sweep"
     proc = launch(*base, "backend.sim.fault=exception", "backend.sim.fault_batch=2")
@@ -166,9 +168,9 @@ def test_cell_exception_oom_and_crash_are_recorded(launch, tmp_path):
     assert recs[1]["status"] == recs[2]["status"] == "ok"
 
 
-def test_device_oom_is_recorded_as_oom(launch, tmp_path):
+def test_device_oom_is_recorded_as_oom(launch_joined_npu, tmp_path):
     # 70B in fp16 does not fit one 64 GB NPU: the simulator raises device OOM
-    proc = launch("-m", "batch=1", "seq=8", *[a for a in SIM if not a.startswith("model=")],
+    proc = launch_joined_npu("-m", "batch=1", "seq=8", *[a for a in SIM if not a.startswith("model=")],
                   "model=llama3_70b", "+hydra.launcher.ray.resources.NPU=1",
                   "hydra.sweep.dir=multirun/sweep")  # fmt: skip
     assert proc.returncode != 0

@@ -67,13 +67,15 @@ def _check(cell: CellConfig, m: dict[str, Any], server: Server, res: TrafficResu
     proc = server.process
     failed = m["failed_requests"]
     too_many = failed and failed > cell.workload.max_failed_fraction * m["num_requests"]
-    # A server that died drops its connections a moment before its exit can be seen.
-    if proc is not None and (not proc.alive() or (too_many and proc.exited_within(10.0))):
+    # A server that died drops its connections a moment before its exit can be seen: too
+    # many errors wait (up to 10 s) for its exit or for a healthy answer, whichever comes.
+    state = proc.state_after_errors(10.0) if proc is not None and too_many else ""
+    if proc is not None and (not proc.alive() or state == "exited"):
         raise ServerFailed(
             "died mid-cell", f"{proc.exit_text()}; {_errors_text(m, res)}", proc.log_tail()
         )
     if too_many:
-        if proc is not None and not proc.healthy(10.0):
+        if state == "hung":
             said = f"health check: {proc.health_text()}; {_errors_text(m, res)}"
             raise ServerFailed("hung", said, proc.log_tail())
         raise TooManyErrors(

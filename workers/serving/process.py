@@ -143,15 +143,20 @@ class ServerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def exited_within(self, timeout_s: float) -> bool:
-        """Whether the server exits within ``timeout_s`` (True at once if it has)."""
-        if self.proc is None:
-            return False
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
+    def state_after_errors(self, timeout_s: float) -> str:
+        """After failed requests: "exited" if the server exits, "healthy" as soon as its
+        health path answers 200, else "hung" after ``timeout_s`` (a dying server drops its
+        connections a moment before its exit can be seen, and stops answering health)."""
+        end = time.monotonic() + timeout_s
+        while True:
+            if not self.alive():
+                return "exited"
+            left = end - time.monotonic()
+            if left <= 0:
+                return "hung"
+            if self.healthy(max(min(left, 2.0), 0.1)):
+                return "healthy"
+            time.sleep(min(0.1, max(end - time.monotonic(), 0)))
 
     def exit_text(self) -> str:
         code = self.proc.poll() if self.proc is not None else None
