@@ -69,13 +69,15 @@ def test_one_server_per_card_in_parallel_each_seeing_its_own_device(launch_joine
     assert len(set(ids)) == len(ids) and set(ids) <= {"0", "1", "2", "3"}
 
 
-def test_server_failures_are_recorded_and_the_sweep_goes_on(launch_joined, tmp_path):
-    launch = launch_joined  # joins the shared Ray (conftest.py)
+def test_server_failures_are_recorded_and_the_sweep_goes_on(launch_joined_npu, tmp_path):
+    # The shared cluster of 4 declared NPUs (conftest.py): one card per cell, so the cells
+    # run side by side and the hung server's wait overlaps the others.
+    launch = launch_joined_npu
     peers = tmp_path / "nobody"
     peers.mkdir()
     faults = ['["--fail-start"]', '["--die-after","2"]', '["--error-every","2"]',
               f'["--await-peers","9","--peer-dir","{peers}"]', "[]"]  # fmt: skip
-    args = ["-m", *SMALL, "concurrency=2", "device=cpu", *paced(),
+    args = ["-m", *SMALL, "concurrency=2", "device=npu", *paced(),
             f"server.extra_args={','.join(faults)}", "server.startup_timeout_s=20",
             "hydra.launcher.max_retries=0"]  # fmt: skip
     proc = launch(*args, timeout=900)
