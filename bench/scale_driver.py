@@ -25,8 +25,10 @@ Phases (wall time, and user + kernel CPU time of the process):
   hydra: the rest of the process (Hydra composing the sweep and expanding its jobs).
 Dispatch rate: cells / run wall time. Memory (--memory: tracemalloc, which slows Python down,
 so its times are not reported): what the driver holds per cell once it is planned, and once
-every cell has finished (before the outputs, which are built in memory at the end); RSS at
-those points and its peak are reported in either mode.
+every cell has finished (before the outputs, which are built in memory at the end), as the
+sweep's bytes / cells and, between two sizes given in --cells, per further cell (what each
+cell adds, without what is allocated once per launch); RSS at those points and its peak are
+reported in either mode.
 """
 
 from __future__ import annotations
@@ -251,10 +253,33 @@ def figures(cells: int, cards: int, r: dict[str, Any], memory: bool) -> dict[str
     f["rss_done_mib"] = m["ended"][5] / 2**20
     f["rss_peak_mib"] = m["ended"][6] / 2**20
     if memory:
-        f["planned_b"] = (m["run"][3] - m["start"][3]) / cells
-        f["kept_b"] = (m["end"][3] - m["start"][3]) / cells
+        f["planned_total_b"] = m["run"][3] - m["start"][3]
+        f["kept_total_b"] = m["end"][3] - m["start"][3]
+        f["planned_b"] = f["planned_total_b"] / cells
+        f["kept_b"] = f["kept_total_b"] / cells
         f["end_peak_mib"] = m["ended"][4] / 2**20
     return f
+
+
+def marginal(rows: list[dict[str, Any]]) -> None:
+    """Bytes per cell between two sizes of sweep on the same cards: what each further cell
+    costs. A whole sweep's bytes / cells also counts what is allocated once (modules
+    imported after the launch started, tables grown in steps), which a small sweep spreads
+    over few cells."""
+    by_cards: dict[int, list[dict[str, Any]]] = {}
+    for f in rows:
+        by_cards.setdefault(f["cards"], []).append(f)
+    lines = []
+    for cards, fs in by_cards.items():
+        fs = sorted(fs, key=lambda f: f["cells"])
+        for a, b in zip(fs, fs[1:], strict=False):
+            n = b["cells"] - a["cells"]
+            lines.append(f"{a['cells']} -> {b['cells']} | {cards} | "
+                         f"{(b['planned_total_b'] - a['planned_total_b']) / n:.0f} | "
+                         f"{(b['kept_total_b'] - a['kept_total_b']) / n:.0f}")  # fmt: skip
+    if lines:
+        print("\ncells | cards | planned B per further cell | kept B per further finished cell")
+        print("\n".join(lines))
 
 
 def main() -> None:
@@ -294,6 +319,7 @@ def main() -> None:
             print(f"{f['cells']} | {f['cards']} | {f['planned_b']:.0f} | {f['kept_b']:.0f} | "
                   f"{f['rss_planned_mib']:.0f} / {f['rss_finished_mib']:.0f} / "
                   f"{f['rss_done_mib']:.0f} | {f['rss_peak_mib']:.0f} | {f['end_peak_mib']:.0f}")  # fmt: skip
+        marginal(rows)
         return
     print("cells | cards | plan ms/cell | run ms/cell (kernel) | end ms/cell (kernel) | "
           "dispatch cells/s | Hydra ms/cell | wall s | RSS finished / done / peak MiB")  # fmt: skip

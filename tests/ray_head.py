@@ -31,6 +31,9 @@ PORT_FLAGS = (
 )  # fmt: skip
 
 
+WORKER_PORTS = 200  # the head's worker port range: this many ports after its first
+
+
 def free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
     for s in socks:
@@ -39,6 +42,15 @@ def free_ports(n: int) -> list[int]:
     for s in socks:
         s.close()
     return ports
+
+
+def _worker_range_start(taken: set[int], width: int = WORKER_PORTS) -> int:
+    """The first of ``width + 1`` worker ports that holds none of the head's other ports
+    (Ray refuses to start when one of its components' ports is in the workers' range)."""
+    while True:
+        lo = max(free_ports(1)[0], 20000)
+        if lo + width <= 65535 and not any(lo <= p <= lo + width for p in taken):
+            return lo
 
 
 @dataclass
@@ -77,7 +89,7 @@ def start_head(
     """Start the head (not yet ready: see :func:`wait_ready`)."""
     temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's socket paths
     ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
-    worker_lo = max(free_ports(1)[0], 20000)
+    worker_lo = _worker_range_start(set(ports.values()))
     env = dict(base_env)
     env.pop("RAY_ADDRESS", None)
     env.update(
@@ -95,7 +107,7 @@ def start_head(
         "--num-cpus", str(num_cpus), "--resources", json.dumps(resources),
         "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
         "--include-dashboard", "true" if dashboard else "false", "--temp-dir", temp_dir,
-        "--min-worker-port", str(worker_lo), "--max-worker-port", str(worker_lo + 200),
+        "--min-worker-port", str(worker_lo), "--max-worker-port", str(worker_lo + WORKER_PORTS),
         *(x for flag, port in ports.items() for x in (flag, str(port))),
     ]  # fmt: skip
     with log.open("w") as out:
