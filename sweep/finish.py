@@ -152,10 +152,12 @@ class SweepResults:
             return {}
         self._spill.flush()
         self._spill.seek(0)
-        reader = pickle.Unpickler(self._spill)
         rows = []
         for _ in range(self._spilled):
-            env_no, row = reader.load()
+            # One load per dump, each with a memo of its own: an Unpickler kept across loads
+            # keeps its memo, and a row's back-references (a value repeated in it) would
+            # resolve to the rows before it.
+            env_no, row = pickle.load(self._spill)
             if env_no is not None:
                 row["env"] = self._env_list[env_no]
             rows.append(row)

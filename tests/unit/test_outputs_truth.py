@@ -3,6 +3,7 @@ per report, flags that stay visible, energy that says why it is missing, the sum
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
@@ -199,3 +200,26 @@ def test_the_serving_bound_counts_no_more_in_flight_than_were_sent(monkeypatch):
     m = {"ttft_s_mean": 0.1, "tpot_s_mean": 0.01, "output_tokens_per_s": 10.0, "num_requests": 3}
     measure._bounds(cell, m, FakeServer(), out)
     assert seen == [1, 3]  # one request alone, then min(concurrency 8, 3 requests sent)
+
+
+def test_the_outputs_rows_are_the_records_rows_whatever_came_before(tmp_path):
+    """The rows wait in a spill file until the end. A row that repeats a value (here the
+    server's kind in `server` and `server_settings`) after a row of another shape (flags, a
+    second server) must read back as it was written: a reader that kept one memo for the
+    whole file gave the second row the first row's objects (`server_settings: server`)."""
+    first = serving_record(1, 0.1, 0.01, 100.0)
+    first.update(server="transformers", server_settings="transformers extra_args=[--x]",
+                 flags=["client_saturated"])  # fmt: skip
+    second = serving_record(2, 0.1, 0.01, 150.0)
+    second.update(server="transformers", server_settings="transformers")
+    results = _sweep(tmp_path, [first, second])
+    results.finish(plots=False)
+    by_conc = {r["concurrency"]: r for r in results.loaded.values()}
+    assert by_conc[2]["server_settings"] == "transformers"
+    assert by_conc[1]["server_settings"] == "transformers extra_args=[--x]"
+    on_disk = [json.loads(x) for x in (tmp_path / RESULTS_JSONL).read_text().splitlines()]
+    for row in on_disk:
+        assert row["server_settings"] == by_conc[row["concurrency"]]["server_settings"]
+    with open(tmp_path / "results.csv", newline="") as f:
+        table = {int(r["concurrency"]): r["server_settings"] for r in csv.DictReader(f)}
+    assert table == {1: "transformers extra_args=[--x]", 2: "transformers"}
