@@ -20,8 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 BIN = Path(sys.executable).parent
 PORT_FLAGS = (
@@ -64,6 +68,11 @@ class Head:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    @property
+    def join_env(self) -> dict[str, str]:
+        """What a driver's environment needs to join this cluster (its token)."""
+        return {k: self.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
 
     def end(self) -> None:
         """SIGTERM to `ray start --block` (it ends the processes it started), then its group."""
@@ -139,3 +148,21 @@ def wait_ready(head: Head, timeout_s: float = 180) -> None:
         time.sleep(1)
     raise RuntimeError(f"the Ray head did not answer in {timeout_s:.0f} s:\n"
                        f"{head.log.read_text()[-3000:]}")  # fmt: skip
+
+
+@contextmanager
+def running_head(
+    base_env: dict[str, str], log: Path, num_cpus: int, resources: dict[str, float],
+    dashboard: bool = False,
+) -> Iterator[Head]:  # fmt: skip
+    """A started and answering head for the block (the test fails with the head's log if it
+    does not start), ended after it."""
+    head = start_head(base_env, log, num_cpus, resources, dashboard)
+    try:
+        try:
+            wait_ready(head)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        yield head
+    finally:
+        head.end()

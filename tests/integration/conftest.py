@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import launch_env, run_launch
-from tests.ray_head import Head, start_head, wait_ready
+from tests.ray_head import Head, running_head
 
 HERE = Path(__file__).resolve().parent
 SHARED_NPUS = 4
@@ -34,15 +34,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _head(tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory, resources: dict):
     log = tmp_path_factory.mktemp("shared-ray") / "ray-start.log"
-    head = start_head(launch_env(tiny_cache), log, 2, resources)
-    try:
-        try:
-            wait_ready(head)
-        except RuntimeError as exc:
-            pytest.fail(str(exc))
+    with running_head(launch_env(tiny_cache), log, 2, resources) as head:
         yield head
-    finally:
-        head.end()
 
 
 @pytest.fixture(scope="session")
@@ -70,9 +63,8 @@ def _joined(head: Head, tmp_path: Path, tiny_cache: Path):
     ) -> subprocess.CompletedProcess[str]:
         if not head.alive():
             pytest.fail(f"the shared Ray head is gone:\n{head.log.read_text()[-3000:]}")
-        token = {k: head.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
         return run_launch(joined_args(head, args), tmp_path, tiny_cache, timeout,
-                          {**token, **(env or {})})  # fmt: skip
+                          {**head.join_env, **(env or {})})  # fmt: skip
 
     return _run
 

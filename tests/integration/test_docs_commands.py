@@ -222,7 +222,7 @@ def run_all(commands: list[Command], tmp: Path, cache: Path, head: Head) -> None
     env = launch_env(cache)
     env["PYTHONPATH"] = str(ROOT)
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    env.update({k: head.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")})
+    env.update(head.join_env)
     first: dict[str, Command] = {}
     todo = []
     for cmd in (c for c in commands if c.action in ("run", "plan")):

@@ -92,8 +92,8 @@ class TestRayCellsLauncherIntegration(IntegrationTestSuite):
     def _joined(self, shared_ray, monkeypatch: pytest.MonkeyPatch) -> None:
         """The apps' subprocesses inherit RAY_ADDRESS (and the cluster's token)."""
         monkeypatch.setenv("RAY_ADDRESS", shared_ray.address)
-        for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
-            monkeypatch.setenv(key, shared_ray.env[key])
+        for key, value in shared_ray.join_env.items():
+            monkeypatch.setenv(key, value)
 
     @pytest.fixture(autouse=True)
     def _only_kept_cases(self, request: pytest.FixtureRequest) -> None:

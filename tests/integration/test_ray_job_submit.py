@@ -21,7 +21,7 @@ import subprocess
 import pytest
 
 from tests.conftest import ROOT
-from tests.ray_head import BIN, start_head, wait_ready
+from tests.ray_head import BIN, running_head
 
 pytestmark = pytest.mark.slow
 
@@ -40,15 +40,8 @@ def head(tmp_path):
             "ray[default] (the Jobs API's dashboard) is not installed: pip install -e '.[cluster]'"
         )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cluster = start_head(env, tmp_path / "ray-start.log", 2, {"NPU": 2}, dashboard=True)
-    try:
-        try:
-            wait_ready(cluster)
-        except RuntimeError as exc:
-            pytest.fail(str(exc))
+    with running_head(env, tmp_path / "ray-start.log", 2, {"NPU": 2}, dashboard=True) as cluster:
         yield cluster.env, cluster.dashboard
-    finally:
-        cluster.end()
 
 
 def test_ray_job_submit_runs_the_sweep_on_the_cluster(head, tmp_path):
