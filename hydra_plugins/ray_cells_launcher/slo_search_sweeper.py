@@ -27,7 +27,6 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
-from ._session import one_session
 from ._slo_predict import predict
 from ._slo_search import Probe, Search, Slo, judge, pick
 from ._slo_write import write_answer
@@ -144,6 +143,8 @@ class SloSearchSweeper(CellsSweeper):
         combos, start = self._groups(arguments)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         groups = [self._group(c, start, sweep_dir) for c in combos]
+        from ._session import one_session  # not while Hydra looks for plugins: no Ray
+
         with one_session():  # Ray starts once for every round, not once per probe
             return self._rounds(groups, sweep_dir)
 

@@ -24,7 +24,6 @@ from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
-from ._session import one_session
 from .cells_sweeper import CellsSweeper, CellsSweeperConf
 
 
@@ -88,6 +87,8 @@ class BatchUntilOOMSweeper(CellsSweeper):
         combos, starts = self._chains(arguments)
         OmegaConf.save(self.config, Path(str(self.config.hydra.sweep.dir)) / "multirun.yaml")
         chains = [(c, v) for c in combos for v in starts if v <= self.max_value]
+        from ._session import one_session  # not while Hydra looks for plugins: no Ray
+
         with one_session():  # Ray starts once for every round
             return self._rounds(chains)
 
