@@ -119,12 +119,36 @@ def launch_env(cache: Path) -> dict[str, str]:
     return env
 
 
+PLOTS_OFF = "hydra.launcher.app_options.plots=false"
+
+
+def with_plots(args: list[str], plots: bool) -> list[str]:
+    """A test's sweep writes its PNG plots only when the test reads them (``plots=True``):
+    matplotlib's import and the figures are ~2 s of a 2-cell launch's ~2.5 s of driver CPU
+    (docs/benchmarks.md §11); the plots themselves are tested in tests/unit. Only sweeps on
+    the cells launcher make plots; a test that sets the key itself keeps its own value."""
+    if (
+        plots
+        or not {"-m", "--multirun"} & set(args)
+        or "hydra/launcher=basic" in args
+        or any(a.startswith("hydra.launcher.app_options.plots=") for a in args)
+    ):
+        return list(args)
+    return [*args, PLOTS_OFF]
+
+
 def run_launch(
-    args: list[str], cwd: Path, cache: Path, timeout: float = 300, env: dict | None = None
+    args: list[str],
+    cwd: Path,
+    cache: Path,
+    timeout: float = 300,
+    env: dict | None = None,
+    plots: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run launch.py with Hydra overrides in `cwd`; outputs land under `cwd`."""
+    """Run launch.py with Hydra overrides in `cwd`; outputs land under `cwd` (no PNG plots
+    unless ``plots``: :func:`with_plots`)."""
     return subprocess.run(
-        [sys.executable, str(ROOT / "launch.py"), *args],
+        [sys.executable, str(ROOT / "launch.py"), *with_plots(args, plots)],
         cwd=cwd,
         env={**launch_env(cache), **(env or {})},
         capture_output=True,
@@ -147,8 +171,8 @@ def read_jsonl(path: Path) -> list[dict]:
 @pytest.fixture
 def launch(tmp_path: Path, tiny_cache: Path):
     def _run(
-        *args: str, timeout: float = 300, env: dict | None = None
+        *args: str, timeout: float = 300, env: dict | None = None, plots: bool = False
     ) -> subprocess.CompletedProcess[str]:
-        return run_launch(list(args), tmp_path, tiny_cache, timeout, env)
+        return run_launch(list(args), tmp_path, tiny_cache, timeout, env, plots)
 
     return _run

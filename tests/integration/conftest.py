@@ -59,12 +59,12 @@ def joined_args(head: Head, args: tuple[str, ...]) -> list[str]:
 
 def _joined(head: Head, tmp_path: Path, tiny_cache: Path):
     def _run(
-        *args: str, timeout: float = 300, env: dict | None = None
+        *args: str, timeout: float = 300, env: dict | None = None, plots: bool = False
     ) -> subprocess.CompletedProcess[str]:
         if not head.alive():
             pytest.fail(f"the shared Ray head is gone:\n{head.log.read_text()[-3000:]}")
         return run_launch(joined_args(head, args), tmp_path, tiny_cache, timeout,
-                          {**head.join_env, **(env or {})})  # fmt: skip
+                          {**head.join_env, **(env or {})}, plots)  # fmt: skip
 
     return _run
 

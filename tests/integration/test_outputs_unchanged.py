@@ -40,7 +40,7 @@ SWEEPS = {
 
 @pytest.mark.parametrize("name", sorted(SWEEPS))
 def test_sweep_gives_the_same_files_and_keys(name: str, launch, tmp_path) -> None:
-    proc = launch("-m", *SWEEPS[name])
+    proc = launch("-m", *SWEEPS[name], plots=True)  # the files include the plots
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = sweep_shape(sweep_dir(tmp_path))
     want = json.loads((FIXTURES / f"{name}.json").read_text())

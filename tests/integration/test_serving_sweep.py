@@ -52,7 +52,7 @@ def test_one_server_per_card_in_parallel_each_seeing_its_own_device(launch_joine
     args = ["-m", *SMALL, "concurrency=1,2", "device=npu", "+hydra.launcher.ray.resources.NPU=4",
             *paced("--await-peers", "2", "--peer-dir", str(peers)),
             f"server.extra_args={settings}", "server.startup_timeout_s=240"]  # fmt: skip
-    proc = launch(*args, timeout=900)
+    proc = launch(*args, timeout=900, plots=True)  # the report's serving plot
     sweep = sweep_dir(tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     recs = records(sweep)
@@ -80,7 +80,7 @@ def test_server_failures_are_recorded_and_the_sweep_goes_on(launch_joined_npu, t
     args = ["-m", *SMALL, "concurrency=2", "device=npu", *paced(),
             f"server.extra_args={','.join(faults)}", "server.startup_timeout_s=20",
             "hydra.launcher.max_retries=0"]  # fmt: skip
-    proc = launch(*args, timeout=900)
+    proc = launch(*args, timeout=900, plots=True)  # the report's serving plot
     sweep = sweep_dir(tmp_path)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     by = {json.dumps(r["config"]["server"]["extra_args"]): r for r in records(sweep)}
@@ -119,7 +119,7 @@ def test_transformers_serve_sweep_resumes_and_leaves_no_server(launch_joined, tm
         pytest.importorskip(module, reason="pip install -e '.[serve]' for transformers serve")
     args = ["-m", "workload=serve", "concurrency=1,2", "seq=8", "prompt_len=8",
             "workload.num_requests=4", "hydra.launcher.ray.num_cpus=2"]  # fmt: skip
-    proc = launch(*args, timeout=900)
+    proc = launch(*args, timeout=900, plots=True)  # the report's serving plot
     sweep = sweep_dir(tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     recs = records(sweep)
@@ -133,7 +133,7 @@ def test_transformers_serve_sweep_resumes_and_leaves_no_server(launch_joined, tm
     assert "## Serving" in report and "serve-pareto.png" in report
     assert (sweep / "plots" / "serve-pareto.png").is_file()
     assert _servers_of(tiny_cache) == []  # stopped with the sweep's workers
-    again = launch(*args, timeout=600)
+    again = launch(*args, timeout=600, plots=True)
     assert again.returncode == 0
     assert "2 already done, 0 to run" in again.stdout + again.stderr
     assert [r["started_at"] for r in records(sweep)] == [r["started_at"] for r in recs]

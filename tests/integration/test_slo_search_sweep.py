@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, launch_env
+from tests.conftest import ROOT, launch_env, with_plots
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +74,8 @@ def test_prediction_then_search_then_a_rerun_runs_nothing(launch, tmp_path):
 def _driver(args: list[str], cwd: Path, cache: Path) -> subprocess.Popen:
     log = (cwd / "driver.log").open("w")
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "launch.py"), *args], cwd=cwd, env=launch_env(cache),
+        [sys.executable, str(ROOT / "launch.py"), *with_plots(args, False)], cwd=cwd,
+        env=launch_env(cache),
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip

@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ROOT, launch_env, read_jsonl
+from tests.conftest import ROOT, launch_env, read_jsonl, with_plots
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,7 @@ class Driver:
         self.log = cwd / f"driver-{time.monotonic_ns()}.log"
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, str(ROOT / "launch.py"), *args],
+                [sys.executable, str(ROOT / "launch.py"), *with_plots(args, False)],
                 cwd=cwd,
                 env={**launch_env(cache), **(env or {})},
                 stdout=out,
@@ -270,7 +270,7 @@ def test_second_launch_refused_ctrl_c_and_driver_kill_keep_records_and_resume(tm
     wait_for(lambda: len(records(sweep)) >= 1, 120, "a finished cell")
     live_multirun = (sweep / "multirun.yaml").read_bytes()
     second = subprocess.run(
-        [sys.executable, str(ROOT / "launch.py"), *args, "backend.sim.efficiency=0.5"], cwd=tmp_path,
+        [sys.executable, str(ROOT / "launch.py"), *with_plots(args, False), "backend.sim.efficiency=0.5"], cwd=tmp_path,
         env=launch_env(tiny_cache), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert second.returncode != 0
