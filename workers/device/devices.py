@@ -32,7 +32,18 @@ def npu_usable() -> tuple[bool, str]:
     return True, ""
 
 
+#: Device nodes of a GPU driver that torch.cuda can use: NVIDIA's control node, WSL2's GPU
+#: paravirtualisation, AMD's compute node (ROCm builds of torch answer through torch.cuda).
+GPU_DRIVER_NODES = ("/dev/nvidiactl", "/dev/dxg", "/dev/kfd")
+
+
 def cuda_usable() -> tuple[bool, str]:
+    """Whether torch sees a CUDA device. On Linux without any GPU driver's device node the
+    answer is no without importing torch (~1.6 s of CPU that every ``device=auto`` sweep's
+    driver paid for it on a CPU host)."""
+    if platform.system() == "Linux" and not any(map(os.path.exists, GPU_DRIVER_NODES)):
+        nodes = ", ".join(GPU_DRIVER_NODES)
+        return False, f"no CUDA (or ROCm) GPU driver on this host (none of {nodes})"
     import torch
 
     if not torch.cuda.is_available():
