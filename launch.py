@@ -15,6 +15,7 @@ import hydra
 from omegaconf import DictConfig
 
 from sweep.compose_errors import install as one_line_errors
+from sweep.compose_once import install as compose_once
 from sweep.quiet_env import QUIET_ENV
 from sweep.schema import register
 from sweep.single import run_task
@@ -35,5 +36,6 @@ def main(cfg: DictConfig) -> list[dict[str, Any]]:
 if __name__ == "__main__":
     register()
     one_line_errors()
+    compose_once()
     main()
     raise SystemExit(PROCESS.code())

@@ -27,15 +27,17 @@ torch.set_num_threads(1)
 def _launch_main(args: list[str]) -> int:
     """launch.py run as `__main__` in this process: its exit code. Hydra's process-wide
     state (its singletons: the version_base launch.py sets, the config store, the job's
-    runtime) is put back afterwards, as if the launch had run in a process of its own:
-    later tests in this process (the integration tier's too, under pytest-xdist) see none
-    of it."""
+    runtime; its get_mode) is put back afterwards, as if the launch had run in a process of
+    its own: later tests in this process (the integration tier's too, under pytest-xdist)
+    see none of it."""
+    from hydra._internal.hydra import Hydra
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.singleton import Singleton
 
     from sweep.status import PROCESS
 
     saved = copy.deepcopy(Singleton.get_state())
+    get_mode = Hydra.get_mode  # launch.py replaces it (sweep/compose_once.py)
     GlobalHydra.instance().clear()
     PROCESS.not_ok = 0  # a new process starts with no cell not ok
     sys.argv = [str(ROOT / "launch.py"), *args]
@@ -46,6 +48,7 @@ def _launch_main(args: list[str]) -> int:
     finally:
         GlobalHydra.instance().clear()
         Singleton.set_state(saved)
+        Hydra.get_mode = get_mode  # type: ignore[method-assign]
     return 0
 
 
