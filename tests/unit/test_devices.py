@@ -1,6 +1,6 @@
 """Which device ``auto`` means, and what it costs to ask: on a Linux host without any GPU
-driver's device node the CUDA question is answered without importing torch (the driver of a
-``device=auto`` sweep paid ~1.6 s of CPU and ~200 MB for that import)."""
+driver ``device=auto`` is answered without importing torch (the driver of a ``device=auto``
+sweep paid ~1.6 s of CPU and ~200 MB for that import); ``device=cuda`` always asks torch."""
 
 from __future__ import annotations
 
@@ -17,36 +17,42 @@ def no_torch(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
 
 
-def test_no_driver_node_means_no_cuda_without_importing_torch(monkeypatch, tmp_path, no_torch):
+@pytest.fixture
+def linux_without(monkeypatch, tmp_path):
+    """A Linux host whose only GPU driver node would be ``tmp_path/nvidiactl``."""
+    node = tmp_path / "nvidiactl"
     monkeypatch.setattr(devices.platform, "system", lambda: "Linux")
-    monkeypatch.setattr(devices, "GPU_DRIVER_NODES", (str(tmp_path / "nvidiactl"),))
-    ok, why = devices.cuda_usable()
-    assert not ok and "no CUDA" in why and str(tmp_path / "nvidiactl") in why
+    monkeypatch.setattr(devices, "GPU_DRIVER_NODES", (str(node),))
     monkeypatch.setattr(devices.importlib.util, "find_spec", lambda name: None)  # no torch_npu
+    return node
+
+
+def test_auto_without_a_driver_is_cpu_without_importing_torch(linux_without, no_torch):
+    ok, why = devices.cuda_usable(quick=True)
+    assert not ok and "no CUDA" in why and str(linux_without) in why
     assert devices.resolve_device("auto") == "cpu"
-    with pytest.raises(devices.DeviceUnavailable, match="device=cuda is not usable here: no CUDA"):
+
+
+def test_cuda_asked_for_always_asks_torch(linux_without, no_torch):
+    with pytest.raises(ImportError):  # torch is asked (and here cannot be imported)
         devices.resolve_device("cuda")
 
 
-def test_a_driver_node_defers_to_torch(monkeypatch, tmp_path, no_torch):
-    node = tmp_path / "nvidiactl"
-    node.touch()
-    monkeypatch.setattr(devices.platform, "system", lambda: "Linux")
-    monkeypatch.setattr(devices, "GPU_DRIVER_NODES", (str(node),))
-    with pytest.raises(ImportError):  # torch is asked (and here cannot be imported)
-        devices.cuda_usable()
-
-
-def test_other_systems_ask_torch(monkeypatch, tmp_path, no_torch):
-    monkeypatch.setattr(devices.platform, "system", lambda: "Windows")
-    monkeypatch.setattr(devices, "GPU_DRIVER_NODES", (str(tmp_path / "nvidiactl"),))
+def test_a_driver_node_defers_to_torch(linux_without, no_torch):
+    linux_without.touch()
     with pytest.raises(ImportError):
-        devices.cuda_usable()
+        devices.resolve_device("auto")
 
 
-def test_on_this_host_torch_agrees():
-    """Where torch can be imported, the shortcut never says no where torch says yes."""
+def test_other_systems_ask_torch(linux_without, monkeypatch, no_torch):
+    monkeypatch.setattr(devices.platform, "system", lambda: "Windows")
+    with pytest.raises(ImportError):
+        devices.resolve_device("auto")
+
+
+def test_on_this_host_both_answers_agree_with_torch():
+    """The quick answer never says no where torch says yes."""
     import torch
 
-    ok, _ = devices.cuda_usable()
-    assert ok == torch.cuda.is_available()
+    assert devices.cuda_usable(quick=True)[0] == devices.cuda_usable()[0]
+    assert devices.cuda_usable()[0] == torch.cuda.is_available()

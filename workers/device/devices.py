@@ -32,18 +32,30 @@ def npu_usable() -> tuple[bool, str]:
     return True, ""
 
 
-#: Device nodes of a GPU driver that torch.cuda can use: NVIDIA's control node, WSL2's GPU
-#: paravirtualisation, AMD's compute node (ROCm builds of torch answer through torch.cuda).
-GPU_DRIVER_NODES = ("/dev/nvidiactl", "/dev/dxg", "/dev/kfd")
+#: What a GPU driver that torch.cuda can use leaves on a Linux host: NVIDIA's device nodes and
+#: its /proc entry, Jetson's GPU node, WSL2's GPU paravirtualisation, AMD's compute node (ROCm
+#: builds of torch answer through torch.cuda).
+GPU_DRIVER_NODES = (
+    "/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/nvhost-ctrl-gpu",
+    "/dev/dxg", "/dev/kfd",
+)  # fmt: skip
 
 
-def cuda_usable() -> tuple[bool, str]:
-    """Whether torch sees a CUDA device. On Linux without any GPU driver's device node the
-    answer is no without importing torch (~1.6 s of CPU that every ``device=auto`` sweep's
-    driver paid for it on a CPU host)."""
+def no_gpu_driver() -> str | None:
+    """Why this host cannot have a CUDA device, when that is certain without importing torch
+    (Linux with none of GPU_DRIVER_NODES); else None."""
     if platform.system() == "Linux" and not any(map(os.path.exists, GPU_DRIVER_NODES)):
-        nodes = ", ".join(GPU_DRIVER_NODES)
-        return False, f"no CUDA (or ROCm) GPU driver on this host (none of {nodes})"
+        return f"no CUDA (or ROCm) GPU driver on this host (none of {', '.join(GPU_DRIVER_NODES)})"
+    return None
+
+
+def cuda_usable(quick: bool = False) -> tuple[bool, str]:
+    """Whether torch sees a CUDA device. ``quick`` (what ``device=auto`` asks): a host without
+    any GPU driver is answered without importing torch, which cost every ``device=auto``
+    sweep's driver ~1.6 s of CPU on a CPU host; ``device=cuda`` always asks torch."""
+    why = no_gpu_driver() if quick else None
+    if why is not None:
+        return False, why
     import torch
 
     if not torch.cuda.is_available():
@@ -56,7 +68,7 @@ def resolve_device(name: str) -> str:
     if name == "auto":
         if importlib.util.find_spec("torch_npu") is not None and npu_usable()[0]:
             return "npu"
-        if cuda_usable()[0]:
+        if cuda_usable(quick=True)[0]:
             return "cuda"
         return "cpu"
     if name == "npu":
