@@ -105,9 +105,9 @@ def trend_panel(
     """(title, HTML) of the panel for ``records``' cells; None when none has history. Never
     raises: a store that cannot be read leaves the report without the panel (logged)."""
     try:
-        keys = sorted({cell_key(r) for r in records})
-        rows = read_rows(db, identities=keys)
-        hs = [h for h in histories(rows, metric, threshold_pct) if h.key in keys and h.steps]
+        wanted = {cell_key(r) for r in records}  # a set: a list made this quadratic
+        rows = read_rows(db, identities=sorted(wanted))
+        hs = [h for h in histories(rows, metric, threshold_pct) if h.key in wanted and h.steps]
     except Exception as exc:  # the report must not fail for its history
         log.warning("report.html: no trend panel (results store %s: %s)", db, exc)
         return None

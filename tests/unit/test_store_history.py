@@ -101,3 +101,34 @@ def test_trend_panel_in_report_html(three_commits: Path, tmp_path: Path) -> None
     add_records(lone, out, latest)
     write_outputs(out, latest, plots=False, trend_db=lone)
     assert TITLE not in (out / "report.html").read_text()
+
+
+class _Key(str):
+    """A cell key that counts its comparisons."""
+
+    compared = 0
+
+    def __eq__(self, other: object) -> bool:
+        _Key.compared += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_trend_panel_looks_each_cell_up_once(monkeypatch, tmp_path: Path) -> None:
+    """The panel's cells are found by hashing, not by scanning a list: a 100,000-cell sweep's
+    end spent minutes here (docs/benchmarks.md §4)."""
+    from types import SimpleNamespace
+
+    from aggregate.store import trend
+
+    n = 2000
+    keys = [_Key(f"cell-{i:05d}") for i in range(n)]
+    monkeypatch.setattr(trend, "cell_key", lambda r: r["k"])
+    monkeypatch.setattr(trend, "read_rows", lambda db, identities: [])
+    monkeypatch.setattr(
+        trend, "histories", lambda rows, m, t: [SimpleNamespace(key=k, steps=[]) for k in keys]
+    )
+    _Key.compared = 0
+    assert trend.trend_panel(tmp_path / "db", [{"k": k} for k in keys]) is None  # no steps
+    assert _Key.compared <= 4 * n, _Key.compared  # a list scan: ~n * n / 2
