@@ -231,9 +231,11 @@ def read_rows(
     db: str | os.PathLike[str],
     where: dict[str, Any] | None = None,
     identities: Sequence[str] | None = None,
+    min_rows: int = 1,
 ) -> list[tuple[str, Record]]:
     """(sweep_dir, record) of every stored row matching ``where`` (column = value; a column
-    of :data:`COLUMNS`) and, when given, one of ``identities``; oldest first."""
+    of :data:`COLUMNS`) and, when given, one of ``identities`` that has at least ``min_rows``
+    rows in the store (``min_rows=2``: only cells with a history); oldest first."""
     clauses: list[str] = []
     params: list[Any] = []
     for column, value in (where or {}).items():
@@ -243,8 +245,16 @@ def read_rows(
             clauses.append(f'"{column}" = ?')
             params.append(value)
     if identities is not None:
-        clauses.append(f"identity IN ({', '.join(['?'] * len(identities)) or 'NULL'})")
-        params += list(identities)
+        marks = ", ".join(["?"] * len(identities)) or "NULL"
+        if min_rows > 1:  # counted by DuckDB: the rows of one-run cells are never decoded
+            clauses.append(
+                f"identity IN (SELECT identity FROM {TABLE} WHERE identity IN ({marks}) "
+                "GROUP BY identity HAVING count(*) >= ?)"
+            )
+            params += [*identities, min_rows]
+        else:
+            clauses.append(f"identity IN ({marks})")
+            params += list(identities)
     sql = f"SELECT sweep_dir, record FROM {TABLE}"
     sql += (" WHERE " + " AND ".join(clauses)) if clauses else ""
     sql += " ORDER BY finished_at NULLS FIRST, started_at, record_key"

@@ -106,7 +106,7 @@ def trend_panel(
     raises: a store that cannot be read leaves the report without the panel (logged)."""
     try:
         wanted = {cell_key(r) for r in records}  # a set: a list made this quadratic
-        rows = read_rows(db, identities=sorted(wanted))
+        rows = read_rows(db, identities=sorted(wanted), min_rows=2)  # a history needs 2 runs
         hs = [h for h in histories(rows, metric, threshold_pct) if h.key in wanted and h.steps]
     except Exception as exc:  # the report must not fail for its history
         log.warning("report.html: no trend panel (results store %s: %s)", db, exc)

@@ -3,6 +3,7 @@ three sweeps at three commits, a 30% drop in output tokens/s planted at the thir
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from aggregate.outputs import write_outputs
 from aggregate.store.cli import main as cli
 from aggregate.store.db import add_records, read_rows
-from aggregate.store.history import BY_AXES, histories
+from aggregate.store.history import BY_AXES, cell_key, histories
 from aggregate.store.trend import TITLE
 from tests.unit.store_records import cell_records
 
@@ -101,6 +102,21 @@ def test_trend_panel_in_report_html(three_commits: Path, tmp_path: Path) -> None
     add_records(lone, out, latest)
     write_outputs(out, latest, plots=False, trend_db=lone)
     assert TITLE not in (out / "report.html").read_text()
+    # The panel reads only the rows of cells with a history (min_rows=2), counted by DuckDB.
+    keys = sorted({cell_key(r) for r in latest})
+    for db in (lone, three_commits):
+        rows = read_rows(db, identities=keys)
+        per_cell = Counter(cell_key(r) for _, r in rows)  # repeats share their cell's key
+        fewest, most = min(per_cell.values()), max(per_cell.values())
+        assert read_rows(db, identities=keys, min_rows=fewest) == rows
+        assert read_rows(db, identities=keys, min_rows=most + 1) == []
+    rows = read_rows(three_commits, identities=keys)
+    one_each = {cell_key(r): (d, r) for d, r in rows}  # one row of each cell
+    single = tmp_path / "single.duckdb"
+    for d, r in one_each.values():
+        add_records(single, d, [r])
+    assert len(read_rows(single, identities=keys)) == len(keys)
+    assert read_rows(single, identities=keys, min_rows=2) == []
 
 
 class _Key(str):
@@ -125,10 +141,12 @@ def test_trend_panel_looks_each_cell_up_once(monkeypatch, tmp_path: Path) -> Non
     n = 2000
     keys = [_Key(f"cell-{i:05d}") for i in range(n)]
     monkeypatch.setattr(trend, "cell_key", lambda r: r["k"])
-    monkeypatch.setattr(trend, "read_rows", lambda db, identities: [])
+    asked = {}
+    monkeypatch.setattr(trend, "read_rows", lambda db, **kw: asked.update(kw) or [])
     monkeypatch.setattr(
         trend, "histories", lambda rows, m, t: [SimpleNamespace(key=k, steps=[]) for k in keys]
     )
     _Key.compared = 0
     assert trend.trend_panel(tmp_path / "db", [{"k": k} for k in keys]) is None  # no steps
     assert _Key.compared <= 4 * n, _Key.compared  # a list scan: ~n * n / 2
+    assert asked["min_rows"] == 2 and sorted(asked["identities"]) == sorted(keys)
