@@ -33,22 +33,22 @@ os.environ["OMP_NUM_THREADS"] = "1"
 # (pyproject.toml) the two test processes take files in this order, so the long ones start
 # at once and the many short ones fill the end on both sides; a file not listed keeps its
 # place after them. A stale list costs only balance, never a test.
-LONGEST_FIRST = [
-    "integration/test_sweep_ray.py",  # 194 s
-    "integration/test_serving_sweep.py",  # 135 s
-    "integration/test_launcher_hydra.py",  # 105 s
-    "integration/test_slo_search_sweep.py",  # 91 s
-    "integration/test_reliability.py",  # 86 s
-    "integration/test_gpu_check.py",  # 84 s
-    "integration/test_docs_commands.py",  # 84 s
-    "integration/test_launch.py",  # 75 s
-    "integration/test_outputs_unchanged.py",  # 65 s
-    "integration/test_repeats_frontier.py",  # 52 s
-    "integration/test_serving_workloads.py",  # 40 s
+LONGEST_FIRST = [  # seconds: the mean of two quiet runs of 2026-12-06 (docs/benchmarks.md §10)
+    "integration/test_sweep_ray.py",  # 188 s
+    "integration/test_serving_sweep.py",  # 118 s
+    "integration/test_launcher_hydra.py",  # 59 s
+    "integration/test_slo_search_sweep.py",  # 57 s
+    "integration/test_reliability.py",  # 49 s
+    "integration/test_gpu_check.py",  # 45 s
+    "integration/test_outputs_unchanged.py",  # 43 s
+    "integration/test_fleet.py",  # 42 s
+    "integration/test_launch.py",  # 40 s
     "unit/test_bad_input.py",  # 39 s
-    "integration/test_fleet.py",  # 35 s
-    "integration/test_store_sweeps.py",  # 31 s
-    "integration/test_ray_job_submit.py",  # 27 s
+    "integration/test_serving_workloads.py",  # 39 s
+    "integration/test_docs_commands.py",  # 36 s
+    "integration/test_ray_job_submit.py",  # 33 s
+    "integration/test_repeats_frontier.py",  # 21 s
+    "integration/test_real_widths.py",  # 18 s
 ]
 
 
