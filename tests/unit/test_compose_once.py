@@ -40,7 +40,11 @@ def test_no_config_of_ours_sets_hydra_mode(sweeper, launcher, run_mode):
         (["++hydra.mode=RUN"], RunMode.RUN),
         (["hydra.mode=RUN", "hydra.mode=MULTIRUN"], RunMode.MULTIRUN),  # the last one wins
         (["hydra.mode=RUN", "~hydra.mode"], None),
+        (["hydra.mode=1"], RunMode.RUN),  # by number, as OmegaConf converts an enum
+        (["hydra.mode=2"], RunMode.MULTIRUN),
+        (["hydra.mode=7"], None),
         (["hydra.mode=SIDEWAYS"], None),  # the composition reports it
+        (["hydra.mode=run"], None),  # so does OmegaConf: enum names are case-sensitive
         (["hydra.model=RUN", "xhydra.mode=RUN"], None),
     ],
 )
