@@ -101,12 +101,9 @@ class StoreBusy(RuntimeError):
     """The store stayed locked by another writer for longer than the timeout."""
 
 
-def record_key(sweep_dir: str | os.PathLike[str], rec: Record) -> str:
-    """What tells one stored record from every other: sweep, cell, its times, its repeat."""
-    return _key(str(Path(sweep_dir).resolve()), rec)
-
-
-def _key(resolved_dir: str, rec: Record) -> str:
+def record_key(resolved_dir: str, rec: Record) -> str:
+    """What tells one stored record from every other: sweep (its resolved directory), cell,
+    its times, its repeat."""
     parts = [resolved_dir]
     parts += [str(rec.get(k)) for k in ("cell_id", "started_at", "finished_at", "repeat")]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
@@ -134,7 +131,7 @@ def _value(rec: Record, source: str, sql: str) -> Any:
 def _row(resolved_dir: str, rec: Record) -> list[Any]:
     """The values of one stored row, in the table's column order."""
     identity = rec.get("repeat_of") or rec.get("cell_id")
-    values = [_key(resolved_dir, rec), resolved_dir, identity]
+    values = [record_key(resolved_dir, rec), resolved_dir, identity]
     values += [_value(rec, source, sql) for _, sql, source in COLUMNS]
     values.append(json.dumps(kept(rec), ensure_ascii=False, sort_keys=True, default=str))
     return values
