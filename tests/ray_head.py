@@ -5,13 +5,15 @@ cluster per test process (tests/integration/conftest.py: `launch_joined`).
 It is started in its own process group and ended through that process (and its group) only:
 `ray stop` would end every Ray on the machine, other people's too. Token authentication with a
 token of its own, loopback only, usage stats off, its own --temp-dir, Ray's memory monitor off,
-every port chosen free (two heads and private Rays run side by side under pytest-xdist).
+every port chosen free outside the kernel's ephemeral range (two heads and private Rays run
+side by side under pytest-xdist): see :func:`port_window`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,25 +38,56 @@ PORT_FLAGS = (
 
 
 WORKER_PORTS = 200  # the head's worker port range: this many ports after its first
+EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_HANDED: set[int] = set()  # ports this process has handed to heads
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+def port_window(env: Mapping[str, str] = os.environ, ephemeral: Path = EPHEMERAL) -> range:
+    """The ports this test process may hand a head.
+
+    Above 19999 (a private Ray's workers take 10002-19999 by default) and below the kernel's
+    ephemeral range: every outgoing connection on the machine takes its local port from that
+    range, so a port found free there can be taken before Ray binds it (stop 33's CI: a shared
+    head's client server lost its port that way, and `ray start --block` ended the head under
+    four tests). One share of that window per pytest-xdist worker, so two workers' heads never
+    pick the same ports."""
+    try:
+        high = int(ephemeral.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        high = 32768  # Linux's default ephemeral range starts there
+    low = 20000
+    if high - low < 4 * (len(PORT_FLAGS) + WORKER_PORTS):
+        high = 65536  # an unusual ephemeral range: no room below it
+    count = int(env.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(env.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % count
+    share = (high - low) // count
+    return range(low + index * share, low + (index + 1) * share)
 
 
-def _worker_range_start(taken: set[int], width: int = WORKER_PORTS) -> int:
-    """The first of ``width + 1`` worker ports that holds none of the head's other ports
-    (Ray refuses to start when one of its components' ports is in the workers' range)."""
-    while True:
-        lo = max(free_ports(1)[0], 20000)
-        if lo + width <= 65535 and not any(lo <= p <= lo + width for p in taken):
-            return lo
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def head_ports(
+    window: range, rng: random.Random, is_free: Callable[[int], bool] = _port_is_free
+) -> tuple[dict[str, int], int]:
+    """One free block of the window for a head: its components' ports, then its workers'
+    range (Ray refuses to start a head with a component's port among its workers' ports, so
+    the two never overlap). Returns ({flag: port}, first worker port)."""
+    size = len(PORT_FLAGS) + WORKER_PORTS + 1
+    for _ in range(500):
+        first = rng.randrange(window.start, window.stop - size + 1)
+        block = range(first, first + size)
+        if not _HANDED.intersection(block) and all(is_free(p) for p in block):
+            _HANDED.update(block)
+            ports = dict(zip(PORT_FLAGS, block, strict=False))
+            return ports, first + len(PORT_FLAGS)
+    raise RuntimeError(f"no {size} free ports in a row in {window.start}-{window.stop - 1}")
 
 
 @dataclass
@@ -97,8 +130,7 @@ def start_head(
 ) -> Head:  # fmt: skip
     """Start the head (not yet ready: see :func:`wait_ready`)."""
     temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's socket paths
-    ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
-    worker_lo = _worker_range_start(set(ports.values()))
+    ports, worker_lo = head_ports(port_window(), random.Random())
     env = dict(base_env)
     env.pop("RAY_ADDRESS", None)
     env.update(
