@@ -142,7 +142,8 @@ def install(cluster: Cluster) -> dict[str, list]:
     import ray
 
     from hydra_plugins.ray_cells_launcher import _cluster, _core, _scheduler
-    from sweep.app import CellSweepApp, run_planned
+    from sweep.app import CellSweepApp
+    from workers.run import run_planned
 
     fake = argparse.Namespace(
         wait=cluster.wait, get=cluster.get, kill=cluster.kill, exceptions=ray.exceptions

@@ -2,11 +2,12 @@
 
 Every job is planned once on the driver into a :class:`~jobs.identity.PlannedCell` and
 validated before anything starts (:mod:`sweep.prepare`); a worker receives the planned cell
-and returns the bare :class:`~jobs.record.Outcome` (:func:`run_planned`); the driver builds
-the record (one place), writes it (:mod:`sweep.records`; no shared filesystem needed),
-streams it to results.jsonl and writes the reports at the end (:mod:`sweep.finish`). Resume is
-:mod:`sweep.resume`; every cell's end counts into the app's :class:`~sweep.status.ExitStatus`.
-A single run (and Hydra's basic launcher) is :mod:`sweep.single`.
+and returns the bare :class:`~jobs.record.Outcome` (:func:`workers.run.run_planned`); the
+driver builds the record (one place), writes it (:mod:`sweep.records`; no shared filesystem
+needed), streams it to results.jsonl and writes the reports at the end (:mod:`sweep.finish`).
+Resume is :mod:`sweep.resume`; every cell's end counts into the app's
+:class:`~sweep.status.ExitStatus`. A single run (and Hydra's basic launcher) is
+:mod:`sweep.single`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus
 
 from hydra_plugins.ray_cells_launcher.app import App, Job, Planner
-from jobs.identity import PlannedCell
 from jobs.record import Flag, Outcome, Status
 from sweep.console import cell_line
 from sweep.finish import SweepResults, sweep_slo
@@ -28,13 +28,6 @@ from sweep.resume import done_record
 from sweep.status import PROCESS, ExitStatus
 from sweep.store import store_path
 from workers.env import git_state
-
-
-def run_planned(planned: PlannedCell) -> Outcome:
-    """The runner of a ray_cells worker: measure the planned cell here."""
-    from workers.run import measure
-
-    return measure(planned.cell, planned.repeat)
 
 
 class CellSweepApp(App):
@@ -60,6 +53,8 @@ class CellSweepApp(App):
         self.code = git_state()  # the workers get the code without .git
 
     def runner(self) -> Any:
+        from workers.run import run_planned  # pickled by reference: the workers import it
+
         return run_planned
 
     def resources(self, job: Job, nodes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -143,4 +138,4 @@ class CellSweepApp(App):
                     ret.return_value = self.results.loaded[key]
 
 
-__all__ = ["CellSweepApp", "run_planned"]
+__all__ = ["CellSweepApp"]

@@ -16,11 +16,10 @@ import logging
 from typing import Any, Protocol
 
 from jobs.config import CellConfig
+from jobs.identity import PlannedCell
 from jobs.record import Outcome, Status, build_record
-from workers.backends.sim_serving import SimServingCell
 from workers.env import environment, utc_now
 from workers.model_cache import drop_models
-from workers.serving.measure import ServingCell
 from workers.static.measure import StaticCell
 
 log = logging.getLogger(__name__)
@@ -50,9 +49,15 @@ class CellRun(Protocol):
 def measure(cell: CellConfig, repeat: int | None = None) -> Outcome:
     """Measure one cell on this process's device. Never raises for a problem of the cell."""
     job: CellRun
+    # The serving cells' modules (the HTTP client, aiohttp) are imported by serving cells
+    # only: a static cell's worker goes without them.
     if cell.serving and cell.backend.name == "sim":  # a queueing model, no server process
+        from workers.backends.sim_serving import SimServingCell
+
         job = SimServingCell(cell)
     elif cell.serving:
+        from workers.serving.measure import ServingCell
+
         job = ServingCell(cell)
     else:
         job = StaticCell(cell, repeat)
@@ -73,6 +78,13 @@ def measure(cell: CellConfig, repeat: int | None = None) -> Outcome:
     if out.status == Status.OK:
         log.info("[%s] ok %s", cell.model.name, job.summary(out))
     return out
+
+
+def run_planned(planned: PlannedCell) -> Outcome:
+    """The runner a sweep's workers are given (``hydra.launcher.app``'s ``runner``): measure
+    the planned cell here. It lives here, not with the sweep's hooks, so that a worker imports
+    the measuring code only (not Hydra, the outputs or the results store)."""
+    return measure(planned.cell, planned.repeat)
 
 
 def run_cell(cell: CellConfig) -> dict[str, Any]:

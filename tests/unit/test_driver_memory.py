@@ -17,10 +17,11 @@ from hydra.core.utils import JobStatus
 from hydra_plugins.ray_cells_launcher._app import Job
 from jobs.config import from_values
 from jobs.identity import PlannedCell
-from sweep.app import CellSweepApp, run_planned
+from sweep.app import CellSweepApp
 from sweep.finish import RESULTS_JSONL, SweepResults
 from sweep.status import ExitStatus
 from tests.standins import ray_calls
+from workers.run import run_planned
 
 N = 300  # enough that a kept row (3 KB) or planned cell (5 KB) per cell would fail the bound
 BASE = {"backend": {"name": "sim", "sim": {"noise": 0.0}}, "device": {"name": "npu"},
