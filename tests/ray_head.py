@@ -98,6 +98,7 @@ class Head:
     dashboard: str  # the Jobs API's URL ("" without the dashboard)
     temp_dir: str
     log: Path
+    listening: tuple[int, ...] = ()  # ports that accept connections once it is up
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -156,17 +157,34 @@ def start_head(
             argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     url = f"http://127.0.0.1:{ports['--dashboard-port']}" if dashboard else ""
-    return Head(proc, env, f"127.0.0.1:{ports['--port']}", url, temp_dir, log)
+    listening = (ports["--port"], ports["--node-manager-port"], ports["--ray-client-server-port"])
+    if dashboard:
+        listening += (ports["--dashboard-port"],)
+    return Head(proc, env, f"127.0.0.1:{ports['--port']}", url, temp_dir, log, listening)
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def wait_ready(head: Head, timeout_s: float = 180) -> None:
     """Until the cluster answers: `ray job list` where it has the Jobs API, else `ray status`.
-    Raises RuntimeError (with the head's log) when it exits or does not answer in time."""
+    Raises RuntimeError (with the head's log) when it exits or does not answer in time.
+
+    The probe is a Python process of ~1 s of CPU, so it is first run once the head's GCS,
+    raylet and client server (and dashboard) accept connections, found by connecting to their ports every
+    0.2 s: one probe per head instead of one per second of its start (~3 per head)."""
     if head.dashboard:
         probe = [str(BIN / "ray"), "job", "list", "--address", head.dashboard]
     else:
         probe = [str(BIN / "ray"), "status", "--address", head.address]
     deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and head.proc.poll() is None:
+        if all(_accepts(port) for port in head.listening):
+            break
+        time.sleep(0.2)
     while time.monotonic() < deadline:
         if head.proc.poll() is not None:
             raise RuntimeError(
