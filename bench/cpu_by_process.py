@@ -2,10 +2,12 @@
 for (Ray's daemons, reparented to init, are not in `time`'s user/sys figures).
 
     python bench/cpu_by_process.py -- python -m pytest -q
+    python bench/cpu_by_process.py --interval 0.2 -- python bench/launch_cost.py --runs 3 -- ...
 
-Runs the command and reads every process's user + system time from /proc/<pid>/stat once a
-second until it ends (a process's last reading before it exits counts; one that lives less
-than a second may be missed), and the whole machine's busy time from /proc/stat. Processes
+Runs the command and reads every process's user + system time from /proc/<pid>/stat every
+``--interval`` seconds (1 by default) until it ends (a process's last reading before it exits
+counts; one that lives less than an interval may be missed; a process is classified by the
+last command line it showed, Ray's process titles such as ``ray::JobWorker`` included), and the whole machine's busy time from /proc/stat. Processes
 that were running before the command started count only what they used after it. Linux only.
 """
 
@@ -24,6 +26,7 @@ KINDS = [  # (words in the command line, kind), first match wins
     ("pytest", "pytest"),
     ("ray::JobWorker", "Ray actors (cells)"),
     ("ray::IDLE", "Ray idle workers"),
+    ("default_worker.py", "Ray workers (before their first task)"),
     ("ray::DashboardAgent", "Ray dashboard agent"),
     ("ray::RuntimeEnvAgent", "Ray runtime-env agent"),
     ("log_monitor", "Ray log monitor"),
@@ -52,6 +55,8 @@ def _sample(seen: dict) -> None:
         fields = stat[stat.rfind(")") + 2 :].split()
         cpu = (int(fields[11]) + int(fields[12])) / TICK
         key = (pid, fields[19])  # pid and start time: a reused pid is another process
+        if not cmd.strip() and key in seen:  # exiting: its cmdline is gone, not its kind
+            cmd = seen[key][1]
         seen[key] = (cpu, cmd)
 
 
@@ -62,10 +67,21 @@ def _busy() -> float:
 
 
 def main(argv: list[str]) -> int:
+    interval = 1.0
+    if argv[:1] == ["--interval"] and len(argv) > 1:
+        try:
+            interval = float(argv[1])
+        except ValueError:
+            interval = 0.0
+        if not 0.01 <= interval <= 60:
+            print("cpu_by_process: error: --interval: seconds from 0.01 to 60", file=sys.stderr)
+            return 2
+        argv = argv[2:]
     if "--" in argv:
         argv = argv[argv.index("--") + 1 :]
     if not argv:
-        print("usage: python bench/cpu_by_process.py -- COMMAND ...", file=sys.stderr)
+        print("usage: python bench/cpu_by_process.py [--interval S] -- COMMAND ...",
+              file=sys.stderr)  # fmt: skip
         return 2
     seen: dict = {}
     _sample(seen)
@@ -74,7 +90,7 @@ def main(argv: list[str]) -> int:
     proc = subprocess.Popen(argv)
     while proc.poll() is None:
         _sample(seen)
-        time.sleep(1.0)
+        time.sleep(interval)
     wall, busy = time.monotonic() - t0, _busy() - busy0
     kinds: Counter = Counter()
     counts: Counter = Counter()
