@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,8 @@ from jobs.config import from_values
 from tests.conftest import ROOT, launch_env
 from workers import model_cache
 from workers import run as measure
+from workers.serving import server as server_module
+from workers.serving.process import free_port
 
 TALKING = str(ROOT / "tests" / "standins" / "talking.py")
 RAY_GONE_WITHIN_S = 30.0  # measured on a 2-core host: about 2 s (about 64 s without it)
@@ -51,6 +54,43 @@ def test_the_log_part_of_a_crashed_server_holds_its_traceback(tiny_cache):
     assert "ValueError: the checkpoint has 3 layers, the config says 4" in message
     assert "shutting down helper 59" in message
     assert out.files["server.log"].startswith("talking server starting")
+
+
+def test_a_server_whose_port_was_taken_is_started_again_on_another(tiny_cache, monkeypatch):
+    """A port is free when chosen, not reserved: a server that exits because another process
+    bound it first is started again on another port (3 starts at most); a server that fails
+    for another reason is not started again."""
+    with socket.socket() as taken:
+        # Bound without SO_REUSEADDR and not listening: the server's bind fails (EADDRINUSE),
+        # and its health checks are refused at once (a silent listener would hold each for
+        # its 5 s timeout).
+        taken.bind(("127.0.0.1", 0))
+        busy = taken.getsockname()[1]
+        given: list[int] = []
+
+        def pick(host: str, first_free: int = 1) -> int:
+            port = busy if len(given) < first_free else free_port(host)
+            given.append(port)
+            return port
+
+        monkeypatch.setattr(server_module, "free_port", pick)
+        out = measure.measure(command_cell(tiny_cache))
+        assert out.status.value == "ok", out.error
+        assert given[0] == busy and len(given) == 2
+        assert out.details["server_info"]["base_url"].endswith(f":{given[1]}")
+        model_cache.drop_models()
+
+        given.clear()
+        monkeypatch.setattr(server_module, "free_port", lambda host: pick(host, first_free=9))
+        out = measure.measure(command_cell(tiny_cache))
+        assert out.status.value == "failed" and given == [busy] * server_module.PORT_TRIES
+        assert out.error["message"].startswith("server could not start")
+        assert "Address already in use" in out.error["message"]
+
+        given.clear()
+        monkeypatch.setattr(server_module, "free_port", pick)
+        out = measure.measure(command_cell(tiny_cache, "--mode", "crash"))
+        assert out.status.value == "failed" and len(given) == 1  # not a taken port
 
 
 def test_a_hung_server_says_what_it_answered_and_what_it_wrote_when_stopped(tiny_cache):

@@ -164,3 +164,33 @@ def test_aggregate_and_a_sweeps_start_remove_the_stale_partial(tmp_path):
     partial.write_text('{"cell_dir": "gone"}\n')
     SweepResults(tmp_path)
     assert not partial.exists()
+
+
+class _Logged:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self.text
+
+
+@pytest.mark.parametrize(
+    ("what", "log", "taken"),
+    [
+        ("could not start", "OSError: [Errno 98] Address already in use", True),
+        ("could not start", "ERROR:    [Errno 98] error while attempting to bind on address "
+                            "('127.0.0.1', 30000): address already in use", True),  # uvicorn
+        ("could not start", "ValueError: port_base at 30005 is not available in 30 seconds. "
+                            "port_base is used by a process already.", True),  # SGLang
+        ("could not start", "Port is already in use. dist_init_port=None port_base=30005", True),
+        ("could not start", "torch_npu detected, but NPU device is not available or visible.",
+         False),
+        ("could not start", "ValueError: the checkpoint has 3 layers, the config says 4", False),
+        ("hung", "OSError: [Errno 98] Address already in use", False),  # alive: not this case
+    ],
+)  # fmt: skip
+def test_a_taken_port_is_told_from_other_start_failures(what, log, taken) -> None:
+    from workers.serving.server import port_taken
+
+    exc = ServerFailed(what, "exit code 1")
+    assert port_taken(exc, _Logged(log)) is taken  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import random
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -209,8 +210,26 @@ class LaunchedServer(Server):
     """A server process this worker starts (and stops), pinned to this worker's devices."""
 
     def _start(self) -> None:
+        # The port is free when chosen, not reserved: another process can bind it before the
+        # server does (a server loading its weights binds its HTTP port last, and engines pick
+        # their own internal ports meanwhile). A server that exits saying so is started again
+        # on another port, up to PORT_TRIES times in all.
+        for attempt in range(1, PORT_TRIES + 1):
+            try:
+                self._start_on(free_port(HOST))
+                return
+            except ServerFailed as exc:
+                proc = self.process
+                if attempt == PORT_TRIES or proc is None or not port_taken(exc, proc):
+                    raise
+                log.warning("server port %s was taken before the server bound it; starting "
+                            "it again on another port", self.base_url.rsplit(":", 1)[-1])  # fmt: skip
+                proc.settle(exc)
+                atexit.unregister(proc.stop)
+                self.process = None
+
+    def _start_on(self, port: int) -> None:
         cell, kind = self.cell, self.device.kind
-        port = free_port(HOST)
         self.base_url = f"http://{HOST}:{port}"
         argv = server_argv(cell, kind, self.model_path, port)
         proc = ServerProcess(argv, self.base_url, cell.server.health_path, cell.server.kind)
@@ -220,6 +239,24 @@ class LaunchedServer(Server):
         atexit.register(proc.stop)  # a single run's server ends with its process
         self.env_seen = {v: env[v] for v in VISIBLE_ENV.values() if v in env}
         self.ready_s = proc.wait_healthy(cell.server.startup_timeout_s)
+
+
+PORT_TRIES = 3  # starts of a server whose port was taken before it could bind it
+
+
+# How a server's log says that a port it needed was taken: EADDRINUSE as Python, uvicorn and
+# aiohttp print it; SGLang's own check of the ports it derives from --port (sglang 0.5.x,
+# srt/utils/network.py wait_port_available and srt/server_args.py).
+PORT_TAKEN = re.compile(
+    r"address already in use|\[errno 98\]|port is already in use"
+    r"|port\w* at \d+ is not available in \d+ seconds",
+    re.IGNORECASE,
+)
+
+
+def port_taken(exc: ServerFailed, proc: ServerProcess) -> bool:
+    """Whether a server that could not start exited because a port it needed was in use."""
+    return exc.what == "could not start" and bool(PORT_TAKEN.search(proc.log_tail(lines=80)))
 
 
 class UrlServer(Server):
