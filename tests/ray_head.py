@@ -49,7 +49,7 @@ def port_window(env: Mapping[str, str] = os.environ, ephemeral: Path = EPHEMERAL
     ephemeral range: every outgoing connection on the machine takes its local port from that
     range, so a port found free there can be taken before Ray binds it (stop 33's CI: a shared
     head's client server lost its port that way, and `ray start --block` ended the head under
-    four tests). One share of that window per pytest-xdist worker, so two workers' heads never
+    seven tests). One share of that window per pytest-xdist worker, so two workers' heads never
     pick the same ports."""
     try:
         high = int(ephemeral.read_text().split()[0])
