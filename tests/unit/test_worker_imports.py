@@ -18,8 +18,12 @@ DRIVER_ONLY = ("hydra", "hydra_plugins", "omegaconf", "sweep", "aggregate", "ray
 
 
 def project_paths(root: Path = ROOT) -> dict[str, Path]:
-    return {module_name(p, root): p for p in root.rglob("*.py")
-            if not {".venv", "tests", "bench"} & set(p.relative_to(root).parts)}  # fmt: skip
+    """The project's modules by name: its top-level packages and modules (not the virtual
+    environment, the tests or the benches)."""
+    tops = [p for p in root.iterdir() if not p.name.startswith(".")
+            and p.name not in {"tests", "bench"} and (p.is_dir() or p.suffix == ".py")]  # fmt: skip
+    files = [f for top in tops for f in ([top] if top.is_file() else top.rglob("*.py"))]
+    return {module_name(p, root): p for p in files}
 
 
 def imported_with(start: str, paths: dict[str, Path], root: Path = ROOT) -> set[str]:
