@@ -39,20 +39,30 @@ def import_time_targets(path: Path, root: Path = ROOT) -> set[str]:
     return out
 
 
-def imported_while_discovering(paths: dict[str, Path], root: Path = ROOT) -> set[str]:
-    """Every module imported, transitively through the package's own modules, when Hydra
-    looks for plugins among ``paths`` (module name -> file). Like Hydra's scan, it starts
-    from every module whose name does not start with one underscore (``__init__`` does)."""
+def import_closure(starts: list[str], paths: dict[str, Path], root: Path = ROOT) -> set[str]:
+    """Every module imported, transitively through the modules of ``paths`` (module name ->
+    file), when the modules ``starts`` are imported: their packages too, as Python imports
+    a package before its modules."""
     seen: set[str] = set()
-    todo = [n for n in paths if not n.rsplit(".", 1)[-1].startswith("_") or "__" in n]
+    todo = list(starts)
     while todo:
         name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
         if name in paths:
             todo += sorted(import_time_targets(paths[name], root))
     return seen
+
+
+def imported_while_discovering(paths: dict[str, Path], root: Path = ROOT) -> set[str]:
+    """Every module imported, transitively through the package's own modules, when Hydra
+    looks for plugins among ``paths`` (module name -> file). Like Hydra's scan, it starts
+    from every module whose name does not start with one underscore (``__init__`` does)."""
+    starts = [n for n in paths if not n.rsplit(".", 1)[-1].startswith("_") or "__" in n]
+    return import_closure(starts, paths, root)
 
 
 def package_paths(folder: Path) -> dict[str, Path]:

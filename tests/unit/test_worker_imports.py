@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sweep.app import CellSweepApp
 from tests.unit.test_layering import ROOT, module_name
-from tests.unit.test_plugin_discovery import import_time_targets
+from tests.unit.test_plugin_discovery import import_closure
 
 # Never imported by a static cell's worker while it imports its runner.
 DRIVER_ONLY = ("hydra", "hydra_plugins", "omegaconf", "sweep", "aggregate", "ray", "duckdb",
@@ -26,24 +26,6 @@ def project_paths(root: Path = ROOT) -> dict[str, Path]:
     return {module_name(p, root): p for p in files}
 
 
-def imported_with(start: str, paths: dict[str, Path], root: Path = ROOT) -> set[str]:
-    """Every module imported, transitively through the project's own modules, when
-    ``start`` is imported (package ``__init__`` modules included)."""
-    seen: set[str] = set()
-    todo = [start]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        parts = name.split(".")
-        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # its packages first
-        for key in (name, f"{name}.__init__"):
-            if key in paths:
-                todo += sorted(import_time_targets(paths[key], root))
-    return seen
-
-
 def _driver_only(modules: set[str]) -> list[str]:
     return sorted(m for m in modules if m.split(".")[0] in DRIVER_ONLY
                   or any(m == p or m.startswith(p + ".") for p in DRIVER_ONLY))  # fmt: skip
@@ -52,7 +34,7 @@ def _driver_only(modules: set[str]) -> list[str]:
 def test_the_workers_runner_is_the_measuring_code_and_imports_nothing_of_the_driver() -> None:
     runner = CellSweepApp().runner()
     assert runner.__module__ == "workers.run" and runner.__name__ == "run_planned"
-    assert _driver_only(imported_with("workers.run", project_paths())) == []
+    assert _driver_only(import_closure(["workers.run"], project_paths())) == []
 
 
 def test_the_check_sees_a_driver_module_imported_through_another(tmp_path: Path) -> None:
@@ -63,5 +45,5 @@ def test_the_check_sees_a_driver_module_imported_through_another(tmp_path: Path)
         "import json\ntry:\n    import aiohttp\nexcept ImportError:\n    pass\n"
         "def later():\n    import duckdb\n"
     )
-    seen = imported_with("workers.run", project_paths(tmp_path), tmp_path)
+    seen = import_closure(["workers.run"], project_paths(tmp_path), tmp_path)
     assert _driver_only(seen) == ["aiohttp"]  # duckdb is imported when called, not before
