@@ -166,14 +166,6 @@ def test_aggregate_and_a_sweeps_start_remove_the_stale_partial(tmp_path):
     assert not partial.exists()
 
 
-class _Logged:
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def log_tail(self, lines: int = 40) -> str:
-        return self.text
-
-
 @pytest.mark.parametrize(
     ("what", "log", "taken"),
     [
@@ -192,5 +184,4 @@ class _Logged:
 def test_a_taken_port_is_told_from_other_start_failures(what, log, taken) -> None:
     from workers.serving.server import port_taken
 
-    exc = ServerFailed(what, "exit code 1")
-    assert port_taken(exc, _Logged(log)) is taken  # type: ignore[arg-type]
+    assert port_taken(ServerFailed(what, "exit code 1", log)) is taken

@@ -220,7 +220,7 @@ class LaunchedServer(Server):
                 return
             except ServerFailed as exc:
                 proc = self.process
-                if attempt == PORT_TRIES or proc is None or not port_taken(exc, proc):
+                if attempt == PORT_TRIES or proc is None or not port_taken(exc):
                     raise
                 log.warning("server port %s was taken before the server bound it; starting "
                             "it again on another port", self.base_url.rsplit(":", 1)[-1])  # fmt: skip
@@ -254,9 +254,10 @@ PORT_TAKEN = re.compile(
 )
 
 
-def port_taken(exc: ServerFailed, proc: ServerProcess) -> bool:
-    """Whether a server that could not start exited because a port it needed was in use."""
-    return exc.what == "could not start" and bool(PORT_TAKEN.search(proc.log_tail(lines=80)))
+def port_taken(exc: ServerFailed) -> bool:
+    """Whether a server that could not start exited because a port it needed was in use (as
+    the part of its log the failure carries says: the error and the log's last lines)."""
+    return exc.what == "could not start" and bool(PORT_TAKEN.search(exc.log_tail))
 
 
 class UrlServer(Server):
