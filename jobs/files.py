@@ -1,12 +1,17 @@
 """Record files: the atomic writer and the one reader (used by resume and by `python -m aggregate`).
 
-A reader never sees a half-written file (temp file, fsync, rename). A record that cannot be
-used (truncated, bad JSON, missing identity keys) raises :class:`RecordError` with the reason,
-so callers can list it instead of dropping it silently.
+A reader never sees a half-written file (temp file, rename): not even when the writer is
+killed. ``sync=True`` (the default) also puts the file on the disk before the rename (fsync),
+so a power loss cannot leave it empty; a sweep's driver writes its records with
+``sync=False`` and flushes them in bulk (:func:`sync_filesystem`, sweep/records.py). A record
+that cannot be used (empty, truncated, bad JSON, missing identity keys) raises
+:class:`RecordError` with the reason, so callers can list it instead of dropping it silently
+(and resume runs its cell again).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -24,8 +29,9 @@ class RecordError(ValueError):
     """A record file that cannot be used; the message says why."""
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> str:
-    """Write to a temporary file in the same directory, then rename it over ``path``."""
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, sync: bool = True) -> str:
+    """Write to a temporary file in the same directory, then rename it over ``path``;
+    ``sync``: fsync the file before the rename (else the caller flushes it later)."""
     target = Path(path)
     parent, name = str(target.parent), target.name
     try:  # the directory is there almost always: made only when it is not
@@ -36,8 +42,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> str:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
@@ -49,8 +56,40 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> str:
     return str(target)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> str:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike[str], text: str, sync: bool = True) -> str:
+    return atomic_write_bytes(path, text.encode("utf-8"), sync)
+
+
+@functools.cache
+def _syncfs() -> Any:
+    """Linux's ``syncfs(2)`` from the C library, or None where there is none."""
+    import ctypes  # here: only a sweep's driver needs it
+
+    try:  # the process's own symbols, the C library's among them (no library search)
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError, TypeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+    return fn
+
+
+def sync_filesystem(path: str | os.PathLike[str]) -> None:
+    """Put on the disk every file written so far on ``path``'s filesystem: one ``syncfs``
+    (one journal commit for any number of files, where an fsync per file commits once per
+    file); ``os.sync()`` where the C library has no ``syncfs``."""
+    fn = _syncfs()
+    if fn is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if fn(fd) != 0:
+            import ctypes
+
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
 
 
 def json_safe(obj: Any) -> Any:
@@ -157,19 +196,23 @@ def _encode(obj: Any, indent: str, out: list[str]) -> None:
         _encode(str(obj), indent, out)  # default=str
 
 
-def write_record(cell_dir: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+def write_record(
+    cell_dir: str | os.PathLike[str], record: dict[str, Any], sync: bool = True
+) -> Path:
     path = Path(cell_dir) / RECORD_FILE
-    atomic_write_text(path, record_json(record))
+    atomic_write_text(path, record_json(record), sync)
     return path
 
 
-def write_cell_files(cell_dir: str | os.PathLike[str], files: dict[str, str]) -> list[str]:
+def write_cell_files(
+    cell_dir: str | os.PathLike[str], files: dict[str, str], sync: bool = True
+) -> list[str]:
     """Text files an outcome brought for its cell's directory (e.g. server.log), beside
     record.json; names are kept inside the directory."""
     written = []
     for name, text in files.items():
         safe = os.path.basename(name).lstrip(".") or "file.txt"
-        written.append(atomic_write_text(Path(cell_dir) / safe, text))
+        written.append(atomic_write_text(Path(cell_dir) / safe, text, sync))
     return written
 
 

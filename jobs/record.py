@@ -200,11 +200,13 @@ def build_record(
     code: dict[str, Any] | None = None,
     ray_cluster: str | None = None,
     node_index: int | None = None,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record of a cell (planned on the driver, or a bare cell config): its inputs,
     then what its outcome says. ``code`` (git_commit, git_dirty) is the driver's checkout,
     which workers may not see; ``node_index``: the index of the Ray node that ran it (the
-    launcher's; simulated nodes: their start order)."""
+    launcher's; simulated nodes: their start order); ``config``: ``plain(cell)`` when the
+    caller has made it already (the driver, for the job's .hydra/config.yaml)."""
     p = planned if isinstance(planned, PlannedCell) else PlannedCell.of(planned)
     cell = p.cell
     rec: dict[str, Any] = dict.fromkeys(FLAT_KEYS)
@@ -248,7 +250,7 @@ def build_record(
     )
     rec.update(outcome.details)
     rec["env"] = {**outcome.env, **(code or {})}
-    rec["config"] = plain(cell)
+    rec["config"] = plain(cell) if config is None else config
     return rec
 
 

@@ -23,7 +23,7 @@ from sweep.finish import SweepResults, sweep_slo
 from sweep.placement import cell_resources
 from sweep.prepare import fleet_copies, plan_jobs
 from sweep.quiet_env import QUIET_ENV
-from sweep.records import lost_outcome, write_job_files, write_job_record
+from sweep.records import RecordSync, lost_outcome, write_job_files, write_job_record
 from sweep.resume import done_record
 from sweep.status import PROCESS, ExitStatus
 from sweep.store import store_path
@@ -43,10 +43,13 @@ class CellSweepApp(App):
         self.results: SweepResults | None = None
         self.code: dict[str, Any] = {}
         self.slo: dict[str, float] | None = None  # the SLO the sweep's cells share, if any
+        self.sync: RecordSync | None = None  # puts the records on the disk (sweep/records.py)
+        self.configs: dict[int, dict[str, Any]] = {}  # running job -> its config, plain
 
     # --- before anything starts ---
     def prepare(self, jobs: list[Job], sweep_dir: str, planner: Planner) -> None:
         plan_jobs(jobs, sweep_dir, planner)
+        self.sync = RecordSync(sweep_dir)
         self.results = SweepResults.for_dir(sweep_dir)
         self.results.register([job.payload.cell_dir for job in jobs])
         self.slo = sweep_slo([job.payload for job in jobs])  # fleet copies share it
@@ -84,7 +87,7 @@ class CellSweepApp(App):
 
     # --- results come back to the driver, which writes them (no shared filesystem) ---
     def on_dispatch(self, job: Job) -> None:
-        write_job_files(job)
+        self.configs[job.idx] = write_job_files(job)  # for its record (made once)
 
     def on_result(self, job: Job, ret: JobReturn, where: dict[str, Any]) -> bool:
         try:
@@ -93,7 +96,7 @@ class CellSweepApp(App):
             outcome = Outcome.failure(exc)
         rec = write_job_record(
             job, outcome, where.get("ray_node_id"), self.code, where.get("ray_cluster"),
-            where.get("node_index"),
+            where.get("node_index"), self.sync, self.configs.pop(job.idx, None),
         )  # fmt: skip
         print(cell_line(rec), flush=True)
         # A cell that did not end ok may leave the device in a bad state, and one that started
@@ -106,7 +109,10 @@ class CellSweepApp(App):
         return fresh
 
     def on_lost(self, job: Job, error: BaseException) -> str:
-        rec = write_job_record(job, lost_outcome(job, error), None, self.code)
+        rec = write_job_record(
+            job, lost_outcome(job, error), None, self.code, sync=self.sync,
+            config=self.configs.pop(job.idx, None),
+        )  # fmt: skip
         print(cell_line(rec), flush=True)
         return self._keep(job, rec)  # recorded: the job completes with its record's row
 
@@ -122,6 +128,8 @@ class CellSweepApp(App):
 
     # --- the end ---
     def on_end(self, jobs: list[Job], sweep_dir: str, interrupted: bool) -> None:
+        if self.sync is not None:
+            self.sync.flush()  # every record on the disk before the outputs name them
         if self.results is None:
             return
         rows = self.results.rows

@@ -1,18 +1,27 @@
 """The driver writes every record (no shared filesystem needed): a job's Hydra files when it
 is dispatched, and its record and cell files when its outcome comes back (or its worker is
-lost)."""
+lost).
+
+A record is written atomically (temp file, rename: no reader ever sees half of one, even if
+the driver is killed) and reaches the disk within :data:`SYNC_EVERY_S` of being written: one
+filesystem sync for all the records written since the last (:class:`RecordSync`), not an
+fsync per record, which cost a sweep's driver ~0.4 ms per cell. What a power loss can cost is
+the records of the last second: an empty or cut record.json reads as not finished, and
+resume runs its cell again."""
 
 from __future__ import annotations
 
 import functools
 import os
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
 from hydra_plugins.ray_cells_launcher.app import HostOutOfMemory, Job
-from jobs.files import write_cell_files, write_record
+from jobs.files import sync_filesystem, write_cell_files, write_record
 from jobs.identity import PlannedCell
 from jobs.record import Flag, Outcome, Status, build_record
 from jobs.values import plain
@@ -22,6 +31,37 @@ from jobs.values import plain
 _YAML: dict[tuple[str, str], str] = {}
 _YAML_MAX = 4096  # entries kept: values that differ per cell (a batch) come and go
 _DIGITS = re.compile(r"[0-9]")
+SYNC_EVERY_S = 1.0  # the longest a written record waits for the disk
+
+
+class RecordSync:
+    """Puts the records a sweep's driver writes on the disk: a filesystem sync once
+    ``every_s`` has passed since the last (checked as each record is written), and at the
+    end (:meth:`flush`). ``sync``/``clock``: what does it (tests count the calls)."""
+
+    def __init__(
+        self,
+        where: str | os.PathLike[str],
+        every_s: float = SYNC_EVERY_S,
+        sync: Callable[[str | os.PathLike[str]], None] = sync_filesystem,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.where, self.every_s, self._sync, self._clock = where, every_s, sync, clock
+        self.pending = 0  # records written since the last sync
+        self.synced_at = clock()
+
+    def wrote(self) -> None:
+        """A record was written (without fsync): sync when the last sync is old enough."""
+        self.pending += 1
+        if self._clock() - self.synced_at >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Sync now if anything was written since the last sync."""
+        if self.pending:
+            self._sync(self.where)
+            self.pending = 0
+        self.synced_at = self._clock()
 
 
 @functools.cache
@@ -71,8 +111,9 @@ def overrides_yaml(overrides: list[str]) -> str:
     return "".join(out)
 
 
-def write_job_files(job: Job) -> None:
-    """What Hydra users expect in a job directory: .hydra/config.yaml and overrides.yaml."""
+def write_job_files(job: Job) -> dict[str, Any]:
+    """What Hydra users expect in a job directory: .hydra/config.yaml and overrides.yaml;
+    returns the cell's config as plain values (its record's ``config``: made once)."""
     hydra_dir = os.path.join(job.output_dir, ".hydra")
     for path in (job.output_dir, hydra_dir):  # two calls, not makedirs' three
         try:
@@ -82,12 +123,14 @@ def write_job_files(job: Job) -> None:
         except FileNotFoundError:
             os.makedirs(hydra_dir, exist_ok=True)
             break
+    cfg = plain(job.payload.cell)
     for name, text in (
-        ("config.yaml", config_yaml(plain(job.payload.cell))),
+        ("config.yaml", config_yaml(cfg)),
         ("overrides.yaml", overrides_yaml(list(job.overrides))),
     ):
         with open(os.path.join(hydra_dir, name), "w", encoding="utf-8") as f:
             f.write(text)
+    return cfg
 
 
 def lost_outcome(job: Job, error: BaseException) -> Outcome:
@@ -112,17 +155,23 @@ def write_job_record(
     code: dict[str, Any],
     cluster: str | None = None,
     node_index: int | None = None,
+    sync: RecordSync | None = None,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the job's record (the one place) and write it with its cell files; ``cluster``:
-    which Ray cluster ran it (``ray_cluster``); ``node_index``: its node's index there."""
+    which Ray cluster ran it (``ray_cluster``); ``node_index``: its node's index there;
+    ``sync``: what puts it on the disk (else it is fsynced before it is renamed);
+    ``config``: the cell's config as plain values, when :func:`write_job_files` made it."""
     p: PlannedCell = job.payload
     rec = build_record(
         p, outcome, attempts=job.attempts, ray_node_id=node, code=code, ray_cluster=cluster,
-        node_index=node_index,
+        node_index=node_index, config=config,
     )  # fmt: skip
-    write_record(job.output_dir, rec)
-    write_cell_files(job.output_dir, outcome.files)
+    write_record(job.output_dir, rec, sync=sync is None)
+    write_cell_files(job.output_dir, outcome.files, sync=sync is None)
+    if sync is not None:
+        sync.wrote()
     return rec
 
 
-__all__ = ["lost_outcome", "write_job_files", "write_job_record"]
+__all__ = ["RecordSync", "lost_outcome", "write_job_files", "write_job_record"]

@@ -1,5 +1,6 @@
-"""The record store: atomic writes, what counts as finished, and the sweep lock (that it dies
-with its process: tests/integration/test_processes.py)."""
+"""The record store: atomic writes, when a sweep's records reach the disk, what counts as
+finished, and the sweep lock (that it dies with its process:
+tests/integration/test_processes.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import os
 import pytest
 
 from hydra_plugins.ray_cells_launcher._lock import SweepBusy, SweepLock
-from jobs.files import RecordError, finished_record, write_record
+from jobs import files
+from jobs.files import RecordError, finished_record, sync_filesystem, write_record
 from jobs.files import read_record as _read_record
 from jobs.record import SCHEMA_VERSION
+from sweep.app import CellSweepApp
+from sweep.records import RecordSync
 
 
 def read_record(cell_dir):
@@ -53,8 +57,69 @@ def test_a_failed_write_leaves_the_old_record_whole(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["record.json"]  # no temp file left
 
 
+def test_a_record_written_without_fsync_is_whole_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    write_record(tmp_path, rec(x=2.5), sync=False)
+    assert synced == []  # the driver's records: flushed in bulk (RecordSync), not one by one
+    assert read_record(tmp_path) == rec(x=2.5)
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
+    write_record(tmp_path, rec(x=3.5))  # the default: fsync before the rename
+    assert len(synced) == 1 and read_record(tmp_path) == rec(x=3.5)
+
+
+def test_sync_filesystem_uses_syncfs_on_linux(tmp_path, monkeypatch):
+    if not os.uname().sysname == "Linux":
+        pytest.skip("syncfs is Linux's")
+    assert files._syncfs() is not None  # from the C library, no os.sync() of every disk
+    monkeypatch.setattr(os, "sync", lambda: pytest.fail("os.sync() called"))
+    write_record(tmp_path, rec(), sync=False)
+    sync_filesystem(tmp_path)  # the real call, on this test's filesystem
+    with pytest.raises(FileNotFoundError):
+        sync_filesystem(tmp_path / "gone")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_records_reach_the_disk_within_the_interval_and_at_the_end(tmp_path):
+    clock, syncs = Clock(), []
+    sync = RecordSync(tmp_path, every_s=1.0, sync=syncs.append, clock=clock)
+    sync.flush()
+    assert syncs == []  # nothing written: nothing to sync
+    for _ in range(50):  # many records within a second: no sync yet
+        sync.wrote()
+        clock.now += 0.01
+    assert syncs == [] and sync.pending == 50
+    clock.now += 0.6  # a second since the last sync: the next record syncs all 51
+    sync.wrote()
+    assert syncs == [tmp_path] and sync.pending == 0
+    sync.wrote()  # right after a sync: waits again
+    assert len(syncs) == 1 and sync.pending == 1
+    sync.flush()  # the end of the sweep
+    assert len(syncs) == 2 and sync.pending == 0
+    sync.flush()
+    assert len(syncs) == 2
+
+
+def test_the_sweep_syncs_its_records_before_its_outputs(tmp_path):
+    syncs = []
+    app = CellSweepApp(plots=False, store=False)
+    app.sync = RecordSync(tmp_path, sync=syncs.append)
+    app.sync.wrote()
+    app.on_end([], str(tmp_path), interrupted=True)  # also when interrupted
+    assert syncs == [tmp_path]
+
+
 def test_what_counts_as_finished(tmp_path):
     assert finished_record(tmp_path, "abc") is None  # missing
+    (tmp_path / "record.json").write_text("")  # a record a power loss left empty
+    assert read_record(tmp_path) is None and finished_record(tmp_path, "abc") is None
     (tmp_path / "record.json").write_text('{"cell_id": "abc", "sta')  # cut short
     assert read_record(tmp_path) is None and finished_record(tmp_path, "abc") is None
     write_record(tmp_path, rec(status="failed"))
