@@ -103,104 +103,41 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+# A record's text: one value per line, so `grep KEY record.json` finds its value, in one call
+# of C's encoder (it writes compact JSON only: indenting runs Python's encoder, which costs a
+# sweep's driver ~0.1 ms more per cell); `jq . record.json` shows it indented.
+_LINES = (",\n", ": ")
+
+
 def record_json(record: dict[str, Any]) -> str:
-    """``json.dumps(json_safe(record), indent=1, default=str)`` and a newline, the same text
-    made in one walk: Python's encoder runs in Python when it indents (C only writes compact
-    JSON), and a sweep's driver writes a record per cell."""
-    out: list[str] = []
-    _encode(record, "\n", out)
-    out.append("\n")
-    return "".join(out)
+    """A record as its file's text: ``json.dumps(json_safe(record), ensure_ascii=False,
+    default=str, separators=(",\\n", ": "))`` and a newline. C's encoder refuses NaN and
+    infinities (``allow_nan=False``): only then is the record walked in Python, to write them
+    as null."""
+    try:
+        text = json.dumps(
+            record, ensure_ascii=False, default=str, allow_nan=False, separators=_LINES
+        )
+    except ValueError:
+        text = json.dumps(json_safe(record), ensure_ascii=False, default=str, separators=_LINES)
+    return text + "\n"
 
 
-_str = json.encoder.encode_basestring_ascii  # C's, as json.dumps uses for ensure_ascii
-_int = int.__repr__
-_float = float.__repr__
-
-
-def _key(key: Any) -> str:
-    if isinstance(key, str):
-        return _str(key)
-    if isinstance(key, float):  # keys are not made safe: NaN stays NaN, as json.dumps has it
-        if key != key:
-            return '"NaN"'
-        if math.isinf(key):
-            return '"Infinity"' if key > 0 else '"-Infinity"'
-        return _str(_float(key))
-    if key is True or key is False or key is None:
-        return '"true"' if key is True else '"false"' if key is False else '"null"'
-    if isinstance(key, int):
-        return _str(_int(key))
-    raise TypeError(f"keys must be str, int, float, bool or None, not {key.__class__.__name__}")
-
-
-def _scalar(obj: Any) -> str | None:
-    """The JSON of a plain scalar (exact types: the common case, no call deeper), else None."""
-    t = type(obj)
-    if t is str:
-        return _str(obj)
-    if t is float:
-        return _float(obj) if obj - obj == 0.0 else "null"  # NaN and inf: json_safe's null
-    if t is int:
-        return _int(obj)
-    if obj is None:
-        return "null"
-    if t is bool:
-        return "true" if obj else "false"
-    return None
-
-
-def _encode(obj: Any, indent: str, out: list[str]) -> None:
-    """``obj`` at the indent ``indent`` (a newline and the spaces of its level)."""
-    text = _scalar(obj)
-    if text is not None:
-        out.append(text)
-    elif isinstance(obj, str):
-        out.append(_str(obj))
-    elif isinstance(obj, int):  # bool is exact (above); int subclasses write as ints
-        out.append(_int(obj))
-    elif isinstance(obj, float):
-        out.append(_float(obj) if math.isfinite(obj) else "null")
-    elif isinstance(obj, (list, tuple)):
-        if not obj:
-            out.append("[]")
-            return
-        inner = indent + " "
-        sep = "[" + inner
-        for value in obj:
-            text = _scalar(value)
-            if text is None:
-                out.append(sep)
-                _encode(value, inner, out)
-            else:
-                out.append(sep + text)
-            sep = "," + inner
-        out.append(indent + "]")
-    elif isinstance(obj, dict):
-        if not obj:
-            out.append("{}")
-            return
-        inner = indent + " "
-        sep = "{" + inner
-        for key, value in obj.items():
-            head = sep + (_str(key) if type(key) is str else _key(key)) + ": "
-            text = _scalar(value)
-            if text is None:
-                out.append(head)
-                _encode(value, inner, out)
-            else:
-                out.append(head + text)
-            sep = "," + inner
-        out.append(indent + "}")
-    else:
-        _encode(str(obj), indent, out)  # default=str
+def record_line(text: str) -> str:
+    """:func:`record_json`'s text as one line (results.jsonl): its only line breaks are its
+    separators' (JSON writes a line break in a string as ``\\n``)."""
+    return text.replace("\n", "") + "\n"
 
 
 def write_record(
-    cell_dir: str | os.PathLike[str], record: dict[str, Any], sync: bool = True
+    cell_dir: str | os.PathLike[str],
+    record: dict[str, Any],
+    sync: bool = True,
+    text: str | None = None,
 ) -> Path:
+    """``text``: :func:`record_json` of ``record`` when the caller has made it already."""
     path = Path(cell_dir) / RECORD_FILE
-    atomic_write_text(path, record_json(record), sync)
+    atomic_write_text(path, record_json(record) if text is None else text, sync)
     return path
 
 

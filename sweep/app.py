@@ -94,7 +94,7 @@ class CellSweepApp(App):
             outcome = ret.return_value
         except Exception as exc:  # the runner itself failed (not the cell: that is an Outcome)
             outcome = Outcome.failure(exc)
-        rec = write_job_record(
+        rec, line = write_job_record(
             job, outcome, where.get("ray_node_id"), self.code, where.get("ray_cluster"),
             where.get("node_index"), self.sync, self.configs.pop(job.idx, None),
         )  # fmt: skip
@@ -105,24 +105,26 @@ class CellSweepApp(App):
         dirty = Flag.DIRTY_START in outcome.flags
         fresh = outcome.status != Status.OK or dirty or job.payload.cell.bench.fresh_worker
         ret.status = JobStatus.COMPLETED
-        ret.return_value = self._keep(job, rec)
+        ret.return_value = self._keep(job, rec, line=line)
         return fresh
 
     def on_lost(self, job: Job, error: BaseException) -> str:
-        rec = write_job_record(
+        rec, line = write_job_record(
             job, lost_outcome(job, error), None, self.code, sync=self.sync,
             config=self.configs.pop(job.idx, None),
         )  # fmt: skip
         print(cell_line(rec), flush=True)
-        return self._keep(job, rec)  # recorded: the job completes with its record's row
+        return self._keep(job, rec, line=line)  # recorded: the job completes with its record's row
 
-    def _keep(self, job: Job, rec: dict[str, Any], new: bool = True) -> str:
+    def _keep(
+        self, job: Job, rec: dict[str, Any], new: bool = True, line: str | None = None
+    ) -> str:
         """Count and keep a finished cell's record. Until the end the job holds only its
         row's key (its cell directory) and no planned cell: :meth:`on_end` gives each
         finished job its row (a driver of 100,000 cells keeps < 1 KB per finished cell)."""
         assert self.results is not None
         self.status.count(rec)
-        key = self.results.add(rec, new)
+        key = self.results.add(rec, new, line)
         job.payload = None  # done with: nothing reads the planned cell again
         return key
 

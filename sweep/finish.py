@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from aggregate.leftovers import PARTIAL_RESULTS
-from jobs.files import RecordError, json_safe
+from jobs.files import RecordError, record_json, record_line
 from jobs.identity import PlannedCell
 from jobs.record import RECORD_FILE, flat_row
 from sweep.store import store_sweep
@@ -52,13 +52,9 @@ def summary_row(record: dict[str, Any], envs: dict[str, dict]) -> dict[str, Any]
 
 
 def jsonl_line(record: dict[str, Any]) -> str:
-    """The record's line of results.jsonl: JSON without NaN or infinities (null instead).
-    C's encoder refuses them (allow_nan=False): only then is the record walked in Python."""
-    try:
-        text = json.dumps(record, ensure_ascii=False, default=str, allow_nan=False)
-    except ValueError:
-        text = json.dumps(json_safe(record), ensure_ascii=False, default=str)
-    return text + "\n"
+    """The record's line of results.jsonl: its file's text (JSON without NaN or infinities)
+    on one line."""
+    return record_line(record_json(record))
 
 
 def sweep_slo(cells: list[PlannedCell]) -> dict[str, float] | None:
@@ -111,9 +107,10 @@ class SweepResults:
         """The cells of one launch belong to the sweep."""
         self.cells.update(dict.fromkeys(cell_dirs))
 
-    def add(self, record: dict[str, Any], new: bool = True) -> str:
+    def add(self, record: dict[str, Any], new: bool = True, line: str | None = None) -> str:
         """Keep one finished record (the latest per cell directory); returns its key (its cell
-        directory), by which :attr:`loaded` has its row once :meth:`finish` has run."""
+        directory), by which :attr:`loaded` has its row once :meth:`finish` has run.
+        ``line``: its :func:`jsonl_line`, when the caller has made it already."""
         key = record.get("cell_dir")
         key = key if isinstance(key, str) else str(key)
         if not new and self.extra.pop(key, None) is not None:  # in results.jsonl already
@@ -125,7 +122,7 @@ class SweepResults:
                 shutil.copyfile(self.dir / RESULTS_JSONL, self.partial)  # it: go on from that
             self._file = self.partial.open("a" if self._started else "w", encoding="utf-8")
             self._started = True
-        self._file.write(jsonl_line(record))
+        self._file.write(jsonl_line(record) if line is None else line)
         self._keep_row(key, summary_row(record, self._envs))
         return key
 
@@ -284,7 +281,7 @@ class SweepResults:
             self._started = True  # a later launch goes on from results.jsonl, these included
             with self.partial.open("a", encoding="utf-8") as f:
                 for record in new:
-                    f.write(json.dumps(json_safe(record), ensure_ascii=False, default=str) + "\n")
+                    f.write(jsonl_line(record))
         return [r for d, r in self.extra.items() if d not in self.cells], unreadable
 
     def _up_to_date(self, manifest: str) -> bool:

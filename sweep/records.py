@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from hydra_plugins.ray_cells_launcher.app import HostOutOfMemory, Job
-from jobs.files import sync_filesystem, write_cell_files, write_record
+from jobs.files import record_json, record_line, sync_filesystem, write_cell_files, write_record
 from jobs.identity import PlannedCell
 from jobs.record import Flag, Outcome, Status, build_record
 from jobs.values import plain
@@ -157,8 +157,9 @@ def write_job_record(
     node_index: int | None = None,
     sync: RecordSync | None = None,
     config: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Build the job's record (the one place) and write it with its cell files; ``cluster``:
+) -> tuple[dict[str, Any], str]:
+    """Build the job's record (the one place) and write it with its cell files; returns it
+    and its line of results.jsonl (one encoding for both); ``cluster``:
     which Ray cluster ran it (``ray_cluster``); ``node_index``: its node's index there;
     ``sync``: what puts it on the disk (else it is fsynced before it is renamed);
     ``config``: the cell's config as plain values, when :func:`write_job_files` made it."""
@@ -167,11 +168,12 @@ def write_job_record(
         p, outcome, attempts=job.attempts, ray_node_id=node, code=code, ray_cluster=cluster,
         node_index=node_index, config=config,
     )  # fmt: skip
-    write_record(job.output_dir, rec, sync=sync is None)
+    text = record_json(rec)
+    write_record(job.output_dir, rec, sync=sync is None, text=text)
     write_cell_files(job.output_dir, outcome.files, sync=sync is None)
     if sync is not None:
         sync.wrote()
-    return rec
+    return rec, record_line(text)
 
 
 __all__ = ["RecordSync", "lost_outcome", "write_job_files", "write_job_record"]

@@ -85,6 +85,7 @@ class Scheduler:
         self.runner = app.runner()
         self.singletons = None if self.runner else Singleton.get_state()
         self.job_runtime = JobRuntime.instance().conf
+        self.task_name = JobRuntime.instance().get("name")  # every job's (looked up once)
         self.composer: Composer | None = None
         self.pending: dict[str, JobQueue] = {}
         self.shapes: dict[str, dict[str, Any]] = {}
@@ -316,7 +317,8 @@ class Scheduler:
                 ret.cfg = ret.hydra_cfg = None
             return ret
         ok, value = result
-        return finished_return(job, value, JobStatus.COMPLETED if ok else JobStatus.FAILED)
+        status = JobStatus.COMPLETED if ok else JobStatus.FAILED
+        return finished_return(job, value, status, self.task_name)
 
     def _probe_lost(self, key: str, exc: BaseException) -> None:
         """An actor died before it answered its probe. Killed by Ray's memory monitor, it

@@ -116,10 +116,17 @@ class Planner:
         return self.session.nodes()
 
 
-def finished_return(job: Job, value: Any, status: JobStatus = JobStatus.COMPLETED) -> JobReturn:
-    """A JobReturn made by the launcher (a skipped job, a runner's result, a lost job)."""
+def finished_return(
+    job: Job,
+    value: Any,
+    status: JobStatus = JobStatus.COMPLETED,
+    task_name: str | None = None,
+) -> JobReturn:
+    """A JobReturn made by the launcher (a skipped job, a runner's result, a lost job);
+    ``task_name``: Hydra's job name, when the caller has it (else looked up: OmegaConf's
+    select, ~0.05 ms, per job)."""
     ret = JobReturn(overrides=job.overrides, working_dir=job.output_dir)
-    ret.task_name = JobRuntime.instance().get("name")
+    ret.task_name = JobRuntime.instance().get("name") if task_name is None else task_name
     if job.config is not None:
         ret.cfg = OmegaConf.masked_copy(job.config, [k for k in job.config if k != "hydra"])
         ret.hydra_cfg = job.config

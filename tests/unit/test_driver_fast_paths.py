@@ -1,5 +1,6 @@
-"""The driver's faster ways to the same bytes: a record's JSON, a job's .hydra YAML files, a
-cell's dict and a results.jsonl line are each what the plain library call makes."""
+"""The driver's faster ways to the same bytes: a record's JSON (C's encoder, a value per line),
+a job's .hydra YAML files, a cell's dict and a results.jsonl line are each what the plain
+library call makes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from jobs.config import from_values
-from jobs.files import json_safe, record_json
+from jobs.files import json_safe, record_json, record_line
 from jobs.values import plain
 from sweep.finish import jsonl_line
 from sweep.records import config_yaml, overrides_yaml
@@ -39,18 +40,30 @@ def value(rng: random.Random, depth: int = 0) -> object:
     return {rng.choice(KEYS): value(rng, depth + 1) for _ in range(rng.randrange(4))}
 
 
+def safe_json(rec: dict, separators: tuple[str, str]) -> str:
+    return json.dumps(json_safe(rec), ensure_ascii=False, default=str, separators=separators)
+
+
 @pytest.mark.parametrize("seed", range(60))
-def test_record_json_is_json_dumps_with_indent_1(seed):
+def test_a_record_file_is_its_safe_json_a_value_per_line(seed):
     rng = random.Random(seed)
     rec = {f"key{i}": value(rng) for i in range(rng.randrange(1, 12))}
-    assert record_json(rec) == json.dumps(json_safe(rec), indent=1, default=str) + "\n"
+    text = record_json(rec)
+    assert text == safe_json(rec, (",\n", ": ")) + "\n"
+    assert json.loads(text) == json.loads(safe_json(rec, (",", ": ")))
+    lines = text.splitlines()
+    for key, v in rec.items():  # `grep key record.json` finds a scalar's value on its line
+        if not isinstance(v, (dict, list, tuple)):
+            shown = json.dumps(json_safe(v), ensure_ascii=False, default=str)
+            assert any(line.lstrip("{").startswith(f'"{key}": {shown}') for line in lines)
 
 
 @pytest.mark.parametrize("seed", range(30))
-def test_a_results_line_is_the_safe_json(seed):
+def test_a_results_line_is_the_record_file_on_one_line(seed):
     rec = {f"key{i}": value(random.Random(seed)) for i in range(5)}
-    want = json.dumps(json_safe(rec), ensure_ascii=False, default=str) + "\n"
-    assert jsonl_line(rec) == want
+    line = jsonl_line(rec)
+    assert line == record_line(record_json(rec)) == safe_json(rec, (",", ": ")) + "\n"
+    assert line.count("\n") == 1  # a line break in a string is written \\n
 
 
 def cells() -> list:
