@@ -1,7 +1,7 @@
 """The driver alone at scale: 100,000 cells over 1,000 declared cards, without Ray.
 
     python bench/scale_driver.py [--cells 1000,10000,100000] [--cards 8,100,1000]
-                                 [--cards-per-node 8] [--memory]
+                                 [--cards-per-node 8] [--memory] [--dir DIR]
 
 Runs `python launch.py -m "batch=range(1,N/2+1)" seq=8,16 backend=sim device=npu
 model=llama3_8b bench=quick prompt_len=32 backend.sim.noise=0 backend.sim.time_scale=0
@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -283,12 +284,37 @@ def marginal(rows: list[dict[str, Any]]) -> None:
         print("\n".join(lines))
 
 
+def run_one(cells: int, cards: int, a: argparse.Namespace, cwd: str) -> dict[str, Any]:
+    """One sweep in a process of its own, in ``cwd``; its figures."""
+    os.mkdir(cwd)
+    out = os.path.join(cwd, "figures.json")
+    env = dict(os.environ, SCALE_DRIVER_MEMORY="1" if a.memory else "0")
+    cmd = [sys.executable, __file__, "--one", str(cells), str(cards),
+           "--cards-per-node", str(a.cards_per_node), "--out", out]  # fmt: skip
+    with open(os.path.join(cwd, "driver.log"), "w") as log:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=log)
+    if proc.returncode != 0:
+        tail = Path(cwd, "driver.log").read_text()[-3000:]
+        sys.exit(f"{cells} cells x {cards} cards failed ({proc.returncode}):\n{tail}")
+    f = figures(cells, cards, json.loads(Path(out).read_text()), a.memory)
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in f.items()}),
+          flush=True)  # fmt: skip
+    return f
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cells", default="1000,10000,100000")
     ap.add_argument("--cards", default="8,100,1000")
     ap.add_argument("--cards-per-node", type=int, default=8)
     ap.add_argument("--memory", action="store_true", help="tracemalloc (times not reported)")
+    ap.add_argument(
+        "--dir",
+        help="where the sweeps are written (default: the temporary directory); each in a "
+        "directory of its own, all removed only once every sweep has run: ext4 skips inodes "
+        "deleted in the last minutes when it makes new ones, so a sweep that follows the "
+        "removal of another pays for it in kernel time (docs/benchmarks.md section 4)",
+    )
     ap.add_argument("--one", nargs=2, type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -296,22 +322,13 @@ def main() -> None:
         one(a.one[0], a.one[1], a.cards_per_node, a.out)
         return
     rows = []
-    for cells in (int(x) for x in a.cells.split(",")):
-        for cards in (int(x) for x in a.cards.split(",")):
-            with tempfile.TemporaryDirectory() as cwd:
-                out = os.path.join(cwd, "figures.json")
-                env = dict(os.environ, SCALE_DRIVER_MEMORY="1" if a.memory else "0")
-                cmd = [sys.executable, __file__, "--one", str(cells), str(cards),
-                       "--cards-per-node", str(a.cards_per_node), "--out", out]  # fmt: skip
-                with open(os.path.join(cwd, "driver.log"), "w") as log:
-                    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=log)
-                if proc.returncode != 0:
-                    tail = Path(cwd, "driver.log").read_text()[-3000:]
-                    sys.exit(f"{cells} cells x {cards} cards failed ({proc.returncode}):\n{tail}")
-                f = figures(cells, cards, json.loads(Path(out).read_text()), a.memory)
-            rows.append(f)
-            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in f.items()}),
-                  flush=True)  # fmt: skip
+    root = tempfile.mkdtemp(prefix="scale-driver-", dir=a.dir)
+    try:
+        for cells in (int(x) for x in a.cells.split(",")):
+            for cards in (int(x) for x in a.cards.split(",")):
+                rows.append(run_one(cells, cards, a, os.path.join(root, f"{cells}x{cards}")))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     print()
     if a.memory:
         print("cells | cards | planned B/cell | kept B/cell (all finished) | RSS planned / "
@@ -322,11 +339,12 @@ def main() -> None:
                   f"{f['rss_done_mib']:.0f} | {f['rss_peak_mib']:.0f} | {f['end_peak_mib']:.0f}")  # fmt: skip
         marginal(rows)
         return
-    print("cells | cards | plan ms/cell | run ms/cell (kernel) | end ms/cell (kernel) | "
+    print("cells | cards | plan ms/cell | run ms/cell: wall, CPU (kernel) | end ms/cell (kernel) | "
           "dispatch cells/s | Hydra ms/cell | wall s | RSS finished / done / peak MiB")  # fmt: skip
     for f in rows:
-        print(f"{f['cells']} | {f['cards']} | {f['plan_ms']:.3f} | {f['run_ms']:.3f} "
-              f"({f['run_kernel_ms']:.3f}) | {f['end_ms']:.3f} ({f['end_kernel_ms']:.3f}) | "
+        print(f"{f['cells']} | {f['cards']} | {f['plan_ms']:.3f} | {f['run_ms']:.3f}, "
+              f"{f['run_cpu_ms']:.3f} ({f['run_kernel_ms']:.3f}) | {f['end_ms']:.3f} "
+              f"({f['end_kernel_ms']:.3f}) | "
               f"{f['dispatch_per_s']:.0f} | {f['hydra_ms']:.3f} | {f['wall_s']:.1f} | "
               f"{f['rss_finished_mib']:.0f} / {f['rss_done_mib']:.0f} / {f['rss_peak_mib']:.0f}")  # fmt: skip
 
