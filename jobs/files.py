@@ -130,14 +130,15 @@ def record_line(text: str) -> str:
 
 
 def write_record(
-    cell_dir: str | os.PathLike[str],
-    record: dict[str, Any],
-    sync: bool = True,
-    text: str | None = None,
+    cell_dir: str | os.PathLike[str], record: dict[str, Any], sync: bool = True
 ) -> Path:
-    """``text``: :func:`record_json` of ``record`` when the caller has made it already."""
+    return write_record_text(cell_dir, record_json(record), sync)
+
+
+def write_record_text(cell_dir: str | os.PathLike[str], text: str, sync: bool = True) -> Path:
+    """A record's text (:func:`record_json`, made by the caller) as its cell's record file."""
     path = Path(cell_dir) / RECORD_FILE
-    atomic_write_text(path, record_json(record) if text is None else text, sync)
+    atomic_write_text(path, text, sync)
     return path
 
 

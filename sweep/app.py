@@ -17,13 +17,14 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus
 
 from hydra_plugins.ray_cells_launcher.app import App, Job, Planner
+from jobs.files import record_line
 from jobs.record import Flag, Outcome, Status
 from sweep.console import cell_line
 from sweep.finish import SweepResults, sweep_slo
 from sweep.placement import cell_resources
 from sweep.prepare import fleet_copies, plan_jobs
 from sweep.quiet_env import QUIET_ENV
-from sweep.records import RecordSync, lost_outcome, write_job_files, write_job_record
+from sweep.records import RecordSync, job_record, lost_outcome, write_job_files, write_job_record
 from sweep.resume import done_record
 from sweep.status import PROCESS, ExitStatus
 from sweep.store import store_path
@@ -94,27 +95,34 @@ class CellSweepApp(App):
             outcome = ret.return_value
         except Exception as exc:  # the runner itself failed (not the cell: that is an Outcome)
             outcome = Outcome.failure(exc)
-        rec, line = write_job_record(
+        rec, text = job_record(
             job, outcome, where.get("ray_node_id"), self.code, where.get("ray_cluster"),
-            where.get("node_index"), self.sync, self.configs.pop(job.idx, None),
+            where.get("node_index"), self.configs.pop(job.idx, None),
         )  # fmt: skip
-        print(cell_line(rec), flush=True)
         # A cell that did not end ok may leave the device in a bad state, and one that started
         # on memory left behind (dirty_start) ran on such a device: fresh worker. So does
         # every cell of bench.fresh_worker=true.
         dirty = Flag.DIRTY_START in outcome.flags
         fresh = outcome.status != Status.OK or dirty or job.payload.cell.bench.fresh_worker
         ret.status = JobStatus.COMPLETED
-        ret.return_value = self._keep(job, rec, line=line)
+        ret.return_value = self._record(job, rec, text, outcome.files)
         return fresh
 
     def on_lost(self, job: Job, error: BaseException) -> str:
-        rec, line = write_job_record(
-            job, lost_outcome(job, error), None, self.code, sync=self.sync,
-            config=self.configs.pop(job.idx, None),
-        )  # fmt: skip
+        outcome = lost_outcome(job, error)
+        rec, text = job_record(
+            job, outcome, None, self.code, config=self.configs.pop(job.idx, None)
+        )
+        return self._record(job, rec, text, outcome.files)  # the job completes with its row
+
+    def _record(self, job: Job, rec: dict[str, Any], text: str, files: dict[str, str]) -> str:
+        """Keep a new record's row, then write its file: an interrupt between the two leaves
+        a row whose cell runs again on resume, never a record on disk that this launch's
+        outputs leave out."""
+        key = self._keep(job, rec, line=record_line(text))
+        write_job_record(job, text, files, self.sync)
         print(cell_line(rec), flush=True)
-        return self._keep(job, rec, line=line)  # recorded: the job completes with its record's row
+        return key
 
     def _keep(
         self, job: Job, rec: dict[str, Any], new: bool = True, line: str | None = None

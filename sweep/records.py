@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from hydra_plugins.ray_cells_launcher.app import HostOutOfMemory, Job
-from jobs.files import record_json, record_line, sync_filesystem, write_cell_files, write_record
+from jobs.files import record_json, sync_filesystem, write_cell_files, write_record_text
 from jobs.identity import PlannedCell
 from jobs.record import Flag, Outcome, Status, build_record
 from jobs.values import plain
@@ -148,32 +148,37 @@ def lost_outcome(job: Job, error: BaseException) -> Outcome:
     return outcome
 
 
-def write_job_record(
+def job_record(
     job: Job,
     outcome: Outcome,
     node: str | None,
     code: dict[str, Any],
     cluster: str | None = None,
     node_index: int | None = None,
-    sync: RecordSync | None = None,
     config: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Build the job's record (the one place) and write it with its cell files; returns it
-    and its line of results.jsonl (one encoding for both); ``cluster``:
-    which Ray cluster ran it (``ray_cluster``); ``node_index``: its node's index there;
-    ``sync``: what puts it on the disk (else it is fsynced before it is renamed);
+    """Build the job's record (the one place) and its file's text (encoded once: its
+    results.jsonl line is the same text, :func:`jobs.files.record_line`). ``cluster``: which
+    Ray cluster ran it (``ray_cluster``); ``node_index``: its node's index there;
     ``config``: the cell's config as plain values, when :func:`write_job_files` made it."""
     p: PlannedCell = job.payload
     rec = build_record(
         p, outcome, attempts=job.attempts, ray_node_id=node, code=code, ray_cluster=cluster,
         node_index=node_index, config=config,
     )  # fmt: skip
-    text = record_json(rec)
-    write_record(job.output_dir, rec, sync=sync is None, text=text)
-    write_cell_files(job.output_dir, outcome.files, sync=sync is None)
+    return rec, record_json(rec)
+
+
+def write_job_record(
+    job: Job, text: str, files: dict[str, str], sync: RecordSync | None = None
+) -> None:
+    """Write a record's text (:func:`job_record`) and its outcome's cell files into the job's
+    directory; ``sync``: what puts them on the disk (else each is fsynced before its
+    rename)."""
+    write_record_text(job.output_dir, text, sync=sync is None)
+    write_cell_files(job.output_dir, files, sync=sync is None)
     if sync is not None:
         sync.wrote()
-    return rec, record_line(text)
 
 
-__all__ = ["RecordSync", "lost_outcome", "write_job_files", "write_job_record"]
+__all__ = ["RecordSync", "job_record", "lost_outcome", "write_job_files", "write_job_record"]

@@ -116,6 +116,28 @@ def test_the_sweep_syncs_its_records_before_its_outputs(tmp_path):
     assert syncs == [tmp_path]
 
 
+def test_a_new_records_row_is_kept_before_its_file_is_written(tmp_path):
+    """An interrupt while a record is being written (its filesystem sync can take a while)
+    finds its row kept: a launch's outputs never leave out a record that is on disk."""
+    from hydra_plugins.ray_cells_launcher.app import Job
+    from jobs.files import record_json
+    from sweep.finish import SweepResults
+    from sweep.status import ExitStatus
+
+    def interrupted(where):
+        raise KeyboardInterrupt
+
+    app = CellSweepApp(plots=False, store=False, status=ExitStatus())
+    app.results = SweepResults(tmp_path)
+    app.sync = RecordSync(tmp_path, every_s=0.0, sync=interrupted)
+    job = Job(0, ["batch=1"], output_dir=str(tmp_path / "c1"))
+    record = rec(cell_dir="c1")
+    with pytest.raises(KeyboardInterrupt):
+        app._record(job, record, record_json(record), {})
+    assert read_record(tmp_path / "c1") == record  # on disk (the sync was interrupted) ...
+    assert list(app.results.rows) == ["c1"]  # ... and its row kept for the outputs
+
+
 def test_what_counts_as_finished(tmp_path):
     assert finished_record(tmp_path, "abc") is None  # missing
     (tmp_path / "record.json").write_text("")  # a record a power loss left empty
