@@ -3,17 +3,19 @@ is dispatched, and its record and cell files when its outcome comes back (or its
 lost).
 
 A record is written atomically (temp file, rename: no reader ever sees half of one, even if
-the driver is killed) and reaches the disk within :data:`SYNC_EVERY_S` of being written: one
-filesystem sync for all the records written since the last (:class:`RecordSync`), not an
-fsync per record, which cost a sweep's driver ~0.4 ms per cell. What a power loss can cost is
-the records of the last second: an empty or cut record.json reads as not finished, and
-resume runs its cell again."""
+the driver is killed) and reaches the disk about :data:`SYNC_EVERY_S` after it was written
+(plus the time the disk takes): one filesystem sync, on a thread of its own, for all the
+records written since the last (:class:`RecordSync`), not an fsync per record, which cost a
+sweep's driver ~0.4 ms per cell. What a power loss can cost is the records not synced yet
+(about the last second's, on a disk that keeps up): an empty or cut record.json reads as not
+finished, and resume runs its cell again."""
 
 from __future__ import annotations
 
 import functools
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,8 +38,10 @@ SYNC_EVERY_S = 1.0  # the longest a written record waits for the disk
 
 class RecordSync:
     """Puts the records a sweep's driver writes on the disk: a filesystem sync once
-    ``every_s`` has passed since the last (checked as each record is written), and at the
-    end (:meth:`flush`). ``sync``/``clock``: what does it (tests count the calls)."""
+    ``every_s`` has passed since the last began (checked as each record is written), run on a
+    thread of its own so that the driver's loop never waits for the disk, and one more at the
+    end (:meth:`flush`), which waits. ``sync``/``clock``/``background``: what does it and
+    where (tests count the calls)."""
 
     def __init__(
         self,
@@ -45,19 +49,50 @@ class RecordSync:
         every_s: float = SYNC_EVERY_S,
         sync: Callable[[str | os.PathLike[str]], None] = sync_filesystem,
         clock: Callable[[], float] = time.monotonic,
+        background: bool = True,
     ) -> None:
         self.where, self.every_s, self._sync, self._clock = where, every_s, sync, clock
-        self.pending = 0  # records written since the last sync
+        self.background = background
+        self.pending = 0  # records written since the last sync began
         self.synced_at = clock()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def wrote(self) -> None:
-        """A record was written (without fsync): sync when the last sync is old enough."""
+        """A record was written (without fsync): start a sync when the last one began long
+        enough ago and has ended (records written meanwhile wait for the next)."""
         self.pending += 1
-        if self._clock() - self.synced_at >= self.every_s:
-            self.flush()
+        if self._clock() - self.synced_at < self.every_s:
+            return
+        if self._thread is not None:
+            if self._thread.is_alive():
+                return
+            self._thread = None
+        self._raise()
+        self.pending, self.synced_at = 0, self._clock()
+        if not self.background:
+            self._sync(self.where)
+            return
+        self._thread = threading.Thread(target=self._run, name="record-sync", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._sync(self.where)
+        except BaseException as exc:  # told on the driver's thread, at its next record
+            self._error = exc
+
+    def _raise(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
 
     def flush(self) -> None:
-        """Sync now if anything was written since the last sync."""
+        """Wait for a sync under way, then sync what was written since it began."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._raise()
         if self.pending:
             self._sync(self.where)
             self.pending = 0

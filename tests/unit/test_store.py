@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 import pytest
 
@@ -89,7 +90,7 @@ class Clock:
 
 def test_records_reach_the_disk_within_the_interval_and_at_the_end(tmp_path):
     clock, syncs = Clock(), []
-    sync = RecordSync(tmp_path, every_s=1.0, sync=syncs.append, clock=clock)
+    sync = RecordSync(tmp_path, every_s=1.0, sync=syncs.append, clock=clock, background=False)
     sync.flush()
     assert syncs == []  # nothing written: nothing to sync
     for _ in range(50):  # many records within a second: no sync yet
@@ -105,6 +106,39 @@ def test_records_reach_the_disk_within_the_interval_and_at_the_end(tmp_path):
     assert len(syncs) == 2 and sync.pending == 0
     sync.flush()
     assert len(syncs) == 2
+
+
+def test_the_driver_never_waits_for_a_sync_until_the_end(tmp_path):
+    """The sync runs on a thread of its own: the driver writes on while the disk is slow,
+    starts no second sync while one runs, and waits only at the end (for it, then once more
+    for what was written meanwhile); a failed sync is told on the driver's thread."""
+    clock, started, release, syncs = Clock(), threading.Event(), threading.Event(), []
+
+    def slow(where):
+        syncs.append(where)
+        started.set()
+        assert release.wait(30)
+
+    sync = RecordSync(tmp_path, every_s=1.0, sync=slow, clock=clock)
+    clock.now += 1.0
+    sync.wrote()  # starts the sync, which blocks
+    assert started.wait(30)
+    clock.now += 5.0
+    for _ in range(3):
+        sync.wrote()  # one still runs: no second one, the records wait
+    assert len(syncs) == 1 and sync.pending == 3
+    release.set()
+    sync.flush()  # the end: waits for it, then syncs the 3 written meanwhile
+    assert len(syncs) == 2 and sync.pending == 0
+
+    def failing(where):
+        raise OSError(5, "Input/output error")
+
+    sync = RecordSync(tmp_path, every_s=1.0, sync=failing, clock=clock)
+    clock.now += 1.0
+    sync.wrote()
+    with pytest.raises(OSError, match="Input/output"):
+        sync.flush()
 
 
 def test_the_sweep_syncs_its_records_before_its_outputs(tmp_path):
@@ -129,7 +163,7 @@ def test_a_new_records_row_is_kept_before_its_file_is_written(tmp_path):
 
     app = CellSweepApp(plots=False, store=False, status=ExitStatus())
     app.results = SweepResults(tmp_path)
-    app.sync = RecordSync(tmp_path, every_s=0.0, sync=interrupted)
+    app.sync = RecordSync(tmp_path, every_s=0.0, sync=interrupted, background=False)
     job = Job(0, ["batch=1"], output_dir=str(tmp_path / "c1"))
     record = rec(cell_dir="c1")
     with pytest.raises(KeyboardInterrupt):
