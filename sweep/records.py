@@ -33,7 +33,7 @@ from jobs.values import plain
 _YAML: dict[tuple[str, str], str] = {}
 _YAML_MAX = 4096  # entries kept: values that differ per cell (a batch) come and go
 _DIGITS = re.compile(r"[0-9]")
-SYNC_EVERY_S = 1.0  # the longest a written record waits for the disk
+SYNC_EVERY_S = 1.0  # how often the records written meanwhile are synced (a slow disk: less often)
 
 
 class RecordSync:
