@@ -47,10 +47,11 @@ class Talking(BaseHTTPRequestHandler):
         pass  # one line per request is written by _note
 
     def _note(self) -> None:
-        with self.lock:
-            type(self).count += 1
+        with self.lock:  # the line whole: print writes its text and its newline apart, and
+            type(self).count += 1  # two handler threads' lines ran into each other
             n = type(self).count
-        print(f"request {n}: {self.path} {self.mark}".rstrip(), flush=True)
+            sys.stdout.write(f"request {n}: {self.path} {self.mark}".rstrip() + "\n")
+            sys.stdout.flush()
 
     def _answer(self, status: int, body: str, ctype: str) -> None:
         data = body.encode()
