@@ -37,6 +37,13 @@ SIM = [
 ]
 
 
+# The tests that remove a node: its death is declared after 2 failed health checks 1 s apart
+# (Ray's defaults: 5, 3 s apart, so ~15 s of waiting per removal). A removed raylet refuses
+# the check at once; a live one must miss 2 checks of up to 5 s each to be declared dead.
+FAST_NODE_DEATH = {"health_check_period_ms": 1000, "health_check_failure_threshold": 2,
+                   "health_check_timeout_ms": 5000}  # fmt: skip
+
+
 def sim_args(
     batches: str, seq: str = "32", scale: float = 0.4, npus: int = 4, sweep: str = "multirun/sweep"
 ) -> list[str]:
@@ -309,8 +316,9 @@ def test_cells_spread_over_nodes_and_survive_node_loss(tmp_path, tiny_cache):
 
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 1, "resources": {"NPU": 2}, "include_dashboard": False},
-    )
+        head_node_args={"num_cpus": 1, "resources": {"NPU": 2}, "include_dashboard": False,
+                        "_system_config": FAST_NODE_DEATH},
+    )  # fmt: skip
     try:
         worker = cluster.add_node(num_cpus=1, resources={"NPU": 2})
         cluster.wait_for_nodes()
@@ -360,8 +368,10 @@ def test_cells_fail_when_every_node_that_could_run_them_is_gone(tmp_path, tiny_c
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
-    )
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False,
+                        "_system_config": FAST_NODE_DEATH},
+    )  # fmt: skip
     try:
         npu_node = cluster.add_node(num_cpus=1, resources={"NPU": 1})
         cluster.wait_for_nodes()
