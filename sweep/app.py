@@ -87,8 +87,9 @@ class CellSweepApp(App):
         return None if rec is None else self._keep(job, rec, new=False)
 
     # --- results come back to the driver, which writes them (no shared filesystem) ---
-    def on_dispatch(self, job: Job) -> None:
-        self.configs[job.idx] = write_job_files(job)  # for its record (made once)
+    def on_dispatch(self, job: Job) -> tuple:
+        config = self.configs[job.idx] = write_job_files(job)  # for its record (made once)
+        return job.payload.wire(config)  # what the worker is sent: plain values
 
     def on_result(self, job: Job, ret: JobReturn, where: dict[str, Any]) -> bool:
         try:
@@ -119,7 +120,7 @@ class CellSweepApp(App):
         """Keep a new record's row, then write its file: an interrupt between the two leaves
         a row whose cell runs again on resume, never a record on disk that this launch's
         outputs leave out."""
-        key = self._keep(job, rec, line=record_line(text))
+        key = self._keep(job, rec, line=record_line(rec))
         write_job_record(job, text, files, self.sync)
         print(cell_line(rec), flush=True)
         return key

@@ -80,10 +80,12 @@ def measure(cell: CellConfig, repeat: int | None = None) -> Outcome:
     return out
 
 
-def run_planned(planned: PlannedCell) -> Outcome:
+def run_planned(sent: PlannedCell | tuple) -> Outcome:
     """The runner a sweep's workers are given (``hydra.launcher.app``'s ``runner``): measure
-    the planned cell here. It lives here, not with the sweep's hooks, so that a worker imports
-    the measuring code only (not Hydra, the outputs or the results store)."""
+    the planned cell here (sent as :meth:`PlannedCell.wire` makes it, or as itself). It lives
+    here, not with the sweep's hooks, so that a worker imports the measuring code only (not
+    Hydra, the outputs or the results store)."""
+    planned = PlannedCell.unwire(sent)
     return measure(planned.cell, planned.repeat)
 
 

@@ -118,8 +118,11 @@ class App:
         """A finished result from an earlier launch (the job is skipped), or None."""
         return None
 
-    def on_dispatch(self, job: Job) -> None:
-        """A job is handed to a worker (e.g. write its config files)."""
+    def on_dispatch(self, job: Job) -> Any | None:
+        """A job is handed to a worker (e.g. write its config files). Apps with a runner may
+        return what the runner is given for it instead of its payload (a form that is
+        cheaper to send); None: its payload."""
+        return None
 
     def on_result(self, job: Job, ret: JobReturn, where: dict[str, Any]) -> bool:
         """Store a result; return True if the worker should be replaced by a fresh one."""

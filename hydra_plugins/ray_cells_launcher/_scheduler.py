@@ -243,9 +243,10 @@ class Scheduler:
             job.attempts += 1
             job.started = time.monotonic()
             slot.job, slot.affinity = job, job.affinity
-            self.app.on_dispatch(job)
+            sent = self.app.on_dispatch(job)
             if self.runner is not None:
-                ref = slot.handle.run_direct.remote(self.runner, job.payload, slot.env)
+                sent = job.payload if sent is None else sent
+                ref = slot.handle.run_direct.remote(self.runner, sent, slot.env)
             else:
                 if job.config is None:
                     job.config = self._compose(job)

@@ -7,6 +7,7 @@ temporary file); at the end every finished job gets its row back, the one the ou
 from __future__ import annotations
 
 import gc
+import io
 import json
 import os
 import pickle
@@ -17,6 +18,7 @@ from hydra.core.utils import JobStatus
 from hydra_plugins.ray_cells_launcher._app import Job
 from jobs.config import from_values
 from jobs.identity import PlannedCell
+from sweep import finish
 from sweep.app import CellSweepApp
 from sweep.finish import RESULTS_JSONL, SweepResults
 from sweep.status import ExitStatus
@@ -59,6 +61,9 @@ def sweep_app(sweep: object, canned: Canned, monkeypatch) -> CellSweepApp:
 
 def test_a_finished_cell_leaves_less_than_a_kilobyte_until_the_end(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", lambda fd: None)  # what is measured is memory
+    # The results' two write buffers (1 MB each) are made once per sweep, not per cell: at
+    # io's default size here, so that N cells do not share 2 MB between them.
+    monkeypatch.setattr(finish, "_BUFFER", io.DEFAULT_BUFFER_SIZE)
     ray_calls.install(monkeypatch, npus=8, keep=False)
     canned = Canned(PlannedCell.of(from_values({**BASE, "batch": 1})))
     warm = sweep_app(tmp_path / "warm", canned, monkeypatch)  # imports and caches first

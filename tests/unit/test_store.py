@@ -69,6 +69,44 @@ def test_a_record_written_without_fsync_is_whole_and_leaves_no_temp_file(tmp_pat
     assert len(synced) == 1 and read_record(tmp_path) == rec(x=3.5)
 
 
+def test_the_atomic_writer_makes_files_as_open_does_and_refuses_a_planted_link(tmp_path):
+    old = os.umask(0o027)
+    try:
+        target = files.atomic_write_bytes(tmp_path / "new" / "a.txt", b"one")  # dir made
+    finally:
+        os.umask(old)
+    assert target == str(tmp_path / "new" / "a.txt") and open(target, "rb").read() == b"one"
+    assert os.stat(target).st_mode & 0o777 == 0o640  # 0666 less the umask, as open() makes it
+    # A link planted where this thread's temporary file goes is not followed.
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    tmp = tmp_path / "new" / f".a.txt.{os.getpid()}-{threading.get_ident()}.tmp"
+    tmp.symlink_to(victim)
+    with pytest.raises(OSError):
+        files.atomic_write_bytes(target, b"two")
+    assert victim.read_bytes() == b"keep" and open(target, "rb").read() == b"one"
+    tmp.unlink()
+    # Threads write side by side: each its own temporary file, every result whole.
+    big = {n: bytes([65 + n]) * 300_000 for n in range(4)}
+    done = []
+
+    def write(n):
+        for _ in range(5):
+            files.atomic_write_bytes(tmp_path / "new" / f"{n}.bin", big[n], sync=False)
+        done.append(n)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in big]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(done) == [0, 1, 2, 3]
+    assert all((tmp_path / "new" / f"{n}.bin").read_bytes() == big[n] for n in big)
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [
+        "0.bin", "1.bin", "2.bin", "3.bin", "a.txt"
+    ]  # fmt: skip
+
+
 def test_sync_filesystem_uses_syncfs_on_linux(tmp_path, monkeypatch):
     if not os.uname().sysname == "Linux":
         pytest.skip("syncfs is Linux's")
