@@ -1,6 +1,7 @@
 """What a sweep's driver pays per record for its file: the atomic write with and without an
 fsync, a batch with one filesystem sync, and the record's JSON (the file's text and its
-results.jsonl line).
+results.jsonl line, by orjson and by json where orjson is not installed), and what it pays to
+send a cell to its worker (pickled as Ray does: the planned cell, or its plain values).
 
     python bench/record_write.py [--dir DIR] [--files 1000] [--batch 8]
 
@@ -14,7 +15,6 @@ record: wall, and the process's CPU (user + system).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -26,20 +26,36 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+RECORD: dict[str, Any] = {}
 
 
-def sample_record() -> dict[str, Any]:
+def sample_planned() -> Any:
     from jobs.config import from_values
     from jobs.identity import PlannedCell
-    from jobs.record import build_record
-    from workers.run import run_planned
 
     values = {"backend": {"name": "sim", "sim": {"noise": 0.0, "time_scale": 0.0}},
               "device": {"name": "npu"}, "model": {"name": "llama3_8b"},
               "batch": 8, "seq": 16, "prompt_len": 32}  # fmt: skip
-    cell = from_values(values)
-    planned = PlannedCell.of(cell)
+    return PlannedCell.of(from_values(values))
+
+
+def sample_record() -> dict[str, Any]:
+    from jobs.record import build_record
+    from workers.run import run_planned
+
+    planned = sample_planned()
     return build_record(planned, run_planned(planned))
+
+
+def without_orjson(fn: Any) -> Any:
+    """``fn(the record)`` where orjson is not installed (the json fallback)."""
+    from jobs import files
+
+    saved, files.orjson = files.orjson, None
+    try:
+        return fn(RECORD)
+    finally:
+        files.orjson = saved
 
 
 def timed(fn: Any, n: int) -> tuple[float, float]:
@@ -53,14 +69,22 @@ def timed(fn: Any, n: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    import pickle
+
+    import cloudpickle
+
     from jobs.files import atomic_write_bytes, record_json, record_line, sync_filesystem
+    from jobs.identity import PlannedCell
+    from jobs.values import plain
+
+    global RECORD
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir")
     ap.add_argument("--files", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=8)
     a = ap.parse_args()
-    rec = sample_record()
+    rec = RECORD = sample_record()
     text = record_json(rec)
     data = text.encode()
     root = tempfile.mkdtemp(prefix="record-write-", dir=a.dir)
@@ -84,12 +108,23 @@ def main() -> None:
             print(f"{name}: {wall:.3f} ms wall, {cpu:.3f} ms CPU per file")
         n = 3000
         for name, fn in (
-            ("record_json (C encoder, a value per line)", lambda: record_json(rec)),
-            ("json.dumps indent=1 (Python encoder)", lambda: json.dumps(rec, indent=1)),
-            ("record_line from that text", lambda: record_line(text)),
-            ("json.dumps one line", lambda: json.dumps(rec, ensure_ascii=False)),
+            ("record_json (orjson, indented)", lambda: record_json(rec)),
+            ("record_line (orjson, compact)", lambda: record_line(rec)),
+            ("record_json without orjson (json, indented)", lambda: without_orjson(record_json)),
+            ("record_line without orjson (json's C encoder)", lambda: without_orjson(record_line)),
         ):
-            print(f"{name}: {timeit.timeit(fn, number=n) / n * 1e3:.3f} ms per record")
+            print(f"{name}: {timeit.timeit(fn, number=n) / n * 1e3:.4f} ms per record")
+        planned = sample_planned()
+        sent = planned.wire(plain(planned.cell))
+        for name, fn in (
+            ("plain(cell): the cell's values (made once per cell)", lambda: plain(planned.cell)),
+            ("pickle the planned cell", lambda: pickle.dumps(planned, protocol=5)),
+            ("pickle its wire form (plain values)", lambda: pickle.dumps(sent, protocol=5)),
+            ("cloudpickle (Ray's) the planned cell", lambda: cloudpickle.dumps(planned)),
+            ("cloudpickle its wire form", lambda: cloudpickle.dumps(sent)),
+            ("worker: rebuild the cell from the wire form", lambda: PlannedCell.unwire(sent)),
+        ):
+            print(f"{name}: {timeit.timeit(fn, number=n) / n * 1e3:.4f} ms per cell")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -128,12 +128,15 @@ except ImportError:  # (e.g. the GPU check's machine, which runs the project uni
 
 
 def _other(obj: Any) -> Any:
-    """What JSON cannot hold as it is, as ``json.dumps(default=str)`` writes it: a float or
-    int of a subclass (numpy's float64) as its number, anything else as its ``str``."""
+    """What orjson does not write itself, as ``json.dumps(default=str)`` writes it: a float
+    or int of a subclass (numpy's float64) as its number, a tuple of a subclass (a
+    NamedTuple) as a list, anything else as its ``str``."""
     if isinstance(obj, float):
         return float(obj)
     if isinstance(obj, int):
         return int(obj)
+    if isinstance(obj, tuple):
+        return list(obj)
     return str(obj)
 
 

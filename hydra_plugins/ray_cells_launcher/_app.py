@@ -4,8 +4,9 @@ The launcher itself is a plain Hydra launcher: without an app, every job is comp
 Hydra and run through Hydra's ``run_job`` on a Ray actor that takes one CPU. An app
 customises planning, placement, resume, where results go and the end of the sweep. An app
 that returns a ``runner`` takes over the job itself: the launcher then ships each job's
-``payload`` to a worker and calls ``runner(payload)`` there instead of ``run_job`` (no Hydra
-composition per job, no Hydra state in the workers), and the app keeps each job's output
+``payload`` (or what ``on_dispatch`` returns for it: a form cheaper to pickle) to a worker
+and calls ``runner(payload)`` there instead of ``run_job`` (no Hydra composition per job, no
+Hydra state in the workers), and the app keeps each job's output
 directory as Hydra users expect it (it is told the job's composed task config to save).
 """
 

@@ -11,6 +11,7 @@ import pickle
 import random
 from enum import Enum
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -38,8 +39,14 @@ class Color(str, Enum):
     RED = "red"
 
 
+class Pair(NamedTuple):
+    low: float
+    high: float
+
+
 SCALARS = [0, -1, 2**70, 1.5, -0.0, 1e-300, math.nan, math.inf, -math.inf, True, False,
-           None, "", "a", "é ü", "line\nbreak", 'q"uote', Color.RED, Path("/x/y")]  # fmt: skip
+           None, "", "a", "é ü", "line\nbreak", 'q"uote', Color.RED, Path("/x/y"),
+           Pair(0.5, math.inf)]  # fmt: skip
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "records"
 KEYS = ["k", "é", "", 1, 2.5, True, False, None]  # (a float key: spelt as each encoder spells it)
 
