@@ -179,8 +179,10 @@ class PlannedCell:
     def wire(self, config: dict[str, Any]) -> tuple:
         """This planned cell as it is sent to a worker: ``config`` (``plain(self.cell)``,
         made once per cell on the driver) and the other fields, plain values all. Pickling
-        the cell's dataclasses costs a sweep's driver ~5x more (~34 us a cell with pickle,
-        ~90 us with cloudpickle, which Ray uses) than these values (~7 us)."""
+        the cell's dataclasses costs a sweep's driver ~30 us a cell with pickle and ~80 us
+        with cloudpickle, which Ray uses; these values 6-8 us (bench/record_write.py). The
+        worker rebuilds the cell (:meth:`unwire`: ~0.2 ms there; a trace cell reads its
+        trace file again, as it does to replay it)."""
         return (config, self.cell_id, self.cell_dir, self.model_key, self.repeat,
                 self.repeat_of, self.fleet_of)  # fmt: skip
 
