@@ -29,7 +29,7 @@ class RecordError(ValueError):
     """A record file that cannot be used; the message says why."""
 
 
-def write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes) -> None:
     """``data`` written to the file descriptor ``fd``, however many writes it takes."""
     view = memoryview(data)
     while view:
@@ -37,8 +37,18 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 # os.open's flags for a file made new or emptied, as open(path, "w") opens it.
-NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
-_TMP_FILE = NEW_FILE | getattr(os, "O_NOFOLLOW", 0)  # a link planted at the name is refused
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+_TMP_FILE = _NEW_FILE | getattr(os, "O_NOFOLLOW", 0)  # a link planted at the name is refused
+
+
+def write_file(path: str, data: bytes) -> None:
+    """``open(path, "wb").write(data)``, without a file object made and dropped (a sweep's
+    driver writes two small files per cell): not atomic, not synced."""
+    fd = os.open(path, _NEW_FILE, 0o666)
+    try:
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, sync: bool = True) -> str:
@@ -59,7 +69,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, sync: bool = T
         fd = os.open(tmp, _TMP_FILE, 0o666)
     try:
         try:
-            write_all(fd, data)
+            _write_all(fd, data)
             if sync:
                 os.fsync(fd)
         finally:
@@ -163,6 +173,18 @@ def _stdlib(record: dict[str, Any], indent: int | None) -> str:
         )
 
 
+def _record_text(record: dict[str, Any], indent: bool) -> str:
+    """A record as JSON (indented by 2, else compact) and a newline, NaN and infinities as
+    null: orjson's where it is installed, else json's (the same values)."""
+    if orjson is not None:
+        try:
+            opts = _FILE_OPTS if indent else _LINE_OPTS
+            return orjson.dumps(record, default=_other, option=opts).decode() + "\n"
+        except TypeError:  # an int beyond 64 bits, a lone surrogate: json writes those
+            pass
+    return _stdlib(record, 2 if indent else None) + "\n"
+
+
 def record_json(record: dict[str, Any]) -> str:
     """A record as its file's text: JSON indented by 2 (``jq``'s look: a key and its value
     on a line of their own, so `grep KEY record.json` finds it), NaN and infinities as null,
@@ -170,23 +192,13 @@ def record_json(record: dict[str, Any]) -> str:
     against ~70 us for json's C encoder on one line; indented, json runs its Python encoder:
     ~0.5 ms for 14 KB), else by json: the same values (a float may be spelt otherwise: 1e-05
     and 0.00001)."""
-    if orjson is not None:
-        try:
-            return orjson.dumps(record, default=_other, option=_FILE_OPTS).decode() + "\n"
-        except TypeError:  # an int beyond 64 bits, a lone surrogate: json writes those
-            pass
-    return _stdlib(record, 2) + "\n"
+    return _record_text(record, indent=True)
 
 
 def record_line(record: dict[str, Any]) -> str:
     """A record as its results.jsonl line: compact JSON (no spaces) and a newline, NaN and
     infinities as null (orjson where it is installed, else json, as :func:`record_json`)."""
-    if orjson is not None:
-        try:
-            return orjson.dumps(record, default=_other, option=_LINE_OPTS).decode() + "\n"
-        except TypeError:
-            pass
-    return _stdlib(record, None) + "\n"
+    return _record_text(record, indent=False)
 
 
 def value_key(obj: Any) -> bytes | str:

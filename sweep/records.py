@@ -25,11 +25,10 @@ import yaml
 
 from hydra_plugins.ray_cells_launcher.app import HostOutOfMemory, Job
 from jobs.files import (
-    NEW_FILE,
     record_json,
     sync_filesystem,
-    write_all,
     write_cell_files,
+    write_file,
     write_record_text,
 )
 from jobs.identity import PlannedCell
@@ -37,7 +36,7 @@ from jobs.record import Flag, Outcome, Status, build_record
 from jobs.values import plain
 
 # YAML text of one top-level entry of a job's config (its model, backend, ... group; the
-# cells of a sweep share most of them), by (key, repr of its value).
+# cells of a sweep share most of them), by (key, its value's marshal bytes, else its repr).
 _YAML: dict[tuple[str, str | bytes], str] = {}
 _YAML_MAX = 4096  # entries kept: values that differ per cell (a batch) come and go
 _DIGITS = re.compile(r"[0-9]")
@@ -173,12 +172,8 @@ def write_job_files(job: Job) -> dict[str, Any]:
     for name, text in (
         ("config.yaml", config_yaml(cfg)),
         ("overrides.yaml", overrides_yaml(list(job.overrides))),
-    ):  # open(.., "w")'s file, without a text wrapper made and dropped per file
-        fd = os.open(os.path.join(hydra_dir, name), NEW_FILE, 0o666)
-        try:
-            write_all(fd, text.encode("utf-8"))
-        finally:
-            os.close(fd)
+    ):
+        write_file(os.path.join(hydra_dir, name), text.encode("utf-8"))
     return cfg
 
 
