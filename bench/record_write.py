@@ -68,7 +68,19 @@ def timed(fn: Any, n: int) -> tuple[float, float]:
             ((c1.user - c0.user) + (c1.system - c0.system)) / n * 1e3)  # fmt: skip
 
 
+def mkstemp_write(path: str, data: bytes) -> None:
+    """The atomic write as it was before stop 36 (no fsync): a random temp name from
+    mkstemp, a file object, a chmod to 0644, the rename; the reference for the new one."""
+    parent, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
 def main() -> None:
+    import marshal
     import pickle
 
     import cloudpickle
@@ -94,7 +106,10 @@ def main() -> None:
             def one(i: int) -> None:
                 d = os.path.join(root, f"{tag}{i}")
                 os.mkdir(d)
-                atomic_write_bytes(os.path.join(d, "record.json"), data, sync=sync)
+                if tag == "m":
+                    mkstemp_write(os.path.join(d, "record.json"), data)
+                else:
+                    atomic_write_bytes(os.path.join(d, "record.json"), data, sync=sync)
                 if not sync and a.batch and (i + 1) % a.batch == 0 and tag == "b":
                     sync_filesystem(root)
 
@@ -103,6 +118,7 @@ def main() -> None:
         print(f"record: {len(data)} bytes; {a.files} files per way, under {root}")
         for name, sync, tag in (("atomic write, fsync each", True, "f"),
                                 ("atomic write, no fsync", False, "n"),
+                                ("the same before stop 36 (mkstemp, chmod)", False, "m"),
                                 (f"atomic write, one syncfs per {a.batch}", False, "b")):  # fmt: skip
             wall, cpu = timed(write(sync, tag), a.files)
             print(f"{name}: {wall:.3f} ms wall, {cpu:.3f} ms CPU per file")
@@ -123,6 +139,14 @@ def main() -> None:
             ("cloudpickle (Ray's) the planned cell", lambda: cloudpickle.dumps(planned)),
             ("cloudpickle its wire form", lambda: cloudpickle.dumps(sent)),
             ("worker: rebuild the cell from the wire form", lambda: PlannedCell.unwire(sent)),
+            (
+                "YAML memo keys of the cell's entries: repr (before stop 36)",
+                lambda: [repr(v) for v in sent[0].values()],
+            ),
+            (
+                "YAML memo keys of the cell's entries: marshal",
+                lambda: [marshal.dumps(v) for v in sent[0].values()],
+            ),
         ):
             print(f"{name}: {timeit.timeit(fn, number=n) / n * 1e3:.4f} ms per cell")
     finally:
