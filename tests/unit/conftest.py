@@ -7,7 +7,6 @@ interpreter."""
 
 from __future__ import annotations
 
-import copy
 import logging
 import runpy
 import subprocess
@@ -32,11 +31,18 @@ def _launch_main(args: list[str]) -> int:
     see none of it."""
     from hydra._internal.hydra import Hydra
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.plugins import Plugins
     from hydra.core.singleton import Singleton
+    from omegaconf.basecontainer import BaseContainer
 
+    from sweep.schema import register
     from sweep.status import PROCESS
 
-    saved = copy.deepcopy(Singleton.get_state())
+    # The schema and resolvers launch.py registers, once per test process: kept in the
+    # state put back below, so launch.py's own register() finds them (it is idempotent).
+    register()
+    saved = Singleton.get_state()  # a deep copy, Plugins left out
+    plugins = Singleton._instances.get(Plugins)
     get_mode = Hydra.get_mode  # launch.py replaces it (sweep/compose_once.py)
     GlobalHydra.instance().clear()
     PROCESS.not_ok = 0  # a new process starts with no cell not ok
@@ -47,7 +53,12 @@ def _launch_main(args: list[str]) -> int:
         return exc.code if isinstance(exc.code, int) else 1
     finally:
         GlobalHydra.instance().clear()
-        Singleton.set_state(saved)
+        # Singleton.set_state(saved) would also scan every plugin again (~50 ms a launch);
+        # this process's plugins are the ones it found before the launch.
+        Singleton._instances = saved["instances"]
+        if plugins is not None:
+            Singleton._instances[Plugins] = plugins
+        BaseContainer._resolvers = saved["omegaconf_resolvers"]
         Hydra.get_mode = get_mode  # type: ignore[method-assign]
     return 0
 
