@@ -168,13 +168,32 @@ def _names(cls: type) -> tuple[str, ...]:
 
 
 _SCALARS = frozenset((str, int, float, bool, type(None)))
+_SCALAR_HINTS = frozenset((str, int, float, bool))
+
+
+@functools.cache
+def _nested(cls: type) -> tuple[str, ...] | None:
+    """The fields of the dataclass ``cls`` that may hold more than a plain scalar (a nested
+    dataclass, a list, a mapping, ``Any``), by their declared types; None when the types do
+    not resolve. :func:`build` gives the others values of exactly their scalar type."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:
+        return None
+    out = []
+    for f in dataclasses.fields(cls):
+        tp, _ = _optional(hints.get(f.name, Any))
+        if tp not in _SCALAR_HINTS:
+            out.append(f.name)
+    return tuple(out)
 
 
 def plain(obj: Any) -> Any:
     """``dataclasses.asdict(obj)``, the same values, several times faster (a sweep's driver
     makes a cell's dict a few times per cell): the field names are looked up once per class,
     plain scalars are taken as they are instead of deep-copied, and an instance whose
-    ``__dict__`` holds just its fields in their order is read from it."""
+    ``__dict__`` holds just its fields in their order is read from it: copied whole, then
+    only the fields declared as more than a scalar (:func:`_nested`) looked at again."""
     cls = type(obj)
     if cls in _SCALARS:
         return obj
@@ -182,7 +201,15 @@ def plain(obj: Any) -> Any:
         names = _names(cls)
         own = getattr(obj, "__dict__", None)
         if own is not None and len(own) == len(names) and tuple(own) == names:
-            return {k: v if type(v) in _SCALARS else plain(v) for k, v in own.items()}
+            nested = _nested(cls)
+            if nested is None:
+                return {k: v if type(v) in _SCALARS else plain(v) for k, v in own.items()}
+            out = own.copy()
+            for k in nested:
+                v = out[k]
+                if type(v) not in _SCALARS:
+                    out[k] = plain(v)
+            return out
         return {name: plain(getattr(obj, name)) for name in names}
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):
         return cls(*[plain(v) for v in obj])

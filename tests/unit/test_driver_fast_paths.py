@@ -11,7 +11,7 @@ import pickle
 import random
 from enum import Enum
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 import yaml
@@ -149,6 +149,44 @@ def cells() -> list:
 def test_plain_is_asdict(cell):
     assert plain(cell) == dataclasses.asdict(cell)
     assert repr(plain(cell)) == repr(dataclasses.asdict(cell))  # types and order too
+
+
+@dataclasses.dataclass
+class _Inner:
+    xs: list[int]
+    tag: str = "t"
+
+
+@dataclasses.dataclass
+class _Outer:
+    n: int
+    inner: _Inner
+    anything: Any = None
+    maybe: float | None = None
+
+
+@dataclasses.dataclass
+class _Unresolved:
+    n: NoSuchType  # noqa: F821  (its hints do not resolve: the field-by-field path)
+    inner: _Inner | None = None
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        _Outer(1, _Inner([1, 2])),
+        _Outer(2, _Inner([]), anything={"a": [_Inner([3])], "b": (1, 2)}, maybe=0.5),
+        _Outer(3, _Inner([4]), anything=_Inner([5], tag="u")),
+        _Unresolved(4, _Inner([6])),
+    ],
+)
+def test_plain_copies_what_is_declared_as_more_than_a_scalar(obj):
+    out = plain(obj)
+    assert repr(out) == repr(dataclasses.asdict(obj))
+    out["inner"]["xs"].append(99)  # a copy: the object is not changed through it
+    assert 99 not in obj.inner.xs
+    if isinstance(obj, _Outer) and isinstance(obj.anything, dict):
+        assert out["anything"]["a"][0] == {"xs": [3], "tag": "t"}
 
 
 @pytest.mark.parametrize("cell", cells())
