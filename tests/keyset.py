@@ -52,5 +52,34 @@ def sweep_shape(sweep_dir: Path) -> dict[str, Any]:
     }
 
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "layout"
+# The sweeps the fixtures were written from (python launch.py -m ...), by fixture name.
+SWEEPS = {
+    "sim15": ["batch=1,2,4,8,16", "seq=64,128,256", "backend=sim"],
+    "hf2": ["batch=1,2", "seq=8", "bench=quick"],
+    "serve2": [
+        "workload=serve",
+        "concurrency=1,2",
+        "seq=8",
+        "prompt_len=16",
+        "workload.num_requests=4",
+    ],  # fmt: skip
+}
+
+
+def assert_same_shape(sweep_dir: Path, name: str) -> None:
+    """The sweep's shape is the fixture ``name``'s (tests/fixtures/layout/NAME.json): the same
+    files, record, jsonl and csv keys, csv columns and report headings in their order."""
+    got = sweep_shape(sweep_dir)
+    want = json.loads((FIXTURES / f"{name}.json").read_text())
+    for part in want:
+        if part in ("csv_columns", "report_headings"):
+            assert got[part] == want[part], f"{name}: {part}"
+        else:
+            missing = sorted(set(want[part]) - set(got[part]))
+            extra = sorted(set(got[part]) - set(want[part]))
+            assert not missing and not extra, f"{name}: {part}: missing {missing}, extra {extra}"
+
+
 if __name__ == "__main__":
     print(json.dumps(sweep_shape(Path(sys.argv[1])), indent=1))

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tests.conftest import read_jsonl
+from tests.keyset import SWEEPS, assert_same_shape
 
 
 @pytest.fixture
@@ -32,34 +33,37 @@ def test_single_cell_writes_record_and_prints_summary(launch, tmp_path):
 
 
 def test_sweep_resume_and_rerun_of_one_missing_cell(launch, tmp_path):
-    args = ["-m", "batch=1,2", "seq=4,8", *QUICK]
-    first = launch(*args)
+    """The 2-cell HF sweep of tests/fixtures/layout/hf2.json (test_outputs_unchanged.py): its
+    first launch is also held to that fixture's files and keys."""
+    args = ["-m", *SWEEPS["hf2"], "hydra.launcher.ray.num_cpus=2"]
+    first = launch(*args, plots=True)  # the fixture's files include the plots
     assert first.returncode == 0, first.stderr[-3000:]
     # The sweep's directory is named from its own overrides (hydra.* ones left out).
     (sweep,) = [p for p in (tmp_path / "multirun").iterdir() if p.is_dir()]
-    assert sweep.name == "batch-1+2_bench-quick_prompt_len-8_seq-4+8"
+    assert sweep.name == "batch-1+2_bench-quick_seq-8"
+    assert_same_shape(sweep, "hf2")
     rows = read_jsonl(sweep / "results.jsonl")
-    assert sorted((r["batch"], r["seq"]) for r in rows) == [(1, 4), (1, 8), (2, 4), (2, 8)]
+    assert sorted((r["batch"], r["seq"]) for r in rows) == [(1, 8), (2, 8)]
     assert all(r["status"] == "ok" for r in rows)
     # one model load for the whole sweep on the one cpu worker
     assert sum(1 for r in rows if not r["model_reused"]) == 1
     stamps = {p: p.stat().st_mtime_ns for p in sweep.rglob("record.json")}
 
-    again = launch("-m", "seq=4,8", "batch=1,2", *QUICK)  # the same sweep, written differently
+    again = launch("-m", "seq=8", "bench=quick", "batch=2,1")  # the same sweep, written differently
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "4 already done, 0 to run" in again.stderr + again.stdout
+    assert "2 already done, 0 to run" in again.stderr + again.stdout
     assert {p: p.stat().st_mtime_ns for p in sweep.rglob("record.json")} == stamps
 
-    victim = next(p for p in stamps if "-b2-s4-" in str(p))
+    victim = next(p for p in stamps if "-b2-s8-" in str(p))
     victim.unlink()
     third = launch(*args)
     assert third.returncode == 0, third.stderr[-3000:]
-    assert "3 already done, 1 to run" in third.stderr + third.stdout
+    assert "1 already done, 1 to run" in third.stderr + third.stdout
     for p, stamp in stamps.items():
         if p != victim:
             assert p.stat().st_mtime_ns == stamp, f"{p} was rewritten"
     assert json.loads(victim.read_text())["status"] == "ok"
-    assert len(read_jsonl(sweep / "results.jsonl")) == 4
+    assert len(read_jsonl(sweep / "results.jsonl")) == 2
 
 
 def test_reordered_values_resume_the_same_sweep(launch, tmp_path):

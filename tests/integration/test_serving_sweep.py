@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from tests.conftest import read_jsonl, sweep_dir
+from tests.keyset import SWEEPS, assert_same_shape
 from tests.standins import PACED_SCRIPT
 
 pytestmark = pytest.mark.slow
@@ -117,11 +118,13 @@ def test_transformers_serve_sweep_resumes_and_leaves_no_server(launch_joined, tm
     launch = launch_joined  # joins the shared Ray (conftest.py)
     for module in ("fastapi", "uvicorn", "openai", "accelerate"):
         pytest.importorskip(module, reason="pip install -e '.[serve]' for transformers serve")
-    args = ["-m", "workload=serve", "concurrency=1,2", "seq=8", "prompt_len=8",
-            "workload.num_requests=4", "hydra.launcher.ray.num_cpus=2"]  # fmt: skip
+    # The 2-cell serving sweep of tests/fixtures/layout/serve2.json (test_outputs_unchanged.py):
+    # its first launch is also held to that fixture's files and keys.
+    args = ["-m", *SWEEPS["serve2"], "hydra.launcher.ray.num_cpus=2"]
     proc = launch(*args, timeout=900, plots=True)  # the report's serving plot
     sweep = sweep_dir(tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert_same_shape(sweep, "serve2")
     recs = records(sweep)
     assert [r["status"] for r in recs] == ["ok", "ok"]
     for r in recs:
