@@ -1,6 +1,8 @@
 """Fleet mode on real Ray: 16 declared NPUs on 2 simulated nodes, one slow, one hot and one
 leaky card; every card runs each cell once, the bad cards are named with their node and
-card, no other card is flagged, and report.html's heatmap shows it in headless Chromium."""
+card, no other card is flagged, and report.html's heatmap shows it in headless Chromium.
+It is also the suite's sweep on simulated nodes from the launcher's config
+(`hydra.launcher.ray.sim_nodes`): its cells ran on two Ray nodes."""
 
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ def test_fleet_finds_the_bad_cards_and_only_them(launch, tmp_path):
         where = {(r["node_index"], r["visible_devices"]) for r in recs if r["fleet_of"] == cell}
         assert where == {(n, str(c)) for n in (0, 1) for c in range(8)}
     assert all(r["status"] == "ok" and r["device_serial"] is None for r in recs)
+    # hydra.launcher.ray.sim_nodes=2 made two Ray nodes (two raylets), not one node twice
+    assert len({r["ray_node_id"] for r in recs}) == 2
     flagged = {(c.node, c.card): c.flags for c in cards(recs) if c.flags}
     assert flagged == {("1", "3"): [SLOW], ("0", "5"): [THROTTLED], ("1", "0"): [LEAKED]}
     report = (sweep / "report.md").read_text()

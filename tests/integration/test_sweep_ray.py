@@ -352,17 +352,6 @@ def test_cells_spread_over_nodes_and_survive_node_loss(tmp_path, tiny_cache):
         cluster.shutdown()
 
 
-def test_simulated_nodes_from_config(launch, tmp_path):
-    proc = launch(
-        *sim_args("1,2,3,4", scale=0.5, npus=1),
-        "hydra.launcher.ray.sim_nodes=2",
-        "hydra.launcher.ray.num_cpus=1",
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    recs = records(tmp_path / "multirun" / "sweep").values()
-    assert len({r["ray_node_id"] for r in recs}) == 2
-
-
 def test_cells_fail_when_every_node_that_could_run_them_is_gone(tmp_path, tiny_cache):
     """The only NPU node dies: the cells left fail after stall_timeout_s, finished ones stay."""
     from ray.cluster_utils import Cluster
