@@ -1,6 +1,6 @@
 """Bad input through a real `python launch.py` subprocess: exit 2, one `error:` line naming the
 setting, no traceback, nothing written. The whole table (tests/unit/test_bad_input.py) runs
-the same code in-process; here a single run, a sweep, and what needs a started Ray."""
+the same code in-process; here a single run, a sweep, and what needs a Ray cluster to refuse."""
 
 from __future__ import annotations
 
@@ -16,13 +16,35 @@ CASES = [
     # a type error in a single run: Hydra's merge error, as the one line a sweep gives
     (["batch=1.5"], ["batch=1.5", "Integer"]),
     (["-m", "backend=sim", "slo.ttft_ms=nan"], ["slo.ttft_ms=nan", "finite"]),
-    # a device the cluster does not have: refused once Ray has started
-    (["-m", "batch=1", "device=cuda", "hydra.launcher.ray.num_cpus=2"], ["GPU", "no node"]),
+]
+# A device the cluster does not have: refused once the launch has joined Ray (the test
+# process's shared CPU-only cluster, tests/integration/conftest.py; a private Ray refuses it
+# the same way, as a sweep that asks for more than a node has).
+ON_RAY = [
+    (["-m", "batch=1", "device=cuda"], ["GPU", "no node"]),
+    (
+        [
+            "-m",
+            "batch=1,2",
+            "seq=8",
+            "backend=sim",
+            "device=npu",
+            "model=llama3_8b",
+            "model.load_format=dummy",
+            "bench=quick",
+        ],
+        ["NPU", "no node"],
+    ),  # fmt: skip
 ]
 
 
-@pytest.mark.parametrize("overrides,words", CASES, ids=[" ".join(c[0]) for c in CASES])
-def test_bad_input_exits_2_with_one_error_line(launch, tmp_path, overrides, words):
+@pytest.mark.parametrize(
+    "overrides,words,joined",
+    [(*c, False) for c in CASES] + [(*c, True) for c in ON_RAY],
+    ids=[" ".join(c[0]) for c in CASES + ON_RAY],
+)
+def test_bad_input_exits_2_with_one_error_line(request, tmp_path, overrides, words, joined):
+    launch = request.getfixturevalue("launch_joined" if joined else "launch")
     proc = launch(*_fill(overrides, tmp_path), timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out
