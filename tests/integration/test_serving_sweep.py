@@ -71,13 +71,12 @@ def test_one_server_per_card_in_parallel_each_seeing_its_own_device(launch_joine
 
 
 def test_server_failures_are_recorded_and_the_sweep_goes_on(launch_joined_npu, tmp_path):
-    # The shared cluster of 4 declared NPUs (conftest.py): one card per cell, so the cells
-    # run side by side and the hung server's wait overlaps the others.
+    # The shared cluster of 4 declared NPUs (conftest.py): one card per cell, side by side.
+    # A server that never becomes healthy ("server hung", its log's end in the record) is
+    # tests/integration/test_server_diagnosis.py's case: here it would only wait out its
+    # start limit (20 s, kept for the other servers on a busy host).
     launch = launch_joined_npu
-    peers = tmp_path / "nobody"
-    peers.mkdir()
-    faults = ['["--fail-start"]', '["--die-after","2"]', '["--error-every","2"]',
-              f'["--await-peers","9","--peer-dir","{peers}"]', "[]"]  # fmt: skip
+    faults = ['["--fail-start"]', '["--die-after","2"]', '["--error-every","2"]', "[]"]
     args = ["-m", *SMALL, "concurrency=2", "device=npu", *paced(),
             f"server.extra_args={','.join(faults)}", "server.startup_timeout_s=20",
             "hydra.launcher.max_retries=0"]  # fmt: skip
@@ -85,7 +84,7 @@ def test_server_failures_are_recorded_and_the_sweep_goes_on(launch_joined_npu, t
     sweep = sweep_dir(tmp_path)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     by = {json.dumps(r["config"]["server"]["extra_args"]): r for r in records(sweep)}
-    assert len(by) == 5
+    assert len(by) == 4
     start = by['["--fail-start"]']
     assert (
         start["status"] == "failed" and "could not start: exit code 3" in start["error"]["message"]
@@ -97,12 +96,10 @@ def test_server_failures_are_recorded_and_the_sweep_goes_on(launch_joined_npu, t
     errors = by['["--error-every", "2"]']
     assert errors["status"] == "failed" and "too_many_errors" in errors["flags"]
     assert errors["request_errors"]["http_500"] >= 2
-    hung = next(r for k, r in by.items() if "await-peers" in k)
-    assert hung["status"] == "failed" and "server hung" in hung["error"]["message"]
     assert by["[]"]["status"] == "ok"
-    for r in (start, died, hung):
+    for r in (start, died):
         assert (sweep / r["cell_dir"] / "server.log").read_text().startswith("paced server")
-    assert len(read_jsonl(sweep / "results.jsonl")) == 5
+    assert len(read_jsonl(sweep / "results.jsonl")) == 4
 
 
 def _servers_of(cache: Path) -> list[psutil.Process]:
