@@ -43,6 +43,9 @@ def records(sweep: Path) -> dict[str, str]:
 
 
 def test_prediction_then_search_then_a_rerun_runs_nothing(launch, tmp_path):
+    """From one static sweep's prediction: the search under Hydra's basic launcher, its rerun
+    (nothing run again), then the same search under the ray_cells launcher (one private Ray
+    for every round, the knee in its report)."""
     batches = ",".join(str(2**i) for i in range(9))  # 1 .. 256
     static = launch("-m", "hydra/launcher=basic", *CELL, f"batch={batches}", "bench=quick",
                     "hydra.sweep.dir=static")  # fmt: skip
@@ -69,6 +72,25 @@ def test_prediction_then_search_then_a_rerun_runs_nothing(launch, tmp_path):
     assert out.count("skipped ") == g["probe_count"] and "\nok " not in out, out[-2000:]
     assert records(tmp_path / "knee") == before
     assert knee(tmp_path / "knee")["probes"] == g["probes"]
+
+    # Under the ray_cells launcher (its rerun's "0 to run" is test_launch.py's resume case)
+    args = [a for a in SEARCH if a != "hydra/launcher=basic"]
+    args += ["hydra.sweeper.predict_from=static", "hydra.launcher.ray.num_cpus=2"]
+    proc = launch(*args, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    (sweep,) = [p for p in (tmp_path / "multirun").iterdir() if p.is_dir()]  # one sweep dir
+    on_ray = knee(sweep)
+    assert on_ray["status"] == "found" and on_ray["probe_count"] <= 8
+    assert abs(on_ray["prediction_error"]) <= 0.2
+    report = (sweep / "report.md").read_text()
+    assert report.count("## SLO search: the knee") == 1
+    assert f"knee request_rate = **{on_ray['knee']:g}**" in report
+    rows = [json.loads(line) for line in (sweep / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == on_ray["probe_count"] and all(r["simulated"] for r in rows)
+    # one private Ray for every round (a Ray per probe round cost ~6 s each)
+    nodes = {json.loads((sweep / r["cell_dir"] / "record.json").read_text())["ray_node_id"]
+             for r in rows}  # fmt: skip
+    assert len(nodes) == 1 and None not in nodes, nodes
 
 
 def _driver(args: list[str], cwd: Path, cache: Path) -> subprocess.Popen:
@@ -107,29 +129,3 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_probes(
     g = knee(sweep)
     assert g["status"] == "found" and g["probe_count"] == len(after) <= 8
     assert abs(g["knee"] - BRUTE_KNEE) <= 0.1 * BRUTE_KNEE
-
-
-def test_under_the_ray_launcher_the_report_has_the_knee(launch, tmp_path):
-    batches = ",".join(str(2**i) for i in range(9))
-    static = launch("-m", "hydra/launcher=basic", *CELL, f"batch={batches}", "bench=quick",
-                    "hydra.sweep.dir=static")  # fmt: skip
-    assert static.returncode == 0, static.stderr[-2000:]
-    args = [a for a in SEARCH if a != "hydra/launcher=basic"]
-    args += ["hydra.sweeper.predict_from=static", "hydra.launcher.ray.num_cpus=2"]
-    proc = launch(*args, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    (sweep,) = [p for p in (tmp_path / "multirun").iterdir() if p.is_dir()]  # one sweep dir
-    g = knee(sweep)
-    assert g["status"] == "found" and g["probe_count"] <= 8 and abs(g["prediction_error"]) <= 0.2
-    report = (sweep / "report.md").read_text()
-    assert report.count("## SLO search: the knee") == 1
-    assert f"knee request_rate = **{g['knee']:g}**" in report
-    rows = [json.loads(line) for line in (sweep / "results.jsonl").read_text().splitlines()]
-    assert len(rows) == g["probe_count"] and all(r["simulated"] for r in rows)
-    # one private Ray for every round (a Ray per probe round cost ~6 s each)
-    nodes = {json.loads((sweep / r["cell_dir"] / "record.json").read_text())["ray_node_id"]
-             for r in rows}  # fmt: skip
-    assert len(nodes) == 1 and None not in nodes, nodes
-    again = launch(*args, timeout=600)
-    assert again.returncode == 0 and "0 to run" in again.stdout + again.stderr
-    assert knee(sweep)["probes"] == g["probes"]
