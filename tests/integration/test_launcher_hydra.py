@@ -42,8 +42,10 @@ def test_basic_launcher_is_a_sequential_fallback_for_launch_py(
     tmp_path: Path, tiny_cache: Path
 ) -> None:
     proc = subprocess.run(
+        # The simulator: HF cells under the basic launcher (torch in the driver's process)
+        # are bench/gpu_check.py's, run by tests/integration/test_gpu_check.py.
         [sys.executable, str(ROOT / "launch.py"), "-m", "hydra/launcher=basic"]
-        + ["batch=1,2", "seq=4", "bench=quick", "prompt_len=8"],
+        + ["batch=1,2", "seq=4", "bench=quick", "prompt_len=8", "backend=sim"],
         cwd=tmp_path,
         env=launch_env(tiny_cache),
         capture_output=True,
