@@ -87,7 +87,9 @@ def main() -> None:
 
     from jobs.files import atomic_write_bytes, record_json, record_line, sync_filesystem
     from jobs.identity import PlannedCell
+    from jobs.record import flat_row
     from jobs.values import plain
+    from sweep.finish import summary_row
 
     global RECORD
 
@@ -128,6 +130,8 @@ def main() -> None:
             ("record_line (orjson, compact)", lambda: record_line(rec)),
             ("record_json without orjson (json, indented)", lambda: without_orjson(record_json)),
             ("record_line without orjson (json's C encoder)", lambda: without_orjson(record_line)),
+            ("flat_row: the record's flat keys", lambda: flat_row(rec)),
+            ("summary_row: what the reports keep of it", lambda: summary_row(rec, {})),
         ):
             print(f"{name}: {timeit.timeit(fn, number=n) / n * 1e3:.4f} ms per record")
         planned = sample_planned()

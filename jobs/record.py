@@ -271,4 +271,4 @@ def serving_inputs(cell: CellConfig) -> dict[str, Any]:
 def flat_row(record: dict[str, Any]) -> dict[str, Any]:
     """The flat keys of a record (what tables and the sweep's summary need), in their order,
     None where the record has none."""
-    return dict(zip(FLAT_KEYS, map(record.get, FLAT_KEYS), strict=True))
+    return {k: record.get(k) for k in FLAT_KEYS}
