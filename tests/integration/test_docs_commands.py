@@ -68,6 +68,12 @@ PLAN: list[tuple[str, str, int | str]] = [
         "skip",
         "the whole suite three times beside CPU and memory hogs (benchmarks §10): CI runs it once",
     ),
+    (
+        r"-p pytest_cpu_per_test -n 0 tests/integration$",
+        "skip",
+        "the integration tier again in one process, each test's CPU (benchmarks §10)",
+    ),
+    (r"^python bench/pytest_cpu_per_test\.py", "skip", "reads the file the command before wrote"),
     (r"test_sglang_contract", "skip", "run in the NPU environment; the unit tier runs it here"),
     (r"^python -c \"import sglang", "skip", "SGLang is installed --no-deps here (contract only)"),
     (
