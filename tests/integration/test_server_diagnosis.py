@@ -35,6 +35,20 @@ def _no_server_left():
     model_cache.drop_models()
 
 
+@pytest.fixture
+def started(monkeypatch) -> list:
+    """The ServerProcess objects the test's cells made, in order."""
+    made = []
+
+    class Kept(server_module.ServerProcess):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(server_module, "ServerProcess", Kept)
+    return made
+
+
 def command_cell(tiny_cache: Path, *args: str, **values):
     cmd = ["{python}", TALKING, "--port", "{port}", *args]
     server = {"kind": "command", "command": cmd, "api": "vllm", "request_timeout_s": 30,
@@ -93,9 +107,11 @@ def test_a_server_whose_port_was_taken_is_started_again_on_another(tiny_cache, m
         assert out.status.value == "failed" and len(given) == 1  # not a taken port
 
 
-def test_a_hung_server_says_what_it_answered_and_what_it_wrote_when_stopped(tiny_cache):
+def test_a_hung_server_says_what_it_answered_and_what_it_wrote_when_stopped(tiny_cache, started):
     cell = command_cell(tiny_cache, "--mode", "health503", "--error-on-term", startup_timeout_s=3)
     out = measure.measure(cell)
+    (proc,) = started
+    assert not proc.alive() and not proc.log_path.exists()  # its log file: read, then removed
     first, *rest = out.error["message"].splitlines()
     assert first == (
         "server hung: no healthy answer within 3 s "
@@ -106,11 +122,15 @@ def test_a_hung_server_says_what_it_answered_and_what_it_wrote_when_stopped(tiny
     assert "ERROR: stuck in all_reduce" in out.files["server.log"]
 
 
-def test_a_reused_servers_second_cell_log_has_no_line_of_the_first(tiny_cache):
+def test_a_reused_servers_second_cell_log_has_no_line_of_the_first(tiny_cache, started):
     a = measure.measure(command_cell(tiny_cache, concurrency=1))
     b = measure.measure(command_cell(tiny_cache, concurrency=2))
     assert a.status.value == "ok" and b.status.value == "ok", (a.error, b.error)
     assert b.fields["server_reused"] is True
+    (proc,) = started  # one server for both cells; its log file lives as long as it does
+    assert proc.alive() and proc.log_path.exists()
+    model_cache.drop_models()
+    assert not proc.alive() and not proc.log_path.exists()
     log_a, log_b = a.files["server.log"].splitlines(), b.files["server.log"].splitlines()
     assert log_a[0].startswith("talking server on port")  # the cell that started it
     # Its completions (the server's own /metrics scrapes are logged too, and are not counted).

@@ -226,6 +226,12 @@ class ServerProcess:
         self.stop()
         exc.log_tail, exc.log_text = self.log_tail(), self.log_text()
 
+    def discard(self) -> None:
+        """Stop the server and remove its log file (in the temporary directory): for the end
+        of its life, when the cells' records have taken what they need of the log."""
+        self.stop()
+        self.log_path.unlink(missing_ok=True)
+
     def stop(self, grace_s: float = 20.0) -> None:
         """SIGTERM to the server's process group, SIGKILL after ``grace_s``. Once: a second
         call (the exit hook of a server already stopped) does nothing and says nothing."""

@@ -201,9 +201,11 @@ class Server(ABC):
         }
 
     def close(self) -> None:
+        """Stop the server this worker started and remove its log file (a failure's or a
+        cell's part of the log is in its record by now)."""
         if self.process is not None:
-            atexit.unregister(self.process.stop)  # stopped now, not again at exit
-            self.process.stop()
+            atexit.unregister(self.process.discard)  # stopped now, not again at exit
+            self.process.discard()
 
 
 class LaunchedServer(Server):
@@ -225,7 +227,8 @@ class LaunchedServer(Server):
                 log.warning("server port %s was taken before the server bound it; starting "
                             "it again on another port", self.base_url.rsplit(":", 1)[-1])  # fmt: skip
                 proc.settle(exc)
-                atexit.unregister(proc.stop)
+                atexit.unregister(proc.discard)
+                proc.discard()  # settle read its log into the failure: the file is done
                 self.process = None
 
     def _start_on(self, port: int) -> None:
@@ -236,7 +239,7 @@ class LaunchedServer(Server):
         self.process = proc
         env = dict(os.environ)
         proc.start(env)
-        atexit.register(proc.stop)  # a single run's server ends with its process
+        atexit.register(proc.discard)  # a single run's server ends with its process
         self.env_seen = {v: env[v] for v in VISIBLE_ENV.values() if v in env}
         self.ready_s = proc.wait_healthy(cell.server.startup_timeout_s)
 
