@@ -43,6 +43,9 @@ class _Started:
     def stop(self) -> None:
         pass
 
+    def discard(self) -> None:  # ServerProcess.discard: stop, remove the log file
+        pass
+
     def wait_healthy(self, timeout_s: float) -> float:
         return 0.0
 
