@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.checks import ConfigError
+from jobs.checks import ConfigError, one_of, positive_int
 from jobs.quality import AccuracyConfig, QualityConfig
 from jobs.serving import ServerConfig, SloConfig, WorkloadConfig, check_load
 from jobs.sim_cards import check_sim_cards
@@ -24,6 +24,11 @@ BACKENDS = ("hf", "sglang", "sim")
 DEVICES = ("auto", "cpu", "cuda", "npu")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 LOAD_FORMATS = ("auto", "dummy")
+# torch.compile backends for backend.hf.compile: inductor generates kernels (the speed switch
+# proper); aot_eager and eager trace the same graph without generating code (to tell a
+# compile problem from a kernel problem, and for rehearsals where code generation costs more
+# than the run).
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 
 
 def from_values(values: dict[str, Any]) -> CellConfig:
@@ -33,16 +38,6 @@ def from_values(values: dict[str, Any]) -> CellConfig:
         return build(CellConfig, values)
     except ValuesError as exc:
         raise ConfigError(str(exc)) from None
-
-
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name}={value!r} is not allowed: {name} must be a whole number >= 1")
-
-
-def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name}={value!r} is not allowed: choose one of {', '.join(allowed)}")
 
 
 @dataclass
@@ -84,8 +79,8 @@ class ModelConfig:
             raise ConfigError(
                 f"model.name={self.name!r} is not allowed: a short name without '/', e.g. tiny"
             )
-        _one_of("model.dtype", self.dtype, DTYPES)
-        _one_of("model.load_format", self.load_format, LOAD_FORMATS)
+        one_of("model.dtype", self.dtype, DTYPES)
+        one_of("model.load_format", self.load_format, LOAD_FORMATS)
         if self.num_layers_override < 0:
             raise ConfigError("model.num_layers_override must be >= 0 (0 keeps all layers)")
 
@@ -95,6 +90,8 @@ class HFOptions:
     # Static KV cache + torch.compile of the decode step ("speed switch"); off by default.
     static_cache: bool = False
     compile: bool = False
+    # The torch.compile backend of backend.hf.compile (COMPILE_BACKENDS).
+    compile_backend: str = "inductor"
 
 
 @dataclass
@@ -140,19 +137,20 @@ class BackendConfig:
     sim: SimOptions = field(default_factory=SimOptions)
 
     def __post_init__(self) -> None:
-        _one_of("backend", self.name, BACKENDS)
+        one_of("backend", self.name, BACKENDS)
+        one_of("backend.hf.compile_backend", self.hf.compile_backend, COMPILE_BACKENDS)
         if not 0.0 < self.sim.efficiency <= 1.0:
             raise ConfigError("backend.sim.efficiency must be in (0, 1]")
         if self.sim.noise < 0 or self.sim.time_scale < 0:
             raise ConfigError("backend.sim.noise and backend.sim.time_scale must be >= 0")
-        _one_of(
+        one_of(
             "backend.sim.fault",
             self.sim.fault,
             ("none", "crash", "exception", "oom", "slow", "load_error"),
         )
         if not 0.0 < self.sglang.mem_fraction_static < 1.0:
             raise ConfigError("backend.sglang.mem_fraction_static must be in (0, 1)")
-        _positive_int("backend.sglang.tp_size", self.sglang.tp_size)
+        positive_int("backend.sglang.tp_size", self.sglang.tp_size)
 
 
 @dataclass
@@ -165,8 +163,8 @@ class DeviceConfig:
     cpus_per_cell: int = 0
 
     def __post_init__(self) -> None:
-        _one_of("device", self.name, DEVICES)
-        _positive_int("device.per_cell", self.per_cell)
+        one_of("device", self.name, DEVICES)
+        positive_int("device.per_cell", self.per_cell)
         if self.cpus_per_cell < 0:
             raise ConfigError("device.cpus_per_cell must be >= 0 (0 = all cores of the node)")
 
@@ -194,10 +192,10 @@ class BenchConfig:
     fresh_worker: bool = False
 
     def __post_init__(self) -> None:
-        _positive_int("bench.repeats", self.repeats)
+        positive_int("bench.repeats", self.repeats)
         if isinstance(self.warmup, bool) or self.warmup < 0:
             raise ConfigError(f"bench.warmup={self.warmup!r} is not allowed: must be >= 0")
-        _positive_int("bench.iterations", self.iterations)
+        positive_int("bench.iterations", self.iterations)
         if self.max_iterations < self.iterations:
             raise ConfigError("bench.max_iterations must be >= bench.iterations")
         if self.min_duration_s < 0:
@@ -247,9 +245,9 @@ class CellConfig:
         return n
 
     def __post_init__(self) -> None:
-        _positive_int("batch", self.batch)
-        _positive_int("seq", self.seq)
-        _positive_int("prompt_len", self.prompt_len)
+        positive_int("batch", self.batch)
+        positive_int("seq", self.seq)
+        positive_int("prompt_len", self.prompt_len)
         check_load(self)
         check_sim(self)
 

@@ -69,6 +69,10 @@ CASES = [
     (["model.name=../../etc"], ["model.name"]),
     (["nonsense_key=1"], ["nonsense_key"]),
     (["backend=sim", "backend.sim.fault=meteor"], ["backend.sim.fault", "crash"]),
+    (
+        ["backend.hf.compile_backend=tensorrt"],
+        ["backend.hf.compile_backend", "inductor, aot_eager"],
+    ),
     (["backend=sim", "backend.sim.device_spec=tpu9"], ["backend.sim.device_spec", "ascend_910b"]),
     (["backend=sim", "backend.sim.efficiency=1.5"], ["backend.sim.efficiency"]),
     (["device.per_cell=0"], ["device.per_cell"]),

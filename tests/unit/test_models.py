@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from transformers import CompileConfig
 
 from bounds.roofline import SHIPPED_CONFIGS
 from jobs.config import (
@@ -103,6 +104,11 @@ def test_speed_switch_off_by_default():
     compiled = hf.speed_options(HFOptions(compile=True))
     assert compiled["cache_implementation"] == "static"  # compile implies the static cache
     assert compiled["compile_config"]._compile_all_devices is True  # cpu and npu too
+    default = CompileConfig()  # inductor: transformers' own settings, untouched
+    assert (compiled["compile_config"].backend, compiled["compile_config"].mode) == (
+        default.backend, default.mode)  # fmt: skip
+    traced = hf.speed_options(HFOptions(compile=True, compile_backend="aot_eager"))
+    assert (traced["compile_config"].backend, traced["compile_config"].mode) == ("aot_eager", None)
 
 
 def test_static_cache_exact_tokens_and_step_clock(tiny_cache):
@@ -116,21 +122,25 @@ def test_static_cache_exact_tokens_and_step_clock(tiny_cache):
     assert not hasattr(backend.model, "_compiled_call")
 
 
-def test_compile_wiring_exact_tokens(tiny_cache, monkeypatch):
+def test_compile_wiring_exact_tokens(tiny_cache):
     """torch.compile through generate's compile_config, with dynamo's `eager` backend so the
     test does not wait for inductor code generation (bench/speed_switch.py runs inductor)."""
-    monkeypatch.setattr(hf, "COMPILE_KWARGS", {"backend": "eager", "mode": None})
     # The check prompts in the cell's own shape: the check runs the decode step compiled in
     # prepare() instead of tracing it again for a second shape.
     check = QualityConfig(prompts=2, prompt_len=5, tokens=4)
     cell = tiny_cell(
-        tiny_cache, HFOptions(compile=True), batch=2, seq=4, prompt_len=5, quality=check
+        tiny_cache,
+        HFOptions(compile=True, compile_backend="eager"),
+        batch=2,
+        seq=4,
+        prompt_len=5,
+        quality=check,
     )
     rec = run_cell(cell)
     assert rec["status"] == "ok", rec["error"]
     assert rec["generated_tokens"] == rec["expected_tokens"] == 8
     assert all(len(s) == 4 for s in rec["raw"]["step_times_s"])
-    assert rec["engine"] == {"kv_cache": "static", "compiled": True}
+    assert rec["engine"] == {"kv_cache": "static", "compiled": True, "compile_backend": "eager"}
     (backend,) = model_cache._LOADED.values()
     assert backend.model._last_compile_config.backend == "eager"  # the compiled forward ran
     assert backend.compiled_for == (2, 5, 4)  # compiled in prepare(), outside the timers

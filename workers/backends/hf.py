@@ -15,6 +15,9 @@ Speed switch (both off by default, see docs/backends.md):
                                 forward. Implies the static cache (a dynamic cache changes shape
                                 every step and would recompile every step). The compilation
                                 happens in `prepare`, outside every timer.
+  backend.hf.compile_backend    torch.compile's backend: inductor (the default: transformers'
+                                own settings), or aot_eager / eager, which trace the same graph
+                                without generating kernels.
 """
 
 from __future__ import annotations
@@ -29,11 +32,6 @@ from workers.models import load_hf_model
 from workers.prompts import prompt_ids
 
 log = logging.getLogger(__name__)
-
-#: Arguments of transformers' CompileConfig for backend.hf.compile; empty = transformers'
-#: defaults (inductor, mode "reduce-overhead"). Tests set {"backend": "eager"} to check the
-#: wiring without waiting for code generation.
-COMPILE_KWARGS: dict[str, Any] = {}
 
 
 class _StepClock:
@@ -59,7 +57,11 @@ def speed_options(opts: HFOptions) -> dict[str, Any]:
     if opts.compile:
         from transformers import CompileConfig
 
-        compile_config = CompileConfig(**COMPILE_KWARGS)
+        # inductor: transformers' defaults (mode "reduce-overhead"); a mode is inductor's
+        # option, so the tracing-only backends get none.
+        kwargs = {} if opts.compile_backend == "inductor" else {"backend": opts.compile_backend,
+                                                                 "mode": None}  # fmt: skip
+        compile_config = CompileConfig(**kwargs)
         # generate() auto-compiles only on cuda/xpu/...; this flag extends it to cpu and npu.
         compile_config._compile_all_devices = True
         gen["compile_config"] = compile_config
@@ -151,6 +153,7 @@ class HFBackend(Backend):
             engine={
                 "kv_cache": "static" if (opts.static_cache or opts.compile) else "dynamic",
                 "compiled": bool(opts.compile),
+                **({"compile_backend": opts.compile_backend} if opts.compile else {}),
             }
         )
 
