@@ -33,23 +33,23 @@ os.environ["OMP_NUM_THREADS"] = "1"
 # (pyproject.toml) the two test processes take files in this order, so the long ones start
 # at once and the many short ones fill the end on both sides; a file not listed keeps its
 # place after them. A stale list costs only balance, never a test.
-LONGEST_FIRST = [  # seconds: a quiet run of 2026-12-07 (docs/benchmarks.md §10)
-    "integration/test_sweep_ray.py",  # 148 s (less since: ~135)
-    "integration/test_serving_sweep.py",  # 106 s (less since: ~80)
-    "integration/test_launcher_hydra.py",  # 61 s
-    "integration/test_reliability.py",  # 55 s
-    "integration/test_slo_search_sweep.py",  # 45 s
-    "integration/test_docs_commands.py",  # 37 s
-    "integration/test_serving_workloads.py",  # 33 s
-    "integration/test_gpu_check.py",  # 32 s
-    "integration/test_launch.py",  # 31 s
-    "integration/test_ray_job_submit.py",  # 28 s
-    "integration/test_fleet.py",  # 25 s
-    "integration/test_real_widths.py",  # 24 s
-    "unit/test_bad_input.py",  # 19 s
-    "integration/test_server_diagnosis.py",  # 17 s
-    "integration/test_bad_input.py",  # 16 s
-    "integration/test_repeats_frontier.py",  # 16 s
+LONGEST_FIRST = [  # seconds: a quiet run of 2026-12-07 13:40 (docs/benchmarks.md §10)
+    "integration/test_sweep_ray.py",  # 125 s (the node-loss tests merged since: ~121)
+    "integration/test_serving_sweep.py",  # 78 s
+    "integration/test_launcher_hydra.py",  # 44 s
+    "integration/test_reliability.py",  # 44 s
+    "integration/test_launch.py",  # 43 s
+    "integration/test_slo_search_sweep.py",  # 39 s
+    "integration/test_gpu_check.py",  # 37 s
+    "integration/test_docs_commands.py",  # 35 s
+    "integration/test_serving_workloads.py",  # 35 s
+    "integration/test_fleet.py",  # 24 s
+    "integration/test_ray_job_submit.py",  # 23 s
+    "unit/test_bad_input.py",  # 20 s
+    "integration/test_real_widths.py",  # 19 s
+    "integration/test_server_diagnosis.py",  # 16 s
+    "integration/test_serving_books.py",  # 13 s
+    "integration/test_repeats_frontier.py",  # 12 s
 ]
 
 

@@ -299,51 +299,24 @@ def test_second_launch_refused_ctrl_c_and_driver_kill_keep_records_and_resume(tm
     assert len(rows) == 8 and len({r["cell_id"] for r in rows}) == 8
 
 
-def test_cells_spread_over_nodes_and_survive_node_loss(tmp_path, tiny_cache):
-    """A real 2-node Ray cluster (ray.cluster_utils.Cluster); the worker node is removed
-    while it runs a cell: no finished record is lost and its cell finishes on the head."""
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "resources": {"NPU": 2}, "include_dashboard": False,
-                        "_system_config": FAST_NODE_DEATH},
-    )  # fmt: skip
-    try:
-        worker = cluster.add_node(num_cpus=1, resources={"NPU": 2})
-        cluster.wait_for_nodes()
-        args = [
-            *sim_args("1,2,3,4,5,6,7,8,9,10,11,12", scale=1.0),
-            f"hydra.launcher.ray.address={cluster.address}",
-        ]
-        args = [
-            a
-            for a in args
-            if not a.startswith(("+hydra.launcher.ray.resources", "hydra.launcher.ray.num_cpus"))
-        ]
-        sweep = tmp_path / "multirun" / "sweep"
-        proc = start(args, tmp_path, tiny_cache)
-
-        def worker_busy() -> bool:
-            done = [r for r in records(sweep).values() if r["ray_node_id"] == worker.node_id]
-            return bool(done)
-
-        wait_for(worker_busy, 180, "a cell finished on the worker node")
-        finished = {p: p.read_bytes() for p in sweep.glob("*/record.json")}
-        cluster.remove_node(worker, allow_graceful=False)
-        out, _ = proc.communicate(timeout=300)
-        assert proc.returncode == 0, out[-3000:]
-        recs = records(sweep)
-        assert len(recs) == 12 and all(r["status"] == "ok" for r in recs.values())
-        assert len({r["ray_node_id"] for r in recs.values()}) == 2
-        for p, content in finished.items():
-            assert p.read_bytes() == content, f"finished record {p} changed"
-    finally:
-        cluster.shutdown()
+def _joined_sim(
+    batches: str, address: str, *extra: str, sweep: str = "multirun/sweep"
+) -> list[str]:
+    """A simulated NPU sweep joined to a cluster that declares its own NPUs."""
+    args = [*sim_args(batches, scale=1.0, sweep=sweep), f"hydra.launcher.ray.address={address}",
+            *extra]  # fmt: skip
+    skip = ("+hydra.launcher.ray.resources", "hydra.launcher.ray.num_cpus")
+    return [a for a in args if not a.startswith(skip)]
 
 
-def test_cells_fail_when_every_node_that_could_run_them_is_gone(tmp_path, tiny_cache):
-    """The only NPU node dies: the cells left fail after stall_timeout_s, finished ones stay."""
+def test_node_loss_moves_cells_to_a_live_node_and_fails_those_no_node_can_run(tmp_path, tiny_cache):
+    """A real 3-node Ray cluster (ray.cluster_utils.Cluster): a head without NPUs and two nodes
+    with 2 NPUs each, both scenarios on the one cluster (one start instead of two).
+
+    1. A sweep spread over both NPU nodes; one is removed while it runs a cell: no finished
+       record is lost and the sweep finishes on the other node.
+    2. A second sweep on the last NPU node, which is then removed: the cells left fail after
+       stall_timeout_s as worker_lost, finished ones stay."""
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(
@@ -352,26 +325,41 @@ def test_cells_fail_when_every_node_that_could_run_them_is_gone(tmp_path, tiny_c
                         "_system_config": FAST_NODE_DEATH},
     )  # fmt: skip
     try:
-        npu_node = cluster.add_node(num_cpus=1, resources={"NPU": 1})
+        lost, kept = (cluster.add_node(num_cpus=1, resources={"NPU": 2}) for _ in range(2))
         cluster.wait_for_nodes()
-        args = [*sim_args("1,2,3,4,5,6", scale=1.0), f"hydra.launcher.ray.address={cluster.address}",
-                "hydra.launcher.stall_timeout_s=3", "hydra.launcher.max_retries=0"]  # fmt: skip
-        args = [
-            a
-            for a in args
-            if not a.startswith(("+hydra.launcher.ray.resources", "hydra.launcher.ray.num_cpus"))
-        ]
+        # 1. cells spread over two nodes survive the loss of one
         sweep = tmp_path / "multirun" / "sweep"
-        proc = start(args, tmp_path, tiny_cache)
-        wait_for(lambda: len(records(sweep)) >= 1, 180, "a finished cell")
+        proc = start(_joined_sim("1,2,3,4,5,6,7,8,9,10,11,12", cluster.address), tmp_path,
+                     tiny_cache)  # fmt: skip
+
+        def ran_on(node) -> bool:
+            return any(r["ray_node_id"] == node.node_id for r in records(sweep).values())
+
+        wait_for(lambda: ran_on(lost), 180, "a cell finished on the node to be removed")
         finished = {p: p.read_bytes() for p in sweep.glob("*/record.json")}
-        cluster.remove_node(npu_node, allow_graceful=False)
+        cluster.remove_node(lost, allow_graceful=False)
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out[-3000:]
+        recs = records(sweep)
+        assert len(recs) == 12 and all(r["status"] == "ok" for r in recs.values())
+        assert {r["ray_node_id"] for r in recs.values()} == {lost.node_id, kept.node_id}
+        for p, content in finished.items():
+            assert p.read_bytes() == content, f"finished record {p} changed"
+
+        # 2. the only node that could run the cells is gone
+        sweep2 = tmp_path / "multirun" / "sweep2"
+        args = _joined_sim("1,2,3,4,5,6", cluster.address, "hydra.launcher.stall_timeout_s=3",
+                           "hydra.launcher.max_retries=0", sweep="multirun/sweep2")  # fmt: skip
+        proc = start(args, tmp_path, tiny_cache)
+        wait_for(lambda: len(records(sweep2)) >= 1, 180, "a finished cell")
+        finished = {p: p.read_bytes() for p in sweep2.glob("*/record.json")}
+        cluster.remove_node(kept, allow_graceful=False)
         out, _ = proc.communicate(timeout=240)
         assert proc.returncode != 0
-        recs = records(sweep)
+        recs = records(sweep2)
         assert len(recs) == 6
-        lost = [r for r in recs.values() if r["status"] == "failed"]
-        assert lost and all("worker_lost" in r["flags"] for r in lost)
+        failed = [r for r in recs.values() if r["status"] == "failed"]
+        assert failed and all("worker_lost" in r["flags"] for r in failed)
         for p, content in finished.items():
             assert p.read_bytes() == content
     finally:
