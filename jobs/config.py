@@ -139,6 +139,11 @@ class BackendConfig:
     def __post_init__(self) -> None:
         one_of("backend", self.name, BACKENDS)
         one_of("backend.hf.compile_backend", self.hf.compile_backend, COMPILE_BACKENDS)
+        if self.hf.compile_backend != HFOptions.compile_backend and not self.hf.compile:
+            raise ConfigError(
+                f"backend.hf.compile_backend={self.hf.compile_backend} is not allowed without "
+                "backend.hf.compile=true: it is the backend of that compile only"
+            )
         if not 0.0 < self.sim.efficiency <= 1.0:
             raise ConfigError("backend.sim.efficiency must be in (0, 1]")
         if self.sim.noise < 0 or self.sim.time_scale < 0:

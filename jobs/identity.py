@@ -72,8 +72,7 @@ def identity(cell: CellConfig) -> dict[str, Any]:
         d.pop(key, None)
     if not cell.bench.fresh_worker:  # the default: ids stay what they were before the key
         d["bench"].pop("fresh_worker", None)
-    hf = cell.backend.hf
-    if not hf.compile or hf.compile_backend == "inductor":  # likewise; unused without compile
+    if cell.backend.hf.compile_backend == "inductor":  # likewise (another needs compile=true)
         d["backend"]["hf"].pop("compile_backend", None)
     if cell.model.path is not None:
         d["model"].pop("tiny", None)

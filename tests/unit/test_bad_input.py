@@ -73,6 +73,7 @@ CASES = [
         ["backend.hf.compile_backend=tensorrt"],
         ["backend.hf.compile_backend", "inductor, aot_eager"],
     ),
+    (["backend.hf.compile_backend=eager"], ["backend.hf.compile_backend=eager", "compile=true"]),
     (["backend=sim", "backend.sim.device_spec=tpu9"], ["backend.sim.device_spec", "ascend_910b"]),
     (["backend=sim", "backend.sim.efficiency=1.5"], ["backend.sim.efficiency"]),
     (["device.per_cell=0"], ["device.per_cell"]),

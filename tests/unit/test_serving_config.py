@@ -25,14 +25,13 @@ def test_static_cell_ids_are_unchanged():
     static = PlannedCell.of(CellConfig())
     assert static.cell_dir == "tiny-hf-auto-b4-s128-p32-535a234a"
     # A compiled cell's id from before backend.hf.compile_backend (main at 914784c): the
-    # default backend (inductor) keeps it, another backend is another cell, and without
-    # compile the key measures nothing.
+    # default backend (inductor) keeps it, another backend is another cell (and is refused
+    # without compile: tests/unit/test_bad_input.py).
     compiled = {"backend": {"hf": {"compile": True}}}
     assert cell_id(from_values(compiled)) == "32f7d4b0efa314c7"
     traced = {"backend": {"hf": {"compile": True, "compile_backend": "eager"}}}
     assert cell_id(from_values(traced)) != "32f7d4b0efa314c7"
-    unused = {"backend": {"hf": {"compile_backend": "eager"}}}
-    assert cell_id(from_values(unused)) == "535a234aef0a4fb5"
+    assert cell_id(from_values({"backend": {"hf": {"compile": False}}})) == "535a234aef0a4fb5"
 
 
 def test_serving_identity_and_server_reuse_key():
