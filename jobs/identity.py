@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.config import CellConfig, from_values
+from jobs.config import CellConfig, HFOptions, from_values
 from jobs.serving import kv_bound
 from jobs.values import plain
 
@@ -72,7 +72,7 @@ def identity(cell: CellConfig) -> dict[str, Any]:
         d.pop(key, None)
     if not cell.bench.fresh_worker:  # the default: ids stay what they were before the key
         d["bench"].pop("fresh_worker", None)
-    if cell.backend.hf.compile_backend == "inductor":  # likewise (another needs compile=true)
+    if cell.backend.hf.compile_backend == HFOptions.compile_backend:  # likewise (the default)
         d["backend"]["hf"].pop("compile_backend", None)
     if cell.model.path is not None:
         d["model"].pop("tiny", None)

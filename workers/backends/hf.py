@@ -57,10 +57,10 @@ def speed_options(opts: HFOptions) -> dict[str, Any]:
     if opts.compile:
         from transformers import CompileConfig
 
-        # inductor: transformers' defaults (mode "reduce-overhead"); a mode is inductor's
-        # option, so the tracing-only backends get none.
-        kwargs = {} if opts.compile_backend == "inductor" else {"backend": opts.compile_backend,
-                                                                 "mode": None}  # fmt: skip
+        # The default (inductor): transformers' own settings (mode "reduce-overhead"); a mode
+        # is inductor's option, so the tracing-only backends get none.
+        default = opts.compile_backend == HFOptions.compile_backend
+        kwargs = {} if default else {"backend": opts.compile_backend, "mode": None}
         compile_config = CompileConfig(**kwargs)
         # generate() auto-compiles only on cuda/xpu/...; this flag extends it to cpu and npu.
         compile_config._compile_all_devices = True
