@@ -23,7 +23,8 @@ Phases (wall time, and user + kernel CPU time of the process):
          taken back and recorded (record.json, results.jsonl, the console line);
   end:   the sweep's outputs (results.jsonl, csv, report.md/html, the results store);
   hydra: the rest of the process (Hydra composing the sweep and expanding its jobs).
-Dispatch rate: cells / run wall time. Memory (--memory: tracemalloc, which slows Python down,
+Each phase's share in the cyclic garbage collector (PHASE_gc_ms, wall, per cell) is timed by a
+gc callback. Dispatch rate: cells / run wall time. Memory (--memory: tracemalloc, which slows Python down,
 so its times are not reported): what the driver holds per cell once it is planned, and once
 every cell has finished (before the outputs, which are built in memory at the end), as the
 sweep's bytes / cells and, between two sizes given in --cells, per further cell (what each
@@ -34,6 +35,7 @@ reported in either mode.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import pickle
@@ -164,9 +166,19 @@ def install(cluster: Cluster) -> dict[str, list]:
         now, peak = tracemalloc.get_traced_memory() if memory else (0, 0)
         return now - skew[0], peak - skew[0]
 
+    gc_s = [0.0, 0.0]  # seconds in the cyclic garbage collector; when the current one began
+
+    def in_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_s[1] = time.perf_counter()
+        else:
+            gc_s[0] += time.perf_counter() - gc_s[1]
+
+    gc.callbacks.append(in_gc)
+
     def mark(name: str) -> None:
         t = os.times()
-        marks[name] = [time.perf_counter(), t.user, t.system, *traced(), *_rss()]
+        marks[name] = [time.perf_counter(), t.user, t.system, *traced(), *_rss(), gc_s[0]]
 
     launch, run, on_end = _core._launch, _scheduler.Scheduler.run, CellSweepApp.on_end
 
@@ -247,6 +259,8 @@ def figures(cells: int, cards: int, r: dict[str, Any], memory: bool) -> dict[str
         f[f"{name}_ms"] = wall / cells * 1000
         f[f"{name}_cpu_ms"] = (user + kernel) / cells * 1000
         f[f"{name}_kernel_ms"] = kernel / cells * 1000
+    for name, a, b in (("plan", "start", "run"), ("run", "run", "ran"), ("end", "end", "ended")):
+        f[f"{name}_gc_ms"] = (m[b][7] - m[a][7]) / cells * 1000  # of its wall time
     f["hydra_ms"] = hydra / cells * 1000
     f["dispatch_per_s"] = cells / run[0]
     f["wall_s"] = r["total_s"]
