@@ -16,6 +16,8 @@ import json
 import math
 import os
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,72 @@ def sync_filesystem(path: str | os.PathLike[str]) -> None:
             raise OSError(err, os.strerror(err), str(path))
     finally:
         os.close(fd)
+
+
+SYNC_EVERY_S = 1.0  # how often the records written meanwhile are synced (a slow disk: less often)
+
+
+class RecordSync:
+    """Puts the records a sweep's driver writes on the disk: a filesystem sync once
+    ``every_s`` has passed since the last began (checked as each record is written), run on a
+    thread of its own so that the driver's loop never waits for the disk, and one more at the
+    end (:meth:`flush`), which waits. ``sync``/``clock``/``background``: what does it and
+    where (tests count the calls)."""
+
+    def __init__(
+        self,
+        where: str | os.PathLike[str],
+        every_s: float = SYNC_EVERY_S,
+        sync: Callable[[str | os.PathLike[str]], None] = sync_filesystem,
+        clock: Callable[[], float] = time.monotonic,
+        background: bool = True,
+    ) -> None:
+        self.where, self.every_s, self._sync, self._clock = where, every_s, sync, clock
+        self.background = background
+        self.pending = 0  # records written since the last sync began
+        self.synced_at = clock()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def wrote(self) -> None:
+        """A record was written (without fsync): start a sync when the last one began long
+        enough ago and has ended (records written meanwhile wait for the next)."""
+        self.pending += 1
+        if self._clock() - self.synced_at < self.every_s:
+            return
+        if self._thread is not None:
+            if self._thread.is_alive():
+                return
+            self._thread = None
+        self._raise()
+        self.pending, self.synced_at = 0, self._clock()
+        if not self.background:
+            self._sync(self.where)
+            return
+        self._thread = threading.Thread(target=self._run, name="record-sync", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._sync(self.where)
+        except BaseException as exc:  # told on the driver's thread, at its next record
+            self._error = exc
+
+    def _raise(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def flush(self) -> None:
+        """Wait for a sync under way, then sync what was written since it began."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._raise()
+        if self.pending:
+            self._sync(self.where)
+            self.pending = 0
+        self.synced_at = self._clock()
 
 
 def json_safe(obj: Any) -> Any:
@@ -234,6 +302,35 @@ def write_cell_files(
         safe = os.path.basename(name).lstrip(".") or "file.txt"
         written.append(atomic_write_text(Path(cell_dir) / safe, text, sync))
     return written
+
+
+def write_hydra_files(cell_dir: str, files: list[tuple[str, bytes]]) -> None:
+    """A dispatched job's directory, its ``.hydra`` directory and the files given there by
+    name (config.yaml, overrides.yaml): not atomic, not synced (they are written again when
+    the job is)."""
+    hydra_dir = os.path.join(cell_dir, ".hydra")
+    for path in (cell_dir, hydra_dir):  # two calls, not makedirs' three
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(hydra_dir, exist_ok=True)
+            break
+    for name, data in files:
+        write_file(os.path.join(hydra_dir, name), data)
+
+
+def write_record_files(
+    cell_dir: str, text: str, files: dict[str, str], sync: RecordSync | None = None
+) -> None:
+    """A finished job's record (its text, :func:`record_json`) and its outcome's cell files,
+    each atomically; ``sync``: what puts them on the disk (else each is fsynced before its
+    rename)."""
+    write_record_text(cell_dir, text, sync=sync is None)
+    write_cell_files(cell_dir, files, sync=sync is None)
+    if sync is not None:
+        sync.wrote()
 
 
 def _check(rec: Any) -> dict[str, Any]:

@@ -17,17 +17,18 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus
 
 from hydra_plugins.ray_cells_launcher.app import App, Job, Planner
-from jobs.files import record_line
+from jobs.files import record_line, write_hydra_files
 from jobs.record import Flag, Outcome, Status
 from sweep.console import cell_line
 from sweep.finish import SweepResults, sweep_slo
 from sweep.placement import cell_resources
 from sweep.prepare import fleet_copies, plan_jobs
 from sweep.quiet_env import QUIET_ENV
-from sweep.records import RecordSync, job_record, lost_outcome, write_job_files, write_job_record
+from sweep.records import RecordSync, job_files, job_record, lost_outcome, write_job_record
 from sweep.resume import done_record
 from sweep.status import PROCESS, ExitStatus
 from sweep.store import store_path
+from sweep.writer import MIN_CELLS, FileWriter, WriterFailed
 from workers.env import git_state
 
 
@@ -46,6 +47,8 @@ class CellSweepApp(App):
         self.slo: dict[str, float] | None = None  # the SLO the sweep's cells share, if any
         self.sync: RecordSync | None = None  # puts the records on the disk (sweep/records.py)
         self.configs: dict[int, dict[str, Any]] = {}  # running job -> its config, plain
+        self.writer: FileWriter | None = None  # writes the files of a sweep of many cells
+        self._many: bool | None = None  # whether this sweep's files go to a writer (first use)
 
     # --- before anything starts ---
     def prepare(self, jobs: list[Job], sweep_dir: str, planner: Planner) -> None:
@@ -88,8 +91,24 @@ class CellSweepApp(App):
 
     # --- results come back to the driver, which writes them (no shared filesystem) ---
     def on_dispatch(self, job: Job) -> tuple:
-        config = self.configs[job.idx] = write_job_files(job)  # for its record (made once)
+        config, files = job_files(job)
+        self.configs[job.idx] = config  # for its record (made once)
+        writer = self._writer()
+        if writer is not None:
+            writer.job_files(job.output_dir, files)
+        else:
+            write_hydra_files(job.output_dir, files)
         return job.payload.wire(config)  # what the worker is sent: plain values
+
+    def _writer(self) -> FileWriter | None:
+        """The writer process of a sweep of :data:`~sweep.writer.MIN_CELLS` cells or more
+        (fleet copies counted), started at its first dispatch (sweep/writer.py)."""
+        if self._many is None:
+            self._many = self.results is not None and len(self.results.cells) >= MIN_CELLS
+            if self._many:
+                assert self.results is not None
+                self.writer = FileWriter(str(self.results.dir))
+        return self.writer
 
     def on_result(self, job: Job, ret: JobReturn, where: dict[str, Any]) -> bool:
         try:
@@ -121,7 +140,10 @@ class CellSweepApp(App):
         a row whose cell runs again on resume, never a record on disk that this launch's
         outputs leave out."""
         key = self._keep(job, rec, line=record_line(rec))
-        write_job_record(job, text, files, self.sync)
+        if self.writer is not None:
+            self.writer.record(job.output_dir, text, files)
+        else:
+            write_job_record(job, text, files, self.sync)
         print(cell_line(rec), flush=True)
         return key
 
@@ -139,9 +161,18 @@ class CellSweepApp(App):
 
     # --- the end ---
     def on_end(self, jobs: list[Job], sweep_dir: str, interrupted: bool) -> None:
+        failed = None
+        if self.writer is not None:  # every record written (and synced) before the outputs
+            try:
+                self.writer.close()
+            except WriterFailed as exc:  # the outputs of what finished first, then the error
+                failed = exc
+            self.writer = None
         if self.sync is not None:
             self.sync.flush()  # every record on the disk before the outputs name them
         if self.results is None:
+            if failed is not None:
+                raise failed
             return
         rows = self.results.rows
         self.status.count_missing(
@@ -155,6 +186,8 @@ class CellSweepApp(App):
                 key = ret.return_value
                 if isinstance(key, str) and key in self.results.loaded:
                     ret.return_value = self.results.loaded[key]
+        if failed is not None:
+            raise failed
 
 
 __all__ = ["CellSweepApp"]

@@ -1,12 +1,13 @@
 """The driver writes every record (no shared filesystem needed): a job's Hydra files when it
 is dispatched, and its record and cell files when its outcome comes back (or its worker is
-lost).
+lost). This module makes their bytes; the files are written by :mod:`jobs.files`, in the
+driver's process or, in a sweep of many cells, by its writer process (:mod:`sweep.writer`).
 
 A record is written atomically (temp file, rename: no reader ever sees half of one, even if
-the driver is killed) and reaches the disk about :data:`SYNC_EVERY_S` after it was written
-(plus the time the disk takes): one filesystem sync, on a thread of its own, for all the
-records written since the last (:class:`RecordSync`), not an fsync per record, which cost a
-sweep's driver ~0.4 ms per cell. What a power loss can cost is the records not synced yet
+the driver is killed) and reaches the disk about :data:`jobs.files.SYNC_EVERY_S` after it was
+written (plus the time the disk takes): one filesystem sync, on a thread of its own, for all
+the records written since the last (:class:`jobs.files.RecordSync`), not an fsync per record,
+which cost a sweep's driver ~0.4 ms per cell. What a power loss can cost is the records not synced yet
 (about the last second's, on a disk that keeps up): an empty or cut record.json reads as not
 finished, and resume runs its cell again."""
 
@@ -14,23 +15,13 @@ from __future__ import annotations
 
 import functools
 import marshal
-import os
 import re
-import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import yaml
 
 from hydra_plugins.ray_cells_launcher.app import HostOutOfMemory, Job
-from jobs.files import (
-    record_json,
-    sync_filesystem,
-    write_cell_files,
-    write_file,
-    write_record_text,
-)
+from jobs.files import RecordSync, record_json, write_record_files
 from jobs.identity import PlannedCell
 from jobs.record import Flag, Outcome, Status, build_record
 from jobs.values import plain
@@ -40,70 +31,6 @@ from jobs.values import plain
 _YAML: dict[tuple[str, str | bytes], str] = {}
 _YAML_MAX = 4096  # entries kept: values that differ per cell (a batch) come and go
 _DIGITS = re.compile(r"[0-9]")
-SYNC_EVERY_S = 1.0  # how often the records written meanwhile are synced (a slow disk: less often)
-
-
-class RecordSync:
-    """Puts the records a sweep's driver writes on the disk: a filesystem sync once
-    ``every_s`` has passed since the last began (checked as each record is written), run on a
-    thread of its own so that the driver's loop never waits for the disk, and one more at the
-    end (:meth:`flush`), which waits. ``sync``/``clock``/``background``: what does it and
-    where (tests count the calls)."""
-
-    def __init__(
-        self,
-        where: str | os.PathLike[str],
-        every_s: float = SYNC_EVERY_S,
-        sync: Callable[[str | os.PathLike[str]], None] = sync_filesystem,
-        clock: Callable[[], float] = time.monotonic,
-        background: bool = True,
-    ) -> None:
-        self.where, self.every_s, self._sync, self._clock = where, every_s, sync, clock
-        self.background = background
-        self.pending = 0  # records written since the last sync began
-        self.synced_at = clock()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def wrote(self) -> None:
-        """A record was written (without fsync): start a sync when the last one began long
-        enough ago and has ended (records written meanwhile wait for the next)."""
-        self.pending += 1
-        if self._clock() - self.synced_at < self.every_s:
-            return
-        if self._thread is not None:
-            if self._thread.is_alive():
-                return
-            self._thread = None
-        self._raise()
-        self.pending, self.synced_at = 0, self._clock()
-        if not self.background:
-            self._sync(self.where)
-            return
-        self._thread = threading.Thread(target=self._run, name="record-sync", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._sync(self.where)
-        except BaseException as exc:  # told on the driver's thread, at its next record
-            self._error = exc
-
-    def _raise(self) -> None:
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
-
-    def flush(self) -> None:
-        """Wait for a sync under way, then sync what was written since it began."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        self._raise()
-        if self.pending:
-            self._sync(self.where)
-            self.pending = 0
-        self.synced_at = self._clock()
 
 
 @functools.cache
@@ -156,25 +83,16 @@ def overrides_yaml(overrides: list[str]) -> str:
     return "".join(out)
 
 
-def write_job_files(job: Job) -> dict[str, Any]:
-    """What Hydra users expect in a job directory: .hydra/config.yaml and overrides.yaml;
-    returns the cell's config as plain values (its record's ``config``: made once)."""
-    hydra_dir = os.path.join(job.output_dir, ".hydra")
-    for path in (job.output_dir, hydra_dir):  # two calls, not makedirs' three
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            pass
-        except FileNotFoundError:
-            os.makedirs(hydra_dir, exist_ok=True)
-            break
+def job_files(job: Job) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
+    """What Hydra users expect in a job directory: .hydra/config.yaml and overrides.yaml
+    (their names and bytes), and the cell's config as plain values (its record's
+    ``config``: made once)."""
     cfg = plain(job.payload.cell)
-    for name, text in (
-        ("config.yaml", config_yaml(cfg)),
-        ("overrides.yaml", overrides_yaml(list(job.overrides))),
-    ):
-        write_file(os.path.join(hydra_dir, name), text.encode("utf-8"))
-    return cfg
+    files = [
+        ("config.yaml", config_yaml(cfg).encode("utf-8")),
+        ("overrides.yaml", overrides_yaml(list(job.overrides)).encode("utf-8")),
+    ]
+    return cfg, files
 
 
 def lost_outcome(job: Job, error: BaseException) -> Outcome:
@@ -204,7 +122,7 @@ def job_record(
     """Build the job's record (the one place) and its file's text (:func:`record_json`; its
     results.jsonl line is :func:`jobs.files.record_line`). ``cluster``: which
     Ray cluster ran it (``ray_cluster``); ``node_index``: its node's index there;
-    ``config``: the cell's config as plain values, when :func:`write_job_files` made it."""
+    ``config``: the cell's config as plain values, when :func:`job_files` made it."""
     p: PlannedCell = job.payload
     rec = build_record(
         p, outcome, attempts=job.attempts, ray_node_id=node, code=code, ray_cluster=cluster,
@@ -219,10 +137,7 @@ def write_job_record(
     """Write a record's text (:func:`job_record`) and its outcome's cell files into the job's
     directory; ``sync``: what puts them on the disk (else each is fsynced before its
     rename)."""
-    write_record_text(job.output_dir, text, sync=sync is None)
-    write_cell_files(job.output_dir, files, sync=sync is None)
-    if sync is not None:
-        sync.wrote()
+    write_record_files(job.output_dir, text, files, sync)
 
 
-__all__ = ["RecordSync", "job_record", "lost_outcome", "write_job_files", "write_job_record"]
+__all__ = ["RecordSync", "job_files", "job_record", "lost_outcome", "write_job_record"]

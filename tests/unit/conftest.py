@@ -88,3 +88,13 @@ def launch_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, tiny_ca
 def launch():
     """The subprocess launch of tests/conftest.py is for the integration tier."""
     pytest.fail("tests/unit runs no subprocess: use launch_here (or move the test)")
+
+
+@pytest.fixture(autouse=True)
+def _no_writer_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep of many cells writes its files through a writer process (sweep/writer.py):
+    not in this tier, whose sweeps write them in-process (tests/integration/test_file_writer.py
+    runs the writer)."""
+    import sweep.app
+
+    monkeypatch.setattr(sweep.app, "MIN_CELLS", 10**9)
