@@ -13,9 +13,9 @@ writes them in the driver's process (a process start costs more than its files).
   atomically, synced in bulk (:class:`jobs.files.RecordSync`).
 - **Errors**: the first write that fails ends the writer, its error on its stderr; the driver's
   next message to it, or the sweep's end, raises :class:`WriterFailed` with that error.
-- **Interrupts**: the writer runs in a process group of its own, so Ctrl-C in a terminal
-  reaches only the driver, which ends the sweep as always and then closes the pipe. When the
-  pipe closes (the driver is done, or was killed), the writer writes all it was given, syncs,
+- **Interrupts**: the writer runs in a session (and process group) of its own, so Ctrl-C in
+  a terminal reaches only the driver, which ends the sweep as always and then closes the
+  pipe. When the pipe closes (the driver is done, or was killed), the writer writes all it was given, syncs,
   and exits: a killed driver loses no record whose outcome it had taken.
 """
 
@@ -50,7 +50,7 @@ class FileWriter:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _START, sweep_dir],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            bufsize=0, process_group=0,
+            bufsize=0, start_new_session=True,
         )  # fmt: skip
         assert self.proc.stdin is not None
         self._fd = self.proc.stdin.fileno()
