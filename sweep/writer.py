@@ -15,8 +15,8 @@ writes them in the driver's process (a process start costs more than its files).
   next message to it, or the sweep's end, raises :class:`WriterFailed` with that error.
 - **Interrupts**: the writer runs in a session (and process group) of its own, so Ctrl-C in
   a terminal reaches only the driver, which ends the sweep as always and then closes the
-  pipe. When the pipe closes (the driver is done, or was killed), the writer writes all it was given, syncs,
-  and exits: a killed driver loses no record whose outcome it had taken.
+  pipe. When the pipe closes (the driver is done, or was killed), the writer writes all it
+  was given, syncs, and exits: a killed driver loses no record whose outcome it had taken.
 """
 
 from __future__ import annotations
