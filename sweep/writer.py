@@ -16,7 +16,7 @@ writes them in the driver's process (a process start costs more than its files).
 - **Interrupts**: the writer runs in a session (and process group) of its own, so Ctrl-C in
   a terminal reaches only the driver, which ends the sweep as always and then closes the
   pipe. When the pipe closes (the driver is done, or was killed), the writer writes all it
-  was given, syncs, and exits: a killed driver loses no record whose outcome it had taken.
+  was given, syncs, and exits: a killed driver loses no record it had handed over.
 """
 
 from __future__ import annotations
