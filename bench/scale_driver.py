@@ -19,8 +19,10 @@ nothing: what is timed is the driver, as fast as it can go. Ray's own work per t
 Phases (wall time, and user + kernel CPU time of the process):
   plan:  the launcher's launch until the scheduler starts: every job planned into a cell and
          validated, resume's check for a finished record, the results registered;
-  run:   the scheduler: every job queued, dispatched (its .hydra files written), its outcome
-         taken back and recorded (record.json, results.jsonl, the console line);
+  run:   the scheduler: every job queued, dispatched (its .hydra files made), its outcome
+         taken back and recorded (record.json, results.jsonl, the console line); from 256
+         cells on the files are written by the sweep's writer process (sweep/writer.py),
+         whose CPU is not in the driver's figures;
   end:   the sweep's outputs (results.jsonl, csv, report.md/html, the results store);
   hydra: the rest of the process (Hydra composing the sweep and expanding its jobs).
 Each phase's share in the cyclic garbage collector (PHASE_gc_ms, wall, per cell) is timed by a
