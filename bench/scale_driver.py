@@ -22,7 +22,7 @@ Phases (wall time, and user + kernel CPU time of the process):
   run:   the scheduler: every job queued, dispatched (its .hydra files made), its outcome
          taken back and recorded (record.json, results.jsonl, the console line); from 256
          cells on the files are written by the sweep's writer process (sweep/writer.py),
-         whose CPU is not in the driver's figures;
+         whose CPU is not in the driver's figures (writer_cpu_ms: its own);
   end:   the sweep's outputs (results.jsonl, csv, report.md/html, the results store);
   hydra: the rest of the process (Hydra composing the sweep and expanding its jobs).
 Each phase's share in the cyclic garbage collector (PHASE_gc_ms, wall, per cell) is timed by a
@@ -180,7 +180,8 @@ def install(cluster: Cluster) -> dict[str, list]:
 
     def mark(name: str) -> None:
         t = os.times()
-        marks[name] = [time.perf_counter(), t.user, t.system, *traced(), *_rss(), gc_s[0]]
+        marks[name] = [time.perf_counter(), t.user, t.system, *traced(), *_rss(), gc_s[0],
+                       t.children_user + t.children_system]  # fmt: skip
 
     launch, run, on_end = _core._launch, _scheduler.Scheduler.run, CellSweepApp.on_end
 
@@ -263,6 +264,8 @@ def figures(cells: int, cards: int, r: dict[str, Any], memory: bool) -> dict[str
         f[f"{name}_kernel_ms"] = kernel / cells * 1000
     for name, a, b in (("plan", "start", "run"), ("run", "run", "ran"), ("end", "end", "ended")):
         f[f"{name}_gc_ms"] = (m[b][7] - m[a][7]) / cells * 1000  # of its wall time
+    # The writer process's CPU (a child, counted once the sweep's end has waited for it).
+    f["writer_cpu_ms"] = (m["ended"][8] - m["run"][8]) / cells * 1000
     f["hydra_ms"] = hydra / cells * 1000
     f["dispatch_per_s"] = cells / run[0]
     f["wall_s"] = r["total_s"]
