@@ -81,25 +81,27 @@ class FileWriter:
 
     def close(self) -> None:
         """The end: close the pipe and wait until the writer has written and synced all it
-        was given; raises :class:`WriterFailed` if a write failed."""
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            self.proc.stdin.close()
-        if self.proc.wait() != 0:
-            raise self._failed()
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        was given (its stderr read meanwhile); raises :class:`WriterFailed` if a write
+        failed."""
+        self._end()
+        if self._error is not None:
+            raise WriterFailed(self._error)
 
     def _failed(self) -> WriterFailed:
         """The writer's error (its last line on stderr), once it has ended."""
-        if self._error is None:
-            if self.proc.stdin is not None and not self.proc.stdin.closed:
-                self.proc.stdin.close()
-            code = self.proc.wait()
-            assert self.proc.stderr is not None
-            lines = self.proc.stderr.read().decode(errors="replace").strip().splitlines()
+        self._end()
+        return WriterFailed(self._error or "the sweep's file writer ended early (exit 0)")
+
+    def _end(self) -> None:
+        """Close the pipe, read the writer's stderr until it exits, keep its error (once)."""
+        if self.proc.returncode is not None and self.proc.stderr is None:
+            return
+        _, err = self.proc.communicate()  # closes stdin (a broken pipe is ignored), waits
+        self.proc.stderr = None
+        if self.proc.returncode != 0:
+            lines = (err or b"").decode(errors="replace").strip().splitlines()
             last = lines[-1] if lines else "no error written"
-            self._error = f"the sweep's file writer failed (exit {code}): {last}"
-        return WriterFailed(self._error)
+            self._error = f"the sweep's file writer failed (exit {self.proc.returncode}): {last}"
 
 
 def serve() -> None:
@@ -112,7 +114,11 @@ def serve() -> None:
         head = read(_HEAD.size)
         if len(head) < _HEAD.size:  # closed: the driver is done, or gone
             break
-        message = marshal.loads(read(_HEAD.unpack(head)[0]))
+        size = _HEAD.unpack(head)[0]
+        body = read(size)
+        if len(body) < size:  # the driver died while sending it: the rest was written
+            break
+        message = marshal.loads(body)
         if message[0] == _JOB:
             write_hydra_files(message[1], message[2])
         else:

@@ -97,3 +97,12 @@ def test_ctrl_c_does_not_reach_the_writer_and_what_it_was_given_is_written(tmp_p
     for i in range(200):
         assert json.loads((tmp_path / f"c{i}" / "record.json").read_text()) == {"n": i}
     assert (tmp_path / "c199" / "server.log").read_text() == "x"
+
+
+def test_a_message_cut_short_by_a_dying_driver_ends_the_writer_cleanly(tmp_path):
+    writer = FileWriter(str(tmp_path))
+    writer.record(str(tmp_path / "c0"), '{"n": 0}\n', {})
+    os.write(writer._fd, b"\xff\x00\x00\x00" + b"cut")  # 255 bytes announced, 3 sent: killed
+    writer.close()  # the pipe closes mid-message
+    assert writer.proc.returncode == 0
+    assert json.loads((tmp_path / "c0" / "record.json").read_text()) == {"n": 0}
