@@ -3,8 +3,8 @@
 The driver makes every file's bytes (sweep/records.py) and, from :data:`MIN_CELLS` cells on,
 hands them to the writer over a pipe instead of writing them itself: a dispatched job's
 ``.hydra`` files and a finished job's record (and its cell files). The system calls of a
-cell (two directories and four files, in a sweep directory that holds every cell's: ~0.4 ms
-of the driver's ~0.8 ms per cell at 20,000 cells, docs/benchmarks.md section 4) become two
+cell (two directories, three files and a rename, in a directory of every cell's: ~0.4 ms of
+the driver's ~0.8 ms per cell at 20,000 cells, docs/benchmarks.md section 4) become two
 pipe writes, and the writer makes the files on another core meanwhile. A smaller sweep
 writes them in the driver's process (a process start costs more than its files).
 
