@@ -26,8 +26,8 @@ Phases (wall time, and user + kernel CPU time of the process):
   end:   the sweep's outputs (results.jsonl, csv, report.md/html, the results store);
   hydra: the rest of the process (Hydra composing the sweep and expanding its jobs).
 Each phase's share in the cyclic garbage collector (PHASE_gc_ms, wall, per cell) is timed by a
-gc callback. Dispatch rate: cells / run wall time. Memory (--memory: tracemalloc, which slows Python down,
-so its times are not reported): what the driver holds per cell once it is planned, and once
+gc callback. Dispatch rate: cells / run wall time. Memory (--memory: tracemalloc, which slows
+Python down, so its times are not reported): what the driver holds per cell once it is planned, and once
 every cell has finished (before the outputs, which are built in memory at the end), as the
 sweep's bytes / cells and, between two sizes given in --cells, per further cell (what each
 cell adds, without what is allocated once per launch); RSS at those points and its peak are

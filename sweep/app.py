@@ -17,14 +17,14 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus
 
 from hydra_plugins.ray_cells_launcher.app import App, Job, Planner
-from jobs.files import record_line, write_hydra_files
+from jobs.files import RecordSync, record_line, write_hydra_files, write_record_files
 from jobs.record import Flag, Outcome, Status
 from sweep.console import cell_line
 from sweep.finish import SweepResults, sweep_slo
 from sweep.placement import cell_resources
 from sweep.prepare import fleet_copies, plan_jobs
 from sweep.quiet_env import QUIET_ENV
-from sweep.records import RecordSync, job_files, job_record, lost_outcome, write_job_record
+from sweep.records import job_files, job_record, lost_outcome
 from sweep.resume import done_record
 from sweep.status import PROCESS, ExitStatus
 from sweep.store import store_path
@@ -45,7 +45,7 @@ class CellSweepApp(App):
         self.results: SweepResults | None = None
         self.code: dict[str, Any] = {}
         self.slo: dict[str, float] | None = None  # the SLO the sweep's cells share, if any
-        self.sync: RecordSync | None = None  # puts the records on the disk (sweep/records.py)
+        self.sync: RecordSync | None = None  # puts the records on the disk (jobs/files.py)
         self.configs: dict[int, dict[str, Any]] = {}  # running job -> its config, plain
         self.writer: FileWriter | None = None  # writes the files of a sweep of many cells
         self._many: bool | None = None  # whether this sweep's files go to a writer (first use)
@@ -143,7 +143,7 @@ class CellSweepApp(App):
         if self.writer is not None:
             self.writer.record(job.output_dir, text, files)
         else:
-            write_job_record(job, text, files, self.sync)
+            write_record_files(job.output_dir, text, files, self.sync)
         print(cell_line(rec), flush=True)
         return key
 

@@ -7,9 +7,9 @@ A record is written atomically (temp file, rename: no reader ever sees half of o
 the driver is killed) and reaches the disk about :data:`jobs.files.SYNC_EVERY_S` after it was
 written (plus the time the disk takes): one filesystem sync, on a thread of its own, for all
 the records written since the last (:class:`jobs.files.RecordSync`), not an fsync per record,
-which cost a sweep's driver ~0.4 ms per cell. What a power loss can cost is the records not synced yet
-(about the last second's, on a disk that keeps up): an empty or cut record.json reads as not
-finished, and resume runs its cell again."""
+which cost a sweep's driver ~0.4 ms per cell. What a power loss can cost is the records not
+synced yet (about the last second's, on a disk that keeps up): an empty or cut record.json
+reads as not finished, and resume runs its cell again."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from hydra_plugins.ray_cells_launcher.app import HostOutOfMemory, Job
-from jobs.files import RecordSync, record_json, write_record_files
+from jobs.files import record_json
 from jobs.identity import PlannedCell
 from jobs.record import Flag, Outcome, Status, build_record
 from jobs.values import plain
@@ -131,13 +131,4 @@ def job_record(
     return rec, record_json(rec)
 
 
-def write_job_record(
-    job: Job, text: str, files: dict[str, str], sync: RecordSync | None = None
-) -> None:
-    """Write a record's text (:func:`job_record`) and its outcome's cell files into the job's
-    directory; ``sync``: what puts them on the disk (else each is fsynced before its
-    rename)."""
-    write_record_files(job.output_dir, text, files, sync)
-
-
-__all__ = ["RecordSync", "job_files", "job_record", "lost_outcome", "write_job_record"]
+__all__ = ["job_files", "job_record", "lost_outcome"]

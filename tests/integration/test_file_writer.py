@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import sweep.app
+from jobs.files import RecordSync
 from sweep.writer import FileWriter, WriterFailed
 from tests.standins import ray_calls
 from tests.unit.test_driver_memory import BASE, Canned, planned_jobs, sweep_app
@@ -21,7 +22,7 @@ N = 40
 VOLATILE = {"timestamp", "started_at", "ended_at", "wall_s", "measured_at"}
 
 
-def _sweep(root: Path, monkeypatch, writer: bool) -> tuple[Path, sweep.app.CellSweepApp]:
+def _sweep(root: Path, monkeypatch, writer: bool) -> Path:
     from jobs.config import from_values
     from jobs.identity import PlannedCell
 
@@ -29,7 +30,7 @@ def _sweep(root: Path, monkeypatch, writer: bool) -> tuple[Path, sweep.app.CellS
     root.mkdir(parents=True)  # as the launcher makes it
     canned = Canned(PlannedCell.of(from_values({**BASE, "batch": 1})))
     app = sweep_app(root, canned, monkeypatch)
-    app.sync = sweep.app.RecordSync(root)
+    app.sync = RecordSync(root)
     jobs = planned_jobs(root, N)
     app.results.register([j.payload.cell_dir for j in jobs])
     ray_calls.scheduler(app, N).run(list(jobs))
@@ -39,7 +40,7 @@ def _sweep(root: Path, monkeypatch, writer: bool) -> tuple[Path, sweep.app.CellS
     if started is not None:
         assert started.proc.returncode == 0  # ended, having written and synced all
     sweep.app.SweepResults._OPEN.pop(str(root), None)
-    return root, app
+    return root
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -56,8 +57,8 @@ def _records(root: Path) -> dict[str, dict]:
 
 def test_a_sweep_through_the_writer_writes_what_the_driver_writes(tmp_path, monkeypatch):
     ray_calls.install(monkeypatch, npus=4, keep=False)
-    own, _ = _sweep(tmp_path / "own", monkeypatch, writer=False)
-    via, _ = _sweep(tmp_path / "via", monkeypatch, writer=True)
+    own = _sweep(tmp_path / "own", monkeypatch, writer=False)
+    via = _sweep(tmp_path / "via", monkeypatch, writer=True)
     assert len(_files(via)) == 2 * N and _files(via) == _files(own)  # .hydra, byte for byte
     recs_own, recs_via = _records(own), _records(via)
     assert len(recs_via) == N and recs_via.keys() == recs_own.keys()

@@ -12,11 +12,10 @@ import pytest
 
 from hydra_plugins.ray_cells_launcher._lock import SweepBusy, SweepLock
 from jobs import files
-from jobs.files import RecordError, finished_record, sync_filesystem, write_record
+from jobs.files import RecordError, RecordSync, finished_record, sync_filesystem, write_record
 from jobs.files import read_record as _read_record
 from jobs.record import SCHEMA_VERSION
 from sweep.app import CellSweepApp
-from sweep.records import RecordSync
 
 
 def read_record(cell_dir):
