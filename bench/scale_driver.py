@@ -2,6 +2,7 @@
 
     python bench/scale_driver.py [--cells 1000,10000,100000] [--cards 8,100,1000]
                                  [--cards-per-node 8] [--memory] [--dir DIR]
+                                 [--files as-is|driver|none]
 
 Runs `python launch.py -m "batch=range(1,N/2+1)" seq=8,16 backend=sim device=npu
 model=llama3_8b bench=quick prompt_len=32 backend.sim.noise=0 backend.sim.time_scale=0
@@ -27,11 +28,11 @@ Phases (wall time, and user + kernel CPU time of the process):
   hydra: the rest of the process (Hydra composing the sweep and expanding its jobs).
 Each phase's share in the cyclic garbage collector (PHASE_gc_ms, wall, per cell) is timed by a
 gc callback. Dispatch rate: cells / run wall time. Memory (--memory: tracemalloc, which slows
-Python down, so its times are not reported): what the driver holds per cell once it is planned, and once
-every cell has finished (before the outputs, which are built in memory at the end), as the
-sweep's bytes / cells and, between two sizes given in --cells, per further cell (what each
-cell adds, without what is allocated once per launch); RSS at those points and its peak are
-reported in either mode.
+Python down, so its times are not reported): what the driver holds per cell once it is
+planned, and once every cell has finished (before the outputs, which are built in memory at
+the end), as the sweep's bytes / cells and, between two sizes given in --cells, per further
+cell (what each cell adds, without what is allocated once per launch); RSS at those points
+and its peak are reported in either mode.
 """
 
 from __future__ import annotations
@@ -160,6 +161,14 @@ def install(cluster: Cluster) -> dict[str, list]:
 
     marks: dict[str, list] = {}
     memory = os.environ.get("SCALE_DRIVER_MEMORY") == "1"
+    files = os.environ.get("SCALE_DRIVER_FILES", "as-is")
+    if files != "as-is":  # --files: the sweep's files in the driver's process, or not written
+        import sweep.app
+
+        sweep.app.MIN_CELLS = 10**9  # no writer process
+        if files == "none":  # the bytes still made (job_files, job_record), never written
+            sweep.app.write_hydra_files = lambda *a: None
+            sweep.app.write_record_files = lambda *a: None
     skew = [0]  # traced bytes that are the bench's own (the canned outcome's imports)
 
     def traced() -> tuple[int, int]:
@@ -307,7 +316,8 @@ def run_one(cells: int, cards: int, a: argparse.Namespace, cwd: str) -> dict[str
     """One sweep in a process of its own, in ``cwd``; its figures."""
     os.mkdir(cwd)
     out = os.path.join(cwd, "figures.json")
-    env = dict(os.environ, SCALE_DRIVER_MEMORY="1" if a.memory else "0")
+    env = dict(os.environ, SCALE_DRIVER_FILES=a.files)
+    env["SCALE_DRIVER_MEMORY"] = "1" if a.memory else "0"
     cmd = [sys.executable, __file__, "--one", str(cells), str(cards),
            "--cards-per-node", str(a.cards_per_node), "--out", out]  # fmt: skip
     with open(os.path.join(cwd, "driver.log"), "w") as log:
@@ -327,6 +337,14 @@ def main() -> None:
     ap.add_argument("--cards", default="8,100,1000")
     ap.add_argument("--cards-per-node", type=int, default=8)
     ap.add_argument("--memory", action="store_true", help="tracemalloc (times not reported)")
+    ap.add_argument(
+        "--files",
+        choices=("as-is", "driver", "none"),
+        default="as-is",
+        help="the sweep's files as the sweep writes them (a writer process from 256 cells on), "
+        "all by the driver itself, or not written at all (their bytes still made: what the "
+        "file system calls cost)",
+    )
     ap.add_argument(
         "--dir",
         help="where the sweeps are written (default: the temporary directory); each in a "
