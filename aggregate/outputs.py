@@ -33,6 +33,7 @@ RESULTS_CSV = "results.csv"
 REPORT_MD = "report.md"
 # Nested keys too bulky or too deep for one CSV row (they stay whole in results.jsonl).
 _NOT_IN_CSV = ("raw", "config")
+_SPECIAL = frozenset((*_NOT_IN_CSV, "error", "env"))  # keys csv_row does not take as they are
 
 
 def results_jsonl(records: Sequence[Record]) -> str:
@@ -48,18 +49,38 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
-def csv_row(rec: Record) -> dict[str, str]:
-    """Flat scalar columns: lists joined with ';', error as 'Type: message', env as env_*."""
+def _env_columns(env: dict[str, Any]) -> dict[str, str]:
+    return {f"env_{k}": _scalar(v) for k, v in env.items() if not isinstance(v, (dict, list))}
+
+
+def csv_row(rec: Record, envs: dict[int, dict[str, str]] | None = None) -> dict[str, str]:
+    """Flat scalar columns: lists joined with ';', error as 'Type: message', env as env_*.
+    ``envs``: the env_* columns of environments seen already, by the dict's id (the rows of
+    a sweep share one dict per distinct environment; the caller keeps them alive)."""
     row: dict[str, str] = {}
     for key, value in rec.items():
-        if key in _NOT_IN_CSV:
-            continue
-        if key == "error":
-            row[key] = error_text(rec)
-        elif key == "env" and isinstance(value, dict):
-            for k, v in value.items():
-                if not isinstance(v, (dict, list)):
-                    row[f"env_{k}"] = _scalar(v)
+        if key in _SPECIAL:
+            if key == "error":
+                row[key] = error_text(rec)
+                continue
+            if key == "env" and isinstance(value, dict):
+                if envs is None:
+                    row.update(_env_columns(value))
+                else:
+                    cols = envs.get(id(value))
+                    if cols is None:
+                        cols = envs[id(value)] = _env_columns(value)
+                    row.update(cols)
+                continue
+            if key in _NOT_IN_CSV:
+                continue
+        kind = type(value)
+        if kind is str:
+            row[key] = value
+        elif kind is int or kind is float:
+            row[key] = str(value)
+        elif value is None:
+            row[key] = ""
         elif isinstance(value, list):
             if all(not isinstance(v, (dict, list)) for v in value):
                 row[key] = ";".join(_scalar(v) for v in value)
@@ -71,13 +92,15 @@ def csv_row(rec: Record) -> dict[str, str]:
 def results_csv(records: Sequence[Record]) -> str:
     """One row per record; the record's flat keys first in schema order (tokens/J and J/token
     next to throughput), then other columns in first-seen order, env_* columns last."""
-    rows = [csv_row(r) for r in records]
-    seen = {k for row in rows for k in row}
+    envs: dict[int, dict[str, str]] = {}
+    rows = [csv_row(r, envs) for r in records]
+    shapes = dict.fromkeys(tuple(row) for row in rows)  # the rows' distinct key orders, in
+    seen = set().union(*shapes)  # the order first seen (a sweep's rows share a few)
     columns: dict[str, None] = dict.fromkeys(k for k in FLAT_KEYS if k in seen)
-    for row in rows:
-        columns.update(dict.fromkeys(k for k in row if not k.startswith("env_")))
-    for row in rows:
-        columns.update(dict.fromkeys(k for k in row if k.startswith("env_")))
+    for keys in shapes:
+        columns.update(dict.fromkeys(k for k in keys if not k.startswith("env_")))
+    for keys in shapes:
+        columns.update(dict.fromkeys(k for k in keys if k.startswith("env_")))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), restval="", lineterminator="\n")
     writer.writeheader()

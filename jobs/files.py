@@ -269,6 +269,29 @@ def record_line(record: dict[str, Any]) -> str:
     return _record_text(record, indent=False)
 
 
+def sorted_json(obj: Any) -> str:
+    """Compact JSON with sorted keys, NaN and infinities as null (the results store's copy of
+    a record): orjson's where it is installed, else json's (the same values)."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(
+                obj, default=_other, option=_LINE_OPTS | orjson.OPT_SORT_KEYS
+            ).decode()
+        except TypeError:  # an int beyond 64 bits, a lone surrogate: json writes those
+            pass
+    return json.dumps(json_safe(obj), ensure_ascii=False, sort_keys=True, default=str)
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON text -> values (orjson's parser where it is installed, else json's)."""
+    if orjson is not None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:  # e.g. NaN written by json, which orjson refuses
+            pass
+    return json.loads(text)
+
+
 def value_key(obj: Any) -> bytes | str:
     """A key equal for equal JSON values whatever their dicts' key order (to share one copy
     of a value many records repeat, e.g. their environment): JSON with sorted keys."""

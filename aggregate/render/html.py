@@ -11,6 +11,7 @@ cells, flagged numbers and SIMULATED sections are coloured and tagged.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import logging
 import re
@@ -28,6 +29,10 @@ _IMAGE = re.compile(r"^!\[([^\]]*)\]\(([^)\s]+)\)$")
 _HEADING = re.compile(r"^(#{1,4}) (.*)$")
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")
 _FLAG_MARKS = "".join(FLAG_MARKS.values()) + UNKNOWN_FLAG_MARK
+_BY_MARK = {mark: FLAG_MEANINGS.get(flag, flag) for flag, mark in FLAG_MARKS.items()}
+# A table cell that is a plain number (digits, a sign, a point, thousands commas): no class,
+# no title, nothing to escape; most cells of a large sweep's tables are.
+_PLAIN_NUMBER = re.compile(r"[-+]?\d[\d.,]*")
 
 
 def inline(text: str) -> str:
@@ -60,8 +65,7 @@ def _cells(line: str) -> list[str]:
 def _flag_title(plain: str) -> str:
     """The meanings of the flag marks at the end of a number, for a tooltip."""
     marks = re.search(r"[" + re.escape(_FLAG_MARKS) + r"]+$", plain)
-    by_mark = {mark: FLAG_MEANINGS.get(flag, flag) for flag, mark in FLAG_MARKS.items()}
-    names = [by_mark.get(m, "unknown flag") for m in (marks.group(0) if marks else "")]
+    names = [_BY_MARK.get(m, "unknown flag") for m in (marks.group(0) if marks else "")]
     return html.escape("; ".join(dict.fromkeys(names)), quote=True)
 
 
@@ -81,6 +85,15 @@ def _td_class(text: str) -> str:
     return (f' class="{" ".join(classes)}"' if classes else "") + title
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _td(text: str) -> str:
+    """One table cell's HTML (its class, tooltip and inline markup). Remembered: a large
+    sweep's tables repeat most of their texts (a model, a status, a flag's number)."""
+    if _PLAIN_NUMBER.fullmatch(text):
+        return f"<td>{text}</td>"
+    return f"<td{_td_class(text)}>{inline(text)}</td>"
+
+
 def table_html(lines: list[str], n: int) -> str:
     head, body = _cells(lines[0]), [_cells(row) for row in lines[2:]]
     tid = f"t{n}"
@@ -96,7 +109,7 @@ def table_html(lines: list[str], n: int) -> str:
     for row in body:
         sim = any("SIMULATED" in c for c in row)
         out.append('<tr class="sim">' if sim else "<tr>")
-        out += [f"<td{_td_class(c)}>{inline(c)}</td>" for c in row]
+        out += [_td(c) for c in row]
         out.append("</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)

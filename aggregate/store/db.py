@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -30,7 +29,7 @@ from typing import Any
 
 import duckdb
 
-from jobs.files import json_safe
+from jobs.files import json_safe, loads, record_line, sorted_json
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +108,10 @@ def record_key(resolved_dir: str, rec: Record) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
-def kept(rec: Record) -> Record:
-    """The part of a record the store keeps whole (JSON-safe)."""
-    return json_safe({k: v for k, v in rec.items() if k not in _NOT_KEPT})
+def kept_json(rec: Record) -> str:
+    """The part of a record the store keeps whole, as JSON (sorted keys; NaN and
+    infinities as null)."""
+    return sorted_json({k: v for k, v in rec.items() if k not in _NOT_KEPT})
 
 
 def _value(rec: Record, source: str, sql: str) -> Any:
@@ -133,7 +133,7 @@ def _row(resolved_dir: str, rec: Record) -> list[Any]:
     identity = rec.get("repeat_of") or rec.get("cell_id")
     values = [record_key(resolved_dir, rec), resolved_dir, identity]
     values += [_value(rec, source, sql) for _, sql, source in COLUMNS]
-    values.append(json.dumps(kept(rec), ensure_ascii=False, sort_keys=True, default=str))
+    values.append(kept_json(rec))
     return values
 
 
@@ -192,7 +192,7 @@ def _insert(con: duckdb.DuckDBPyConnection, rows: list[list[Any]]) -> None:
         path = Path(tmp) / "rows.jsonl"
         with path.open("w", encoding="utf-8") as f:
             for row in rows:
-                f.write(json.dumps(dict(zip(names, row, strict=True)), ensure_ascii=False) + "\n")
+                f.write(record_line(dict(zip(names, row, strict=True))))
         con.execute(
             f"INSERT INTO {TABLE} BY NAME SELECT *, now()::TIMESTAMP AS added_at FROM "
             f"read_json(?, format='newline_delimited', columns={{{spec}}}) "
@@ -258,7 +258,7 @@ def read_rows(
     if not Path(db).is_file():
         return []
     with connect(db) as con:
-        return [(d, json.loads(r)) for d, r in con.execute(sql, params).fetchall()]
+        return [(d, loads(r)) for d, r in con.execute(sql, params).fetchall()]
 
 
 def count(db: str | os.PathLike[str]) -> int:
