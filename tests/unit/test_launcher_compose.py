@@ -48,3 +48,25 @@ def test_fast_values_equal_hydra(composer, overrides):
 @pytest.mark.parametrize("overrides", SLOW, ids=[" ".join(j) for j in SLOW])
 def test_what_the_fast_path_cannot_express_is_left_to_hydra(composer, overrides):
     assert composer.task_values(overrides) is None
+
+
+INT_LINES = ["batch=17", "batch=-3", "batch=0", "backend.sim.seed=12345678901234567890",
+             "a_b.c2=5", "batch=007", "batch=1_000", "batch=+5", "batch=-0", "hydra.x=1", "batch=",
+             "+batch=3", "~batch=3", "batch@pkg=3", "batch=3.0", "batch= 3", "b-c=1"]  # fmt: skip
+
+
+@pytest.mark.parametrize("line", INT_LINES)
+def test_a_key_int_line_is_the_override_hydras_parser_gives(composer, line):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        want = OverridesParser.create().parse_override(line)
+    except OverrideParseException:  # Hydra refuses it: so must the shortcut (the parser's)
+        with pytest.raises(OverrideParseException):
+            composer._parse(line)
+        return
+    composer._parsed.pop(line, None)
+    got = composer._parse(line)
+    assert got == want and type(got.value()) is type(want.value())
+    assert got.is_hydra_override() == want.is_hydra_override()
