@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import difflib
 import functools
+import marshal
 import math
 import types
 import typing
@@ -108,30 +109,46 @@ def _scalar(name: str, value: Any, tp: Any) -> Any:
     return value  # Any and other annotations: taken as given
 
 
-def _convert(name: str, value: Any, tp: Any) -> Any:
+@functools.cache
+def _shape(tp: Any) -> tuple[Any, bool, str, Any]:
+    """(the type inside Optional[...], whether None is allowed, its kind: "dataclass",
+    "dict", "list" or "scalar", the type of a dict's values or of a list's items), once per
+    annotation."""
     tp, nullable = _optional(tp)
+    if dataclasses.is_dataclass(tp):
+        return tp, nullable, "dataclass", None
+    origin = typing.get_origin(tp)
+    if origin is dict:
+        return tp, nullable, "dict", (typing.get_args(tp) or (str, Any))[1]
+    if origin in (list, tuple):
+        return tp, nullable, "list", (typing.get_args(tp)[:1] or (Any,))[0]
+    return tp, nullable, "scalar", None
+
+
+def _convert(name: str, value: Any, tp: Any) -> Any:
+    try:
+        tp, nullable, kind, inner = _shape(tp)
+    except TypeError:  # an annotation that is not hashable: looked at every time
+        tp, nullable, kind, inner = _shape.__wrapped__(tp)
     if value is None:
         if nullable:
             return None
         raise ValuesError(f"{name}=None is not allowed: a value is required")
-    if dataclasses.is_dataclass(tp):
+    if kind == "scalar":
+        return _scalar(name, value, tp)
+    if kind == "dataclass":
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
             raise ValuesError(f"{name}={value!r} is not allowed: expected a group of settings")
         return build(tp, value, prefix=f"{name}.")
-    origin = typing.get_origin(tp)
-    if origin is dict:
+    if kind == "dict":
         if not isinstance(value, dict):
             raise ValuesError(f"{name}={value!r} is not allowed: expected a mapping")
-        _, vt = typing.get_args(tp) or (str, Any)
-        return {str(k): _convert(f"{name}.{k}", v, vt) for k, v in value.items()}
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ValuesError(f"{name}={value!r} is not allowed: expected a list")
-        (it,) = typing.get_args(tp)[:1] or (Any,)
-        return [_convert(f"{name}[{i}]", v, it) for i, v in enumerate(value)]
-    return _scalar(name, value, tp)
+        return {str(k): _convert(f"{name}.{k}", v, inner) for k, v in value.items()}
+    if not isinstance(value, (list, tuple)):
+        raise ValuesError(f"{name}={value!r} is not allowed: expected a list")
+    return [_convert(f"{name}[{i}]", v, inner) for i, v in enumerate(value)]
 
 
 def closest(key: str, known: list[str]) -> str:
@@ -147,8 +164,25 @@ def _fields(cls: type) -> tuple[dict[str, Any], tuple[str, ...]]:
     return hints, tuple(f.name for f in dataclasses.fields(cls) if f.init)
 
 
+# Converted settings of a group whose fields are all plain scalars (:func:`_nested`), by (its dataclass, its
+# values' marshal bytes: types and order included): a sweep's cells repeat most groups (the
+# model, the device, ...) and each is converted field by field once. A new instance is made
+# every time (its __post_init__ checks included): no cell shares a mutable object.
+_CONVERTED: dict[tuple[type, bytes], dict[str, Any]] = {}
+_CONVERTED_MAX = 4096
+
+
 def build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
     """An instance of the dataclass ``cls`` from nested plain values (see the module doc)."""
+    memo: tuple[type, bytes] | None = None
+    if _nested(cls) == ():  # a group of scalar settings only
+        try:
+            memo = (cls, marshal.dumps(values))
+        except ValueError:  # a value marshal does not write: not remembered
+            pass
+        kwargs = _CONVERTED.get(memo) if memo is not None else None
+        if kwargs is not None:
+            return cls(**kwargs)
     hints, fields = _fields(cls)
     unknown = [k for k in values if k not in fields]
     if unknown:
@@ -159,7 +193,12 @@ def build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:
             f"known here: {', '.join(known)}"
         )
     kwargs = {k: _convert(f"{prefix}{k}", v, hints[k]) for k, v in values.items()}
-    return cls(**kwargs)
+    out = cls(**kwargs)  # its checks passed: the same settings pass them again
+    if memo is not None and all(type(v) in _SCALARS for v in kwargs.values()):
+        if len(_CONVERTED) >= _CONVERTED_MAX:
+            _CONVERTED.clear()
+        _CONVERTED[memo] = kwargs
+    return out
 
 
 @functools.cache

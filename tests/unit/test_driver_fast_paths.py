@@ -258,3 +258,25 @@ def test_a_cell_sent_as_plain_values_is_rebuilt_field_for_field(overrides):
         assert back == planned and plain(back.cell) == plain(planned.cell)
         assert PlannedCell.unwire(planned) is planned  # a cell sent as itself
         assert run_planned.__module__ == "workers.run"
+
+
+def test_a_group_of_scalars_converted_once_is_a_new_instance_each_time():
+    """build remembers a scalar group's converted settings (jobs/values.py _CONVERTED): the
+    same values give an equal, new instance; its checks and conversions still hold."""
+    from jobs.config import BenchConfig, DeviceConfig
+    from jobs.values import ValuesError, build
+
+    a = build(BenchConfig, {"warmup": "2", "iterations": 5})
+    b = build(BenchConfig, {"warmup": "2", "iterations": 5})
+    assert a == b and a is not b and a.warmup == 2 and type(a.warmup) is int
+    a.warmup = 9  # (validation may fill a setting in) one cell's change is its own
+    assert build(BenchConfig, {"warmup": "2", "iterations": 5}).warmup == 2
+    assert build(BenchConfig, {"warmup": 2, "iterations": 5}) == b  # another key: the same
+    with pytest.raises(ValuesError, match="bench.warmup='x' is not allowed"):
+        build(BenchConfig, {"warmup": "x"}, prefix="bench.")
+    with pytest.raises(ConfigError, match="bench.max_iterations must be >= bench.iterations"):
+        build(BenchConfig, {"iterations": 20, "max_iterations": 10})
+    with pytest.raises(ValuesError, match="device.nme is not a known setting"):
+        build(DeviceConfig, {"nme": "npu"}, prefix="device.")
+    one, two = from_values({"batch": 1, "seq": 8}), from_values({"batch": 1, "seq": 8})
+    assert one == two and one.device is not two.device and one.bench is not two.bench
