@@ -2,7 +2,7 @@
 
     python bench/scale_driver.py [--cells 1000,10000,100000] [--cards 8,100,1000]
                                  [--cards-per-node 8] [--memory] [--dir DIR]
-                                 [--files as-is|driver|none]
+                                 [--files as-is|driver|none] [--keep]
 
 Runs `python launch.py -m "batch=range(1,N/2+1)" seq=8,16 backend=sim device=npu
 model=llama3_8b bench=quick prompt_len=32 backend.sim.noise=0 backend.sim.time_scale=0
@@ -352,6 +352,11 @@ def main() -> None:
         "deleted in the last minutes when it makes new ones, so a sweep that follows the "
         "removal of another pays for it in kernel time (docs/benchmarks.md section 4)",
     )
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the sweeps where they were written (e.g. for bench/end_outputs.py)",
+    )
     ap.add_argument("--one", nargs=2, type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -365,7 +370,10 @@ def main() -> None:
             for cards in (int(x) for x in a.cards.split(",")):
                 rows.append(run_one(cells, cards, a, os.path.join(root, f"{cells}x{cards}")))
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if a.keep:
+            print(f"the sweeps are in {root}/CELLSxCARDS/sweep", flush=True)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
     print()
     if a.memory:
         print("cells | cards | planned B/cell | kept B/cell (all finished) | RSS planned / "
