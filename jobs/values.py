@@ -164,10 +164,11 @@ def _fields(cls: type) -> tuple[dict[str, Any], tuple[str, ...]]:
     return hints, tuple(f.name for f in dataclasses.fields(cls) if f.init)
 
 
-# Converted settings of a group whose fields are all plain scalars (:func:`_nested`), by (its dataclass, its
-# values' marshal bytes: types and order included): a sweep's cells repeat most groups (the
-# model, the device, ...) and each is converted field by field once. A new instance is made
-# every time (its __post_init__ checks included): no cell shares a mutable object.
+# Converted settings of a group whose fields are all plain scalars (:func:`_nested`), by its
+# dataclass and its values' marshal bytes (types and order included): a sweep's cells repeat
+# most groups (the device, the bench preset, ...) and each is converted field by field once.
+# A new instance is made every time (its __post_init__ checks run): no cell shares a mutable
+# object with another.
 _CONVERTED: dict[tuple[type, bytes], dict[str, Any]] = {}
 _CONVERTED_MAX = 4096
 
