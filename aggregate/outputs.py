@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,10 +102,23 @@ def results_csv(records: Sequence[Record]) -> str:
         columns.update(dict.fromkeys(k for k in keys if not k.startswith("env_")))
     for keys in shapes:
         columns.update(dict.fromkeys(k for k in keys if k.startswith("env_")))
+    names = list(columns)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
+    writer = csv.writer(buf, lineterminator="\n")  # what csv.DictWriter writes (restval ""),
+    writer.writerow(names)  # each row's values picked in C: one getter per distinct key order
+    getters: dict[tuple[str, ...], Any] = {}
+    for row in rows:
+        keys = tuple(row)
+        get = getters.get(keys)
+        if get is None:
+            at = {k: i for i, k in enumerate(keys)}  # a column the row lacks: the "" after
+            picks = [at.get(name, len(keys)) for name in names]  # its values
+            get = getters[keys] = (
+                operator.itemgetter(*picks)
+                if len(picks) > 1
+                else lambda v, p=picks: [v[i] for i in p]
+            )
+        writer.writerow(get([*row.values(), ""]))
     return buf.getvalue()
 
 

@@ -89,3 +89,15 @@ def test_the_store_keeps_a_record_without_its_bulky_parts():
 def test_loads_reads_what_json_wrote_with_nan():
     assert loads('{"a": NaN}')["a"] != loads('{"a": NaN}')["a"]  # json's NaN, read by json
     assert loads(b'{"a": [1, 2.5]}') == {"a": [1, 2.5]}
+
+
+@pytest.mark.parametrize("n", [0, 1, 3])
+def test_results_csv_is_what_csv_dictwriter_writes(n):
+    recs = _records()[:n] if n != 1 else [{"status": "ok"}]
+    text = results_csv(recs)
+    header = next(csv.reader(io.StringIO(text)), [])
+    ref = io.StringIO()
+    writer = csv.DictWriter(ref, fieldnames=header, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(csv_row(r) for r in recs)
+    assert text == ref.getvalue()
