@@ -269,16 +269,23 @@ def record_line(record: dict[str, Any]) -> str:
     return _record_text(record, indent=False)
 
 
-def sorted_json(obj: Any) -> str:
-    """Compact JSON with sorted keys, NaN and infinities as null (the results store's copy of
-    a record): orjson's where it is installed, else json's (the same values)."""
+def _sorted_orjson(obj: Any) -> bytes | None:
+    """Compact JSON with sorted keys by orjson (NaN and infinities as null); None where
+    orjson is not installed or refuses a value (an int beyond 64 bits, a lone surrogate)."""
     if orjson is not None:
         try:
-            return orjson.dumps(
-                obj, default=_other, option=_LINE_OPTS | orjson.OPT_SORT_KEYS
-            ).decode()
-        except TypeError:  # an int beyond 64 bits, a lone surrogate: json writes those
+            return orjson.dumps(obj, default=_other, option=_LINE_OPTS | orjson.OPT_SORT_KEYS)
+        except TypeError:
             pass
+    return None
+
+
+def sorted_json(obj: Any) -> str:
+    """Compact JSON with sorted keys, NaN and infinities as null (the results store's copy of
+    a record): orjson's where it can, else json's (the same values)."""
+    text = _sorted_orjson(obj)
+    if text is not None:
+        return text.decode()
     return json.dumps(json_safe(obj), ensure_ascii=False, sort_keys=True, default=str)
 
 
@@ -295,12 +302,8 @@ def loads(text: str | bytes) -> Any:
 def value_key(obj: Any) -> bytes | str:
     """A key equal for equal JSON values whatever their dicts' key order (to share one copy
     of a value many records repeat, e.g. their environment): JSON with sorted keys."""
-    if orjson is not None:
-        try:
-            return orjson.dumps(obj, default=_other, option=_LINE_OPTS | orjson.OPT_SORT_KEYS)
-        except TypeError:
-            pass
-    return json.dumps(obj, sort_keys=True, default=str)
+    key = _sorted_orjson(obj)
+    return key if key is not None else json.dumps(obj, sort_keys=True, default=str)
 
 
 def write_record(
