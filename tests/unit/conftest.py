@@ -41,8 +41,11 @@ def _launch_main(args: list[str]) -> int:
     # The schema and resolvers launch.py registers, once per test process: kept in the
     # state put back below, so launch.py's own register() finds them (it is idempotent).
     register()
+    # Hydra's plugins, scanned once per test process and before the state is saved (the scan
+    # also fills the config-source registry that state holds); a scan in every launch would
+    # cost ~0.1 s each.
+    plugins = Plugins.instance()
     saved = Singleton.get_state()  # a deep copy, Plugins left out
-    plugins = Singleton._instances.get(Plugins)
     get_mode = Hydra.get_mode  # launch.py replaces it (sweep/compose_once.py)
     GlobalHydra.instance().clear()
     PROCESS.not_ok = 0  # a new process starts with no cell not ok
@@ -53,11 +56,10 @@ def _launch_main(args: list[str]) -> int:
         return exc.code if isinstance(exc.code, int) else 1
     finally:
         GlobalHydra.instance().clear()
-        # Singleton.set_state(saved) would also scan every plugin again (~50 ms a launch);
-        # this process's plugins are the ones it found before the launch.
+        # Singleton.set_state(saved) would scan every plugin again: this process's plugins
+        # are the ones it found before the launch.
         Singleton._instances = saved["instances"]
-        if plugins is not None:
-            Singleton._instances[Plugins] = plugins
+        Singleton._instances[Plugins] = plugins
         BaseContainer._resolvers = saved["omegaconf_resolvers"]
         Hydra.get_mode = get_mode  # type: ignore[method-assign]
     return 0

@@ -212,7 +212,7 @@ def test_the_readme_layout_table_and_the_folders_agree() -> None:
         for p in ROOT.iterdir()
         if p.is_dir()
         and not p.name.startswith(".")
-        and p.name not in {"outputs", "multirun", "build", "dist"}
+        and p.name not in {"outputs", "multirun", "build", "dist", "__pycache__"}
         and not p.name.endswith(".egg-info")
         and any(p.iterdir())
     }
