@@ -24,7 +24,7 @@ from typing import Any
 from aggregate.leftovers import PARTIAL_RESULTS
 from jobs.files import RecordError, record_line, value_key
 from jobs.identity import PlannedCell
-from jobs.record import RECORD_FILE, flat_row
+from jobs.record import RECORD_FILE, flat_row, record_shape
 from sweep.store import store_sweep
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,9 @@ def summary_row(record: dict[str, Any], envs: dict[Any, dict]) -> dict[str, Any]
     """What the reports need of a record: its flat keys, its other top-level scalars, and
     its environment (one shared dict per distinct environment)."""
     row = flat_row(record)
-    for key, value in record.items():
-        if key not in row and (value is None or isinstance(value, (str, int, float, bool))):
+    for key in record_shape(record)[1]:  # its other keys, in its order
+        value = record[key]
+        if value is None or isinstance(value, (str, int, float, bool)):
             row[key] = value
     from aggregate.quality import row_quality  # (imported once; aggregate only when needed)
 

@@ -68,18 +68,33 @@ def _plain_item(shape: str) -> bool:
     return yaml.safe_dump([shape]) == f"- {shape}\n"
 
 
+def _item_yaml(item: str) -> str:
+    """``yaml.safe_dump([item])``. An item that starts with a letter is written as it is
+    when one of its shape is (its digits all 0: YAML tells no digit from another there, and
+    such an item never reads as a number)."""
+    if item[:1].isascii() and item[:1].isalpha() and _plain_item(_DIGITS.sub("0", item)):
+        return f"- {item}\n"
+    return yaml.safe_dump([item])
+
+
+# YAML text of one override line as a list item, by the line (the jobs of a sweep share
+# most of their lines; a value that differs per job, a batch, comes and goes).
+_ITEMS: dict[str, str] = {}
+_ITEMS_MAX = 4096
+
+
 def overrides_yaml(overrides: list[str]) -> str:
-    """``yaml.safe_dump(overrides)``: a block sequence is its items' texts in order. An item
-    that starts with a letter is written as it is when one of its shape is (its digits all
-    0: YAML tells no digit from another there, and such an item never reads as a number)."""
+    """``yaml.safe_dump(overrides)``: a block sequence is its items' texts in order."""
     if not overrides:
         return "[]\n"
     out = []
     for item in overrides:
-        if item[:1].isascii() and item[:1].isalpha() and _plain_item(_DIGITS.sub("0", item)):
-            out.append(f"- {item}\n")
-        else:
-            out.append(yaml.safe_dump([item]))
+        text = _ITEMS.get(item)
+        if text is None:
+            if len(_ITEMS) >= _ITEMS_MAX:
+                _ITEMS.clear()
+            text = _ITEMS[item] = _item_yaml(item)
+        out.append(text)
     return "".join(out)
 
 
