@@ -92,6 +92,9 @@ def _launch(launcher: Any, overrides: Sequence[Sequence[str]], start: int, jobs:
     try:
         composer = Composer(launcher.config, launcher.hydra_context.config_loader)
         app.prepare(jobs, sweep_dir, Planner(composer, sweep_dir, session))
+        # Planning's alone: its caches (a parsed override per distinct line, ~120 B per job
+        # of a sweep over a range) are not kept through the run.
+        del composer
         if s.fleet:  # every job on every device of the cluster
             _fleet.fan_out(app, jobs, session.nodes())
         todo = _skip_done(app, jobs, s)
