@@ -293,6 +293,7 @@ class Scheduler:
             return
         self.running -= 1
         slot.job = None
+        job.started = 0.0  # read only while it runs: no float kept per finished job
         try:
             result, where = ray.get(ref)
         except LOST as exc:
