@@ -291,11 +291,13 @@ def record_shape(record: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ..
     return shape
 
 
-def flat_row(record: dict[str, Any]) -> dict[str, Any]:
+def flat_row(record: dict[str, Any], present: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The flat keys of a record (what tables and the sweep's summary need), in their order,
     None where the record has none: ``{k: record.get(k) for k in FLAT_KEYS}``, with the
-    keys looked up in C (a driver makes one per finished cell)."""
-    present, _ = record_shape(record)
+    keys looked up in C (a driver makes one per finished cell). ``present``: the first part
+    of its :func:`record_shape`, when the caller has it."""
+    if present is None:
+        present = record_shape(record)[0]
     row = _FLAT_NONE.copy()
     row.update(zip(present, map(record.__getitem__, present), strict=True))
     return row

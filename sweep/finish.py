@@ -40,8 +40,9 @@ _BUFFER = 1 << 20
 def summary_row(record: dict[str, Any], envs: dict[Any, dict]) -> dict[str, Any]:
     """What the reports need of a record: its flat keys, its other top-level scalars, and
     its environment (one shared dict per distinct environment)."""
-    row = flat_row(record)
-    for key in record_shape(record)[1]:  # its other keys, in its order
+    present, others = record_shape(record)  # its key order worked out once
+    row = flat_row(record, present)
+    for key in others:  # its keys that are not flat, in its order
         value = record[key]
         if value is None or isinstance(value, (str, int, float, bool)):
             row[key] = value
