@@ -268,36 +268,7 @@ def serving_inputs(cell: CellConfig) -> dict[str, Any]:
     }  # fmt: skip
 
 
-_FLAT_NONE = dict.fromkeys(FLAT_KEYS)  # every flat key, None, in their order
-_FLAT_SET = frozenset(FLAT_KEYS)
-# A record's key order -> (its flat keys, in FLAT_KEYS' order; its other keys, in its own).
-# A sweep's records have a few key orders (a static and a serving record, a failure's).
-_SHAPES: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
-_SHAPES_MAX = 256
-
-
-def record_shape(record: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(the flat keys the record has, in :data:`FLAT_KEYS`' order; its keys that are not
-    flat, in the record's order), worked out once per key order."""
-    keys = tuple(record)
-    shape = _SHAPES.get(keys)
-    if shape is None:
-        if len(_SHAPES) >= _SHAPES_MAX:
-            _SHAPES.clear()
-        shape = _SHAPES[keys] = (
-            tuple(k for k in FLAT_KEYS if k in record),
-            tuple(k for k in keys if k not in _FLAT_SET),
-        )
-    return shape
-
-
-def flat_row(record: dict[str, Any], present: tuple[str, ...] | None = None) -> dict[str, Any]:
+def flat_row(record: dict[str, Any]) -> dict[str, Any]:
     """The flat keys of a record (what tables and the sweep's summary need), in their order,
-    None where the record has none: ``{k: record.get(k) for k in FLAT_KEYS}``, with the
-    keys looked up in C (a driver makes one per finished cell). ``present``: the first part
-    of its :func:`record_shape`, when the caller has it."""
-    if present is None:
-        present = record_shape(record)[0]
-    row = _FLAT_NONE.copy()
-    row.update(zip(present, map(record.__getitem__, present), strict=True))
-    return row
+    None where the record has none."""
+    return {k: record.get(k) for k in FLAT_KEYS}

@@ -24,7 +24,7 @@ from typing import Any
 from aggregate.leftovers import PARTIAL_RESULTS
 from jobs.files import RecordError, record_line, value_key
 from jobs.identity import PlannedCell
-from jobs.record import RECORD_FILE, flat_row, record_shape
+from jobs.record import RECORD_FILE, flat_row
 from sweep.store import store_sweep
 
 log = logging.getLogger(__name__)
@@ -40,11 +40,9 @@ _BUFFER = 1 << 20
 def summary_row(record: dict[str, Any], envs: dict[Any, dict]) -> dict[str, Any]:
     """What the reports need of a record: its flat keys, its other top-level scalars, and
     its environment (one shared dict per distinct environment)."""
-    present, others = record_shape(record)  # its key order worked out once
-    row = flat_row(record, present)
-    for key in others:  # its keys that are not flat, in its order
-        value = record[key]
-        if value is None or isinstance(value, (str, int, float, bool)):
+    row = flat_row(record)
+    for key, value in record.items():
+        if key not in row and (value is None or isinstance(value, (str, int, float, bool))):
             row[key] = value
     from aggregate.quality import row_quality  # (imported once; aggregate only when needed)
 

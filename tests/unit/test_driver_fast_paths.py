@@ -20,15 +20,13 @@ from hydra._internal.utils import create_config_search_path
 from hydra.core.utils import JobRuntime
 from hydra.types import RunMode
 
-from aggregate.quality import row_quality
 from jobs import files
 from jobs.checks import ConfigError
 from jobs.config import from_values
-from jobs.files import json_safe, record_json, record_line, value_key
+from jobs.files import json_safe, record_json, record_line
 from jobs.identity import PlannedCell
-from jobs.record import FLAT_KEYS, flat_row
 from jobs.values import plain
-from sweep.finish import jsonl_line, summary_row
+from sweep.finish import jsonl_line
 from sweep.plan import to_cell
 from sweep.records import config_yaml, overrides_yaml
 from sweep.schema import register
@@ -226,52 +224,6 @@ def test_overrides_yaml_is_yaml_of_the_list(overrides):
     assert overrides_yaml(overrides) == yaml.safe_dump(overrides)
     assert overrides_yaml(overrides) == yaml.safe_dump(overrides)  # from the memo
     assert overrides_yaml(overrides[::-1]) == yaml.safe_dump(overrides[::-1])
-
-
-def _flat_row_plainly(record):
-    return {k: record.get(k) for k in FLAT_KEYS}
-
-
-def _summary_row_plainly(record, envs):
-    """sweep.finish.summary_row as it was written before the key-order memo."""
-    row = _flat_row_plainly(record)
-    for key, value in record.items():
-        if key not in row and (value is None or isinstance(value, (str, int, float, bool))):
-            row[key] = value
-    quality = row_quality(record)
-    if quality is not None:
-        row["quality"] = quality
-    env = record.get("env")
-    if isinstance(env, dict):
-        row["env"] = envs.setdefault(value_key(env), env)
-    return row
-
-
-class _Level(str, Enum):
-    HIGH = "high"
-
-
-def _records():
-    rec = json.loads((FIXTURES / "sim_record.json").read_text())
-    missing = {k: v for k, v in rec.items() if k not in ("batch", "node", "tpot_ms")}
-    moved = dict(reversed(list(rec.items())))  # the same keys in another order
-    extra = {**rec, "zz_note": "x", "zz_list": [1], "zz_enum": _Level.HIGH, "zz_none": None,
-             "zz_flag": True, "zz_nested": {"a": 1}}  # fmt: skip
-    changed = {**rec, "batch": 99, "status": "failed", "env": {**rec["env"], "host": "other"}}
-    odd = {**rec, "seq": [8, 16], "model": {"name": "m"}}  # flat keys whose values are not scalars
-    return [rec, missing, moved, extra, changed, odd, {}, {"zz": 1}, dict(rec)]
-
-
-def test_flat_and_summary_rows_are_what_the_plain_loops_make():
-    """flat_row and summary_row look the keys up once per key order (jobs.record's
-    record_shape): the same rows, keys in the same order, values from each record."""
-    envs_a: dict = {}
-    envs_b: dict = {}
-    for _ in range(2):  # the second time from the memo
-        for record in _records():
-            assert repr(flat_row(record)) == repr(_flat_row_plainly(record))
-            got, want = summary_row(record, envs_a), _summary_row_plainly(record, envs_b)
-            assert list(got) == list(want) and repr(got) == repr(want)
 
 
 PLANNED = [
