@@ -9,9 +9,11 @@ import os
 import socket
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ray
+from ray.exceptions import RuntimeEnvSetupError
 
 from . import _watchdog
 
@@ -35,6 +37,51 @@ class Infeasible(RuntimeError):
 
 class Unreachable(RuntimeError):
     """No Ray cluster answers at the address the launcher was given."""
+
+
+class Unshippable(RuntimeError):
+    """Ray refused to ship the project directory to its workers (most often: over its size
+    limit, a model or a virtual environment inside the project)."""
+
+
+def shipped_sizes(working_dir: str, top: int = 3) -> list[tuple[str, int]]:
+    """The ``top`` largest entries of ``working_dir`` that Ray ships, by their files' bytes,
+    walked the way Ray walks it (its own traversal: our excludes, .gitignore and .rayignore,
+    symlinks followed). [] when Ray's private walk is not what this code expects."""
+    try:
+        from ray._private.runtime_env.packaging import _dir_travel, _get_excludes
+    except ImportError:
+        return []
+    root = Path(working_dir).absolute()
+    sizes: dict[str, int] = {}
+
+    def add(path: Path) -> None:
+        if path != root and not path.is_dir():
+            name = path.relative_to(root).parts[0]
+            sizes[name] = sizes.get(name, 0) + path.stat().st_size
+
+    gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
+    try:
+        _dir_travel(root, [_get_excludes(root, list(_EXCLUDES))], add, include_gitignore=gitignore)
+    except (TypeError, OSError):
+        return []
+    return sorted(sizes.items(), key=lambda kv: -kv[1])[:top]
+
+
+def unshippable(exc: BaseException, working_dir: str) -> Unshippable:
+    """Ray's refusal to ship ``working_dir`` as one line: Ray's reason, what is largest
+    there, and the two ways out."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = next((line for line in lines if "upload" in line.lower()), lines[-1] if lines else "")
+    reason = reason.split(" to the Ray cluster: ", 1)[-1].split(". ", 1)[0].rstrip(".")
+    largest = ", ".join(f"{name} ({size / 2**20:.1f} MiB)" for name, size in
+                        shipped_sizes(working_dir))  # fmt: skip
+    return Unshippable(
+        f"hydra.launcher.ship_working_dir=true: Ray could not ship {working_dir} to its "
+        f"workers ({reason}){'; largest there: ' + largest if largest else ''}. List large "
+        "folders in .gitignore or .rayignore there, or set "
+        "hydra.launcher.ship_working_dir=false where every node has the code at this path"
+    )
 
 
 CONNECT_TIMEOUT_S = 5.0
@@ -223,6 +270,11 @@ def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Cl
                 **node_args,
                 **common,
             )
+    except RuntimeEnvSetupError as exc:
+        stop(cluster)
+        if not working_dir or "working_dir" not in str(exc):
+            raise
+        raise unshippable(exc, working_dir) from None
     except BaseException:
         stop(cluster)  # nothing half-started is left behind
         raise

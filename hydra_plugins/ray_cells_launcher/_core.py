@@ -57,7 +57,7 @@ def _task_dir(task_function: Any) -> str | None:
     return os.path.dirname(path)
 
 
-EXPECTED = (SettingsError, _cluster.Infeasible, _cluster.Unreachable)
+EXPECTED = (SettingsError, _cluster.Infeasible, _cluster.Unreachable, _cluster.Unshippable)
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], start_idx: int) -> list:
