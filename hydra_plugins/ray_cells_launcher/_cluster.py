@@ -44,6 +44,11 @@ class Unshippable(RuntimeError):
     limit, a model or a virtual environment inside the project)."""
 
 
+# Ray's walk logs each ignore file it honours (INFO): not on the console of a refused launch.
+_WALK_LOG = logging.getLogger(f"{__name__}.walk")
+_WALK_LOG.setLevel(logging.WARNING)
+
+
 def shipped_sizes(working_dir: str, top: int = 3) -> list[tuple[str, int]]:
     """The ``top`` largest entries of ``working_dir`` that Ray ships, by their files' bytes,
     walked the way Ray walks it (its own traversal: our excludes, .gitignore and .rayignore,
@@ -62,7 +67,8 @@ def shipped_sizes(working_dir: str, top: int = 3) -> list[tuple[str, int]]:
 
     gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"
     try:
-        _dir_travel(root, [_get_excludes(root, list(_EXCLUDES))], add, include_gitignore=gitignore)
+        _dir_travel(root, [_get_excludes(root, list(_EXCLUDES))], add, include_gitignore=gitignore,
+                    logger=_WALK_LOG)  # fmt: skip
     except (TypeError, OSError):
         return []
     return sorted(sizes.items(), key=lambda kv: -kv[1])[:top]
