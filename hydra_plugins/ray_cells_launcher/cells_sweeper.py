@@ -174,6 +174,9 @@ class CellsSweeper(BasicSweeper):
             loader = loader.loader
         once = _ComposedOnce(loader)
         assert self.config is not None
+        # Each kept config copies the master's resolver cache now, as the launcher's own
+        # composition would later: the master's hydra.sweep.dir (a ${now:} in it too) was
+        # resolved in sweep(), before this, so every job sees the same sweep directory.
         for overrides in batch:  # a job that cannot be composed fails here, as in Hydra's
             once.keep(self.config, overrides)
         launcher.hydra_context = dataclasses.replace(context, config_loader=once)

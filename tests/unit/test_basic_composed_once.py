@@ -61,3 +61,12 @@ def test_a_job_that_cannot_be_composed_stops_the_sweep_before_any_runs(launch_he
     proc = launch_here(*SWEEP[:-2], "seq=8,16,x", "hydra.sweep.dir=multirun/s")
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert not list(tmp_path.rglob("record.json"))
+
+
+def test_a_timestamped_sweep_dir_is_one_directory_for_every_job(launch_here, tmp_path):
+    """The kept configs copy the master's resolver cache: a ${now:} in hydra.sweep.dir (to
+    the microsecond) is the one the sweep resolved, in every job."""
+    proc = launch_here(*SWEEP[:-1], "hydra.sweep.dir=multirun/${now:%H-%M-%S-%f}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    assert len(list(sweep.glob("*/record.json"))) == 6
