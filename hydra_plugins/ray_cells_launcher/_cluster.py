@@ -278,9 +278,10 @@ def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Cl
             )
     except RuntimeEnvSetupError as exc:
         stop(cluster)
-        if not working_dir or "working_dir" not in str(exc):
+        shipped = (common.get("runtime_env") or {}).get("working_dir")  # none in a Ray job's
+        if not shipped or "working_dir" not in str(exc):
             raise
-        raise unshippable(exc, working_dir) from None
+        raise unshippable(exc, shipped) from None
     except BaseException:
         stop(cluster)  # nothing half-started is left behind
         raise
