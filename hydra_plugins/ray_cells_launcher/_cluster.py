@@ -276,14 +276,11 @@ def start(ray_cfg: Any, working_dir: str | None, env_vars: dict[str, str]) -> Cl
                 **node_args,
                 **common,
             )
-    except RuntimeEnvSetupError as exc:
-        stop(cluster)
-        shipped = (common.get("runtime_env") or {}).get("working_dir")  # none in a Ray job's
-        if not shipped or "working_dir" not in str(exc):
-            raise
-        raise unshippable(exc, shipped) from None
-    except BaseException:
+    except BaseException as exc:
         stop(cluster)  # nothing half-started is left behind
+        shipped = (common.get("runtime_env") or {}).get("working_dir")  # none in a Ray job's
+        if shipped and isinstance(exc, RuntimeEnvSetupError) and "working_dir" in str(exc):
+            raise unshippable(exc, shipped) from None
         raise
     finally:
         if before is not None:

@@ -46,13 +46,17 @@ ON_RAY = [
 ]
 
 
-@pytest.mark.parametrize(
-    "overrides,words,env,joined",
-    [(*c[:2], c[2] if c[2:] else {}, joined) for cases, joined in ((CASES, False), (ON_RAY, True))
-     for c in cases],
-    ids=[" ".join(c[0]) + "".join(f" {k}={v}" for k, v in (c[2:] or [{}])[0].items())
-         for c in CASES + ON_RAY],
-)  # fmt: skip
+def _params():
+    """Each case with its launch's extra environment ({} unless it gives one) and whether
+    it joins the shared cluster."""
+    for cases, joined in ((CASES, False), (ON_RAY, True)):
+        for overrides, words, *extra in cases:
+            env = extra[0] if extra else {}
+            name = " ".join(overrides) + "".join(f" {k}={v}" for k, v in env.items())
+            yield pytest.param(overrides, words, env, joined, id=name)
+
+
+@pytest.mark.parametrize("overrides,words,env,joined", list(_params()))
 def test_bad_input_exits_2_with_one_error_line(request, tmp_path, overrides, words, env, joined):
     launch = request.getfixturevalue("launch_joined" if joined else "launch")
     proc = launch(*_fill(overrides, tmp_path), timeout=120, env=env)
